@@ -1,0 +1,57 @@
+"""The `rlmr` command line.
+
+    rlmr config CONFIG [--set KEY=VALUE ...]     validate a config and print it resolved
+
+Subcommands import their heavy dependencies (torch, Ray, transformers) only
+after the arguments are parsed, so `rlmr --help` and config validation answer
+at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config file, e.g. configs/tiny.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, repeatable: --set algo.clip.high=0.28")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlmr", description="RL for creative writing: RLMR mixed rewards + RLCS GenRM.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("config", help="validate a config and print it with every default filled in")
+    _add_config_args(p)
+    p.add_argument("--quiet", action="store_true", help="only validate; print nothing on success")
+    return parser
+
+
+def cmd_config(args) -> int:
+    import yaml
+
+    from rlmr.config import load_config, to_dict
+
+    cfg = load_config(args.config, args.overrides)
+    if not args.quiet:
+        sys.stdout.write(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return 0
+
+
+COMMANDS = {"config": cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rlmr.config import ConfigError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as err:
+        print(f"rlmr {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
