@@ -1,6 +1,8 @@
 """The `rlmr` command line.
 
     rlmr config CONFIG [--set KEY=VALUE ...]     validate a config and print it resolved
+    rlmr verify ifeval --input F --output-dir D  check IFEval-format responses
+    rlmr judge --pairs F                         evaluate a GenRM judge on preference pairs
 
 Subcommands import their heavy dependencies (torch, Ray, transformers) only
 after the arguments are parsed, so `rlmr --help` and config validation answer
@@ -10,6 +12,8 @@ at once.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 
 
@@ -25,7 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="validate a config and print it with every default filled in")
     _add_config_args(p)
     p.add_argument("--quiet", action="store_true", help="only validate; print nothing on success")
+    # Subcommands owned by their packages: each module exposes add_arguments(parser)
+    # and run(args) -> int, imported lazily so --help stays instant.
+    for name, helptext in _DELEGATED.items():
+        if importlib.util.find_spec(f"rlmr.{name}") is None:
+            continue
+        p = sub.add_parser(name, help=helptext)
+        _delegate(name).add_arguments(p)
     return parser
+
+
+_DELEGATED = {
+    "verify": "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)",
+    "judge": "evaluate a generative reward model on preference pairs",
+}
+
+
+def _delegate(name: str):
+    return importlib.import_module(f"rlmr.{name}.cli")
 
 
 def cmd_config(args) -> int:
@@ -47,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from rlmr.config import ConfigError
 
     try:
+        if args.command in _DELEGATED:
+            return _delegate(args.command).run(args)
         return COMMANDS[args.command](args)
     except ConfigError as err:
         print(f"rlmr {args.command}: {err}", file=sys.stderr)

@@ -19,12 +19,12 @@ import torch
 from rlmr._checks import as_float_tensor, check_finite, check_same_shape
 
 
-def binary_entropy(p) -> torch.Tensor:
+def binary_entropy(p, name: str = "p") -> torch.Tensor:
     """Entropy in bits of a Bernoulli(p); exactly 0 at p = 0 or 1, 1 at p = 0.5."""
-    p = as_float_tensor("p", p)
-    check_finite("p", p)
+    p = as_float_tensor(name, p)
+    check_finite(name, p)
     if bool(((p < 0) | (p > 1)).any()):
-        raise ValueError("p: probabilities must lie in [0, 1]")
+        raise ValueError(f"{name}: probabilities must lie in [0, 1]")
     x = p.to(torch.float64)
     h = -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)) / torch.log(torch.tensor(2.0, dtype=torch.float64))
     return h.clamp(0.0, 1.0).to(p.dtype)
@@ -57,7 +57,7 @@ def entropy_shaped_rewards(correct, p_verdict, floor: float = 0.5, valid=None) -
     check_same_shape(("correct", "p_verdict"), c, p)
     if not (0.0 <= floor <= 1.0):
         raise ValueError(f"floor: must lie in [0, 1], got {floor}")
-    h = binary_entropy(p).to(torch.float64)
+    h = binary_entropy(p, "p_verdict").to(torch.float64)
     reward = torch.where(c, floor + (1 - floor) * h, -(floor + (1 - floor) * (1 - h)))
     if valid is not None:
         ok = valid if isinstance(valid, torch.Tensor) else torch.as_tensor(valid)

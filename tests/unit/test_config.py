@@ -1,0 +1,135 @@
+"""The typed config: every shipped file validates; errors name the file and the dotted key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from rlmr.config import ConfigError, RLMRConfig, load_config, save_resolved, to_dict
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO / "configs").glob("**/*.yaml"))
+
+
+def test_configs_exist():
+    names = {p.name for p in CONFIGS}
+    assert {"tiny.yaml", "smollm2-cpu.yaml", "qwen2.5-7b-rlmr.yaml", "qwen2.5-32b-rlmr-4node.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, RLMRConfig)
+
+
+def _write(tmp_path, text) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+MINIMAL = "model: {source: {type: tiny}}\ndata: {train: x.jsonl}\n"
+
+
+def test_minimal_config_fills_defaults(tmp_path):
+    cfg = load_config(_write(tmp_path, MINIMAL))
+    assert cfg.algo.clip.high == 0.28 and cfg.algo.clip.low == 0.2
+    assert cfg.reward.strategy == "dynamic"
+    assert not cfg.uses_reference
+
+
+def test_unknown_key_names_file_and_dotted_key(tmp_path):
+    p = _write(tmp_path, MINIMAL + "algo: {clip: {hihg: 0.3}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert f"{p}: algo.clip.hihg: unknown key" in str(err.value)
+
+
+def test_unknown_key_inside_a_union_variant_drops_the_tag(tmp_path):
+    p = _write(tmp_path, MINIMAL + "rollout: {engine: {type: vllm, tensor_parallel: 2}}\ncluster: {gpus_per_node: 8}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert "rollout.engine.tensor_parallel: unknown key" in str(err.value)
+
+
+def test_bounds_are_enforced_with_the_offending_value(tmp_path):
+    p = _write(tmp_path, MINIMAL + "rollout: {n: 1}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert "rollout.n: Input should be greater than or equal to 2 (got 1)" in str(err.value)
+
+
+def test_missing_section_is_reported(tmp_path):
+    p = _write(tmp_path, "model: {source: {type: tiny}}\n")
+    with pytest.raises(ConfigError, match="data: required key is missing"):
+        load_config(p)
+
+
+def test_bad_discriminator(tmp_path):
+    p = _write(tmp_path, "model: {source: {type: hub, name: x}}\ndata: {train: x}\n")
+    with pytest.raises(ConfigError, match="model.source: .*'hub'.*'local', 'package', 'tiny'"):
+        load_config(p)
+
+
+def test_cross_field_errors_name_full_keys(tmp_path):
+    with pytest.raises(ConfigError, match="rollout.engine.type: vllm needs GPUs"):
+        load_config(_write(tmp_path, MINIMAL + "rollout: {engine: {type: vllm}}\n"))
+    with pytest.raises(ConfigError, match=r"cluster\.learner\.gpus: is set but gpus_per_node is 0"):
+        load_config(_write(tmp_path, MINIMAL + "cluster: {learner: {gpus: 1}}\n"))
+    with pytest.raises(ConfigError, match=r"cluster\.gpus_per_node: the roles ask for 12 GPUs"):
+        load_config(_write(tmp_path, MINIMAL + "cluster: {gpus_per_node: 8, rollout: {replicas: 4, gpus: 2}, learner: {gpus: 4}}\n"))
+    with pytest.raises(ConfigError, match=r"algo\.kl\.estimator: must be k1"):
+        load_config(_write(tmp_path, MINIMAL + "algo: {kl: {beta: 0.1, in_loss: false, estimator: k3}}\n"))
+    with pytest.raises(ConfigError, match=r"model\.source\.hidden_size: 65 is not divisible"):
+        load_config(_write(tmp_path, "model: {source: {type: tiny, hidden_size: 65, num_heads: 4}}\ndata: {train: x}\n"))
+
+
+def test_colocation_lets_rollout_share_learner_gpus(tmp_path):
+    text = MINIMAL + "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 8, gpus: 1}, learner: {replicas: 8, gpus: 1}, genrm: {replicas: 0}}\n"
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.cluster.colocate
+
+
+def test_dotted_overrides(tmp_path):
+    p = _write(tmp_path, MINIMAL)
+    cfg = load_config(p, ["algo.clip.high=0.3", "reward.strategy=writing_only", "rollout.engine={type: hf, batch_size: 2}"])
+    assert cfg.algo.clip.high == 0.3
+    assert cfg.reward.strategy == "writing_only"
+    assert cfg.rollout.engine.batch_size == 2
+
+
+def test_override_errors_say_they_come_from_set(tmp_path):
+    p = _write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError, match=r"--set algo.clip.hgh: algo.clip.hgh: unknown key"):
+        load_config(p, ["algo.clip.hgh=0.3"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(p, ["algo.clip.high"])
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        load_config(p, ["data.train.x=1"])
+
+
+def test_config_is_frozen(tmp_path):
+    cfg = load_config(_write(tmp_path, MINIMAL))
+    with pytest.raises(ValidationError, match="frozen"):
+        cfg.algo.clip.high = 0.5
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "model: [unclosed\n"))
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_resolved_config_round_trips(path, tmp_path):
+    cfg = load_config(path)
+    out = save_resolved(cfg, tmp_path / "run" / "config.yaml")
+    again = load_config(out)
+    assert again == cfg
+    assert to_dict(again) == yaml.safe_load(out.read_text())
