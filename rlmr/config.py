@@ -285,19 +285,16 @@ class ClusterConfig(_Strict):
             for role in ("rollout", "genrm", "reference", "learner"):
                 if getattr(self, role).gpus:
                     raise ValueError(f"{role}.gpus: is set but gpus_per_node is 0")
-        capacity = self.nodes * self.gpus_per_node
-        if self.colocate:  # rollout engines sleep while the learner trains on the same GPUs
-            wanted = max(self.total_gpus("rollout"), self.total_gpus("learner") + self.total_gpus("reference"))
-            wanted += self.total_gpus("genrm")
-        else:
-            wanted = sum(self.total_gpus(r) for r in ("rollout", "genrm", "reference", "learner"))
-        if wanted > capacity + 1e-9:
-            raise ValueError(f"gpus_per_node: the roles ask for {wanted:g} GPUs but nodes * gpus_per_node = {capacity}")
+        # The placement planner is the one authority on what fits (pure, no Ray).
+        from rlmr.placement import PlacementError, plan_placement
+
+        try:
+            plan_placement(self)
+        except PlacementError as err:
+            raise ValueError(str(err)) from None
         return self
 
-    def total_gpus(self, role: str) -> float:
-        r = getattr(self, role)
-        return r.replicas * r.gpus
+
 
 
 # --------------------------------------------------------------------------- outputs

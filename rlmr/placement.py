@@ -1,0 +1,169 @@
+"""Placement: map the cluster config to Ray placement-group bundles, as a pure function.
+
+Every GPU of the cluster becomes one bundle `{"GPU": 1, "CPU": c}` (node-major,
+as OpenRLHF and slime lay them out), and CPU-only roles get bundles of their
+own. Each replica of a role is assigned bundles:
+
+- a replica with `gpus >= 1` takes `ceil(gpus)` whole GPUs on one node (a
+  tensor-parallel vLLM engine cannot straddle nodes);
+- replicas with fractional `gpus` share a GPU while their fractions fit;
+- with `cluster.colocate`, rollout engines and the reference model are laid
+  over the learner's GPUs (vLLM sleeps while DeepSpeed trains), and Ray's GPU
+  accounting on a shared bundle is split in proportion so that it sums to 1;
+- the verifier, and every role on a CPU-only cluster, gets CPU bundles.
+
+`plan_placement` raises `PlacementError` naming the role that does not fit.
+The Ray side (`actors/`) turns a `PlacementPlan` into a placement group and
+scheduling strategies; nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from rlmr.config import ClusterConfig
+
+GPU_ROLES = ("learner", "reference", "rollout", "genrm")
+ALL_ROLES = ("learner", "reference", "rollout", "genrm", "verifier")
+
+
+class PlacementError(ValueError):
+    """The cluster cannot hold the requested actors; the message names the role."""
+
+
+@dataclass(frozen=True)
+class ReplicaPlacement:
+    """Where one actor replica runs: its bundles, and the GPU/CPU share it asks Ray for in each."""
+
+    role: str
+    replica: int
+    node: int
+    bundles: tuple[int, ...]
+    gpus_per_bundle: float
+    cpus: float
+
+
+@dataclass
+class PlacementPlan:
+    """Bundles for one placement group and the replica -> bundle assignment."""
+
+    bundles: list[dict[str, float]]
+    bundle_nodes: list[int]
+    replicas: dict[str, list[ReplicaPlacement]] = field(default_factory=dict)
+    strategy: str = "PACK"
+
+    def gpu_load(self) -> list[float]:
+        """Ray GPU accounting per bundle (must never exceed 1)."""
+        load = [0.0] * len(self.bundles)
+        for reps in self.replicas.values():
+            for r in reps:
+                for b in r.bundles:
+                    load[b] += r.gpus_per_bundle
+        return load
+
+    def gpus_of(self, role: str) -> float:
+        return sum(r.gpus_per_bundle * len(r.bundles) for r in self.replicas.get(role, []))
+
+
+def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
+    """Lay out every role's replicas over the cluster's GPUs and CPUs."""
+    if cluster.gpus_per_node == 0:
+        return _plan_cpu(cluster)
+    n_gpu = cluster.nodes * cluster.gpus_per_node
+    bundles: list[dict[str, float]] = [{"GPU": 1.0, "CPU": 0.0} for _ in range(n_gpu)]
+    nodes = [i // cluster.gpus_per_node for i in range(n_gpu)]
+    # Per GPU: the declared (not yet normalised) demands, [(role, replica, gpus)].
+    demand: list[list[tuple[str, int, float]]] = [[] for _ in range(n_gpu)]
+    assignment: dict[tuple[str, int], list[int]] = {}
+
+    colocated = ("reference", "rollout") if cluster.colocate else ()
+    for role in ("learner", "reference", "genrm", "rollout"):
+        res = getattr(cluster, role)
+        if role in colocated or res.gpus == 0:
+            continue
+        for rep in range(res.replicas):
+            assignment[(role, rep)] = _take(role, rep, res.gpus, demand, nodes, cluster.gpus_per_node)
+    learner_gpus = sorted({b for (role, _), bs in assignment.items() if role == "learner" for b in bs})
+    for role in colocated:
+        res = getattr(cluster, role)
+        if res.gpus == 0:
+            continue
+        need = math.ceil(res.gpus)
+        for rep in range(res.replicas):
+            chosen = learner_gpus[rep * need:(rep + 1) * need]
+            if len(chosen) < need or len({nodes[b] for b in chosen}) != 1:
+                raise PlacementError(
+                    f"{role}: colocated replica {rep} needs {need} learner GPU(s) on one node; the learner holds "
+                    f"{len(learner_gpus)} GPU(s), too few for {res.replicas} replica(s)")
+            for b in chosen:
+                demand[b].append((role, rep, min(res.gpus, 1.0)))
+            assignment[(role, rep)] = chosen
+
+    plan = PlacementPlan(bundles=bundles, bundle_nodes=nodes)
+    # Ray's accounting on a bundle shared by colocated roles: split in proportion.
+    share: dict[tuple[str, int], float] = {}
+    for b, entries in enumerate(demand):
+        total = sum(g for _, _, g in entries)
+        scale = 1.0 / total if total > 1.0 + 1e-9 else 1.0
+        for role, rep, g in entries:
+            share[(role, rep)] = min(share.get((role, rep), math.inf), g * scale)
+    for (role, rep), bs in sorted(assignment.items(), key=lambda kv: (ALL_ROLES.index(kv[0][0]), kv[0][1])):
+        res = getattr(cluster, role)
+        bundles[bs[0]]["CPU"] += res.cpus
+        plan.replicas.setdefault(role, []).append(
+            ReplicaPlacement(role, rep, nodes[bs[0]], tuple(bs), _round(share[(role, rep)]), res.cpus))
+
+    # CPU-only roles (the verifier; GPU roles configured with gpus: 0) get CPU bundles.
+    for role in ALL_ROLES:
+        res = getattr(cluster, role)
+        if res.gpus > 0 or res.replicas == 0:
+            continue
+        for rep in range(res.replicas):
+            bundles.append({"CPU": res.cpus})
+            node = rep % cluster.nodes
+            nodes.append(node)
+            plan.replicas.setdefault(role, []).append(
+                ReplicaPlacement(role, rep, node, (len(bundles) - 1,), 0.0, res.cpus))
+    for b in bundles:
+        if b.get("CPU", 0.0) == 0.0:
+            b["CPU"] = 0.0
+    return plan
+
+
+def _round(x: float) -> float:
+    return math.floor(x * 1e6) / 1e6  # never round a share up past the bundle
+
+
+def _take(role: str, rep: int, gpus: float, demand, nodes, per_node: int) -> list[int]:
+    """First fit: whole GPUs on one node for gpus >= 1, or room on a partly used GPU for fractions."""
+    if gpus > per_node:
+        raise PlacementError(f"{role}: a replica asks for {gpus:g} GPUs but a node has {per_node}")
+    if gpus < 1:
+        for b, entries in enumerate(demand):
+            used = sum(g for _, _, g in entries)
+            if entries and used + gpus <= 1.0 + 1e-9 and all(r != role for r, _, _ in entries):
+                entries.append((role, rep, gpus))
+                return [b]
+    need = math.ceil(gpus)
+    for node in sorted(set(nodes)):
+        free = [b for b, entries in enumerate(demand) if nodes[b] == node and not entries]
+        if len(free) >= need:
+            chosen = free[:need]
+            for b in chosen:
+                demand[b].append((role, rep, min(gpus, 1.0)))
+            return chosen
+    raise PlacementError(f"{role}: no node has {need} free GPU(s) left for replica {rep}")
+
+
+def _plan_cpu(cluster: ClusterConfig) -> PlacementPlan:
+    plan = PlacementPlan(bundles=[], bundle_nodes=[], strategy="PACK")
+    for role in ALL_ROLES:
+        res = getattr(cluster, role)
+        for rep in range(res.replicas):
+            plan.bundles.append({"CPU": res.cpus})
+            node = rep % cluster.nodes
+            plan.bundle_nodes.append(node)
+            plan.replicas.setdefault(role, []).append(
+                ReplicaPlacement(role, rep, node, (len(plan.bundles) - 1,), 0.0, res.cpus))
+    return plan
