@@ -1,0 +1,194 @@
+"""Prompt data: loading and validating prompt rows, and a resumable, seeded sampler.
+
+Rows carry `prompt` (text or chat messages), `constraints` (a list of
+`{"type": ..., **kwargs}` checked by the verifier's registry), and optional
+`context`, `reference`, `id`. Files load with `datasets` from JSONL, Parquet or
+a saved dataset folder. Every bad row is reported with its file and row
+number before any training starts, so nothing is lost to a typo at step 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rlmr.records import PromptRow
+
+ALLOWED_KEYS = {"id", "prompt", "constraints", "context", "reference"}
+
+
+class DataError(ValueError):
+    """A prompt file is unreadable or has bad rows; the message names file and rows."""
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of a JSONL/JSON/Parquet file or a `save_to_disk` folder, via `datasets`."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    if path.is_dir():
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as exc:  # datasets raises several types for a folder that is not a dataset
+            raise DataError(f"{path}: not a saved dataset folder ({exc})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise DataError(f"{path}: dataset has splits {list(ds)}, expected one or a 'train' split")
+            ds = ds["train"]
+        return ds.to_list()
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return _read_jsonl(path)
+    if suffix == ".parquet":
+        return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .parquet or a saved dataset folder")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    # Read line by line ourselves rather than with datasets' JSON loader: a broken
+    # line is reported with its number, and constraint objects keep their own keys
+    # (Arrow would unify them into one struct with nulls for every other kwarg).
+    import json
+
+    rows, errors = [], []
+    with path.open(encoding="utf-8", errors="strict") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                errors.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
+                continue
+            if not isinstance(row, dict):
+                errors.append(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                continue
+            row["__line__"] = lineno
+            rows.append(row)
+    if errors:
+        raise DataError(_summary(errors))
+    return rows
+
+
+def _summary(errors: list[str], limit: int = 20) -> str:
+    more = f"\n  ... and {len(errors) - limit} more" if len(errors) > limit else ""
+    return f"{len(errors)} bad row(s):\n  " + "\n  ".join(errors[:limit]) + more
+
+
+def _check_messages(value) -> str | None:
+    if not isinstance(value, list) or not value:
+        return "chat prompt must be a non-empty list of {role, content} messages"
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or set(m) - {"role", "content"} or not isinstance(m.get("content"), str):
+            return f"message {i} must be {{role, content}} with string content"
+        if m.get("role") not in ("system", "user", "assistant"):
+            return f"message {i} has role {m.get('role')!r}; expected system, user or assistant"
+    return None
+
+
+def parse_rows(raw: Sequence[dict], source: str,
+               check_constraints: Callable[[list], None] | None = None) -> list[PromptRow]:
+    """Validate raw rows into `PromptRow`s; raises `DataError` listing every bad row."""
+    rows, errors, seen = [], [], {}
+    for idx, r in enumerate(raw):
+        where = f"{source}:{r.get('__line__', idx + 1)}"
+        r = {k: v for k, v in r.items() if k != "__line__"}
+        extra = sorted(set(r) - ALLOWED_KEYS)
+        if extra:
+            errors.append(f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(ALLOWED_KEYS))}")
+            continue
+        prompt = r.get("prompt")
+        if isinstance(prompt, str):
+            if not prompt.strip():
+                errors.append(f"{where}: prompt: empty")
+                continue
+        elif isinstance(prompt, list):
+            problem = _check_messages(prompt)
+            if problem:
+                errors.append(f"{where}: prompt: {problem}")
+                continue
+            prompt = tuple(dict(m) for m in prompt)
+        else:
+            errors.append(f"{where}: prompt: required, text or a list of chat messages")
+            continue
+        constraints = r.get("constraints") or []
+        if not isinstance(constraints, list) or not all(isinstance(c, dict) and "type" in c for c in constraints):
+            errors.append(f"{where}: constraints: must be a list of {{\"type\": ..., ...}} objects")
+            continue
+        # Parquet / saved datasets store constraints as one struct type: drop the null fields.
+        constraints = [{k: v for k, v in c.items() if v is not None} for c in constraints]
+        if check_constraints is not None:
+            try:
+                check_constraints(constraints)
+            except ValueError as exc:
+                errors.append(f"{where}: constraints: {exc}")
+                continue
+        for key in ("context", "reference"):
+            if r.get(key) is not None and not isinstance(r[key], str):
+                errors.append(f"{where}: {key}: must be text")
+                break
+        else:
+            row_id = str(r["id"]) if r.get("id") is not None else f"{Path(source).stem}-{idx}"
+            if row_id in seen:
+                errors.append(f"{where}: id: {row_id!r} repeats the id of {seen[row_id]}")
+                continue
+            seen[row_id] = where
+            rows.append(PromptRow(id=row_id, prompt=prompt, constraints=tuple(constraints),
+                                  context=r.get("context"), reference=r.get("reference")))
+    if errors:
+        raise DataError(_summary(errors))
+    if not rows:
+        raise DataError(f"{source}: no prompt rows")
+    return rows
+
+
+def load_prompts(path: str | Path, check_constraints: Callable[[list], None] | None = None) -> list[PromptRow]:
+    """Load and validate a prompt file or dataset folder."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: prompt file not found")
+    return parse_rows(_read_rows(p), str(p), check_constraints)
+
+
+class PromptSampler:
+    """Epoch-wise seeded shuffling with a saved position, so `--resume` sees the same order."""
+
+    def __init__(self, rows: Sequence[PromptRow], seed: int = 0, shuffle: bool = True):
+        if not rows:
+            raise DataError("no prompts to sample from")
+        self.rows = list(rows)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.position = 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.rows))
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+
+    def take(self, k: int) -> list[PromptRow]:
+        out = []
+        while len(out) < k:
+            if self.position == len(self.rows):
+                self.epoch += 1
+                self.position = 0
+                self._order = self._permutation(self.epoch)
+            out.append(self.rows[int(self._order[self.position])])
+            self.position += 1
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "size": len(self.rows)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("size") != len(self.rows) or state.get("seed") != self.seed:
+            raise DataError(
+                f"checkpoint's data position is for {state.get('size')} prompts with seed {state.get('seed')}, "
+                f"but the config loads {len(self.rows)} prompts with seed {self.seed}")
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self._order = self._permutation(self.epoch)
