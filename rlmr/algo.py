@@ -157,6 +157,7 @@ def policy_loss(
     kl_estimator: str = "k3",
     log_ratio_clamp: float = 20.0,
     aggregation: str = "token_mean",
+    normalizer: float | None = None,
 ) -> PolicyLossOutput:
     """Token-level clipped surrogate loss (PPO/GRPO with clip-higher), to be minimised.
 
@@ -172,6 +173,11 @@ def policy_loss(
     batch (DAPO / Dr. GRPO); `"seq_mean_token_mean"` averages per sequence first
     (original GRPO). Log-ratios are clamped to `+-log_ratio_clamp` so the loss is
     finite even for wildly off-policy tokens.
+
+    `normalizer` replaces the local denominator (token count, or sequence count
+    for `seq_mean_token_mean`) with a global one, so that micro-batches summed
+    by gradient accumulation and ranks averaged by data parallelism give the
+    exact token mean of the whole mini-batch.
     """
     logp = as_float_tensor("logp", logp)
     logp_old = as_float_tensor("logp_old", logp_old)
@@ -213,12 +219,16 @@ def policy_loss(
 
     total = per_token + kl_coef * kl_tok
     fm = m.to(total.dtype)
+    if normalizer is not None and not normalizer > 0:
+        raise ValueError(f"normalizer: must be > 0 when set, got {normalizer}")
     if aggregation == "token_mean":
-        loss = (total * fm).sum() / fm.sum().clamp_min(1.0)
+        denom = fm.sum().clamp_min(1.0) if normalizer is None else normalizer
+        loss = (total * fm).sum() / denom
     else:
         per_seq = (total * fm).sum(-1) / fm.sum(-1).clamp_min(1.0)
         has_tokens = m.any(-1)
-        loss = per_seq[has_tokens].sum() / has_tokens.sum().clamp_min(1)
+        denom = has_tokens.sum().clamp_min(1) if normalizer is None else normalizer
+        loss = per_seq[has_tokens].sum() / denom
 
     with torch.no_grad():
         was_clipped = (clipped < unclipped) & m  # the clipped branch was the binding one

@@ -219,3 +219,16 @@ def test_masked_mean_and_entropy():
     assert masked_mean(v, torch.zeros(1, 3)).item() == 0.0
     uniform = torch.zeros(2, 4)
     assert torch.allclose(entropy_from_logits(uniform), torch.full((2,), math.log(4)))
+
+
+def test_global_normalizer_makes_micro_batches_sum_to_the_full_token_mean():
+    logp, logp_old, adv, mask = _batch()
+    full = policy_loss(logp, logp_old, adv, mask).loss
+    tokens = float(mask.sum())
+    parts = sum(policy_loss(logp[i:i + 1], logp_old[i:i + 1], adv[i:i + 1], mask[i:i + 1], normalizer=tokens).loss
+                for i in range(3))
+    assert parts.item() == pytest.approx(full.item(), rel=1e-6)
+    seq = policy_loss(logp, logp_old, adv, mask, aggregation="seq_mean_token_mean").loss
+    parts = sum(policy_loss(logp[i:i + 1], logp_old[i:i + 1], adv[i:i + 1], mask[i:i + 1],
+                            aggregation="seq_mean_token_mean", normalizer=3.0).loss for i in range(3))
+    assert parts.item() == pytest.approx(seq.item(), rel=1e-6)

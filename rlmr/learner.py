@@ -1,0 +1,273 @@
+"""The policy learner: one DeepSpeed rank that computes log-probs, applies the GRPO loss and steps.
+
+`PolicyLearner` is plain Python over torch + DeepSpeed (imported when the
+learner starts, never by `import rlmr`); `actors/learner.py` wraps one per
+rank in a Ray actor and wires the process group. It works on CPU (gloo; pass
+`device="cpu"`, no `torch.cuda` call is made) and on GPU (NCCL).
+
+Per training step, the rank receives its shard of the batch, splits it into
+`updates_per_step` mini-batches, and each mini-batch into micro-batches for
+gradient accumulation. The loss is normalised by the global token count of the
+mini-batch (all-reduced), so accumulation and data parallelism reproduce the
+exact token mean of the whole mini-batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rlmr.algo import entropy_from_logits, masked_mean, policy_loss
+from rlmr.config import AlgoConfig, LearnerConfig
+from rlmr.records import TrainBatch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    rank: int
+    world_size: int
+    device: str  # "cpu" or "cuda"
+
+
+def deepspeed_config(cfg: LearnerConfig, dtype: str, micro_batch: int, grad_accum: int, world_size: int) -> dict:
+    """The DeepSpeed config for this learner (client optimizer and scheduler are passed separately)."""
+    zero: dict = {"stage": cfg.zero_stage}
+    if cfg.offload_optimizer and cfg.zero_stage > 0:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if cfg.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if cfg.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": micro_batch * grad_accum * world_size,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": dtype == "bfloat16"},
+        "fp16": {"enabled": dtype == "float16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def sequence_token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                            with_entropy: bool = False):
+    """Log-probs of each target token `input_ids[:, 1:]` (and optionally the entropy), `[B, T-1]`."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    logits = out.logits[:, :-1].float()
+    targets = input_ids[:, 1:]
+    logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    if not with_entropy:
+        return logp, None
+    with torch.no_grad():
+        ent = entropy_from_logits(logits.detach())
+    return logp, ent
+
+
+class PolicyLearner:
+    """One rank of the DeepSpeed policy; all ranks must call the collective methods together."""
+
+    def __init__(self, model_dir: str, model_dtype: str, learner: LearnerConfig, algo: AlgoConfig,
+                 rank: RankInfo, samples_per_step: int, gradient_checkpointing: bool = False, seed: int = 0,
+                 save_optimizer: bool = True):
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        self.cfg, self.algo, self.rank = learner, algo, rank
+        self.device = torch.device("cuda", 0) if rank.device == "cuda" else torch.device("cpu")
+        backend = learner.backend if learner.backend != "auto" else ("nccl" if rank.device == "cuda" else "gloo")
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+        torch.manual_seed(seed + rank.rank)
+
+        per_rank = samples_per_step // rank.world_size
+        per_update = per_rank // learner.updates_per_step
+        if per_rank * rank.world_size != samples_per_step or per_update * learner.updates_per_step != per_rank \
+                or per_update % learner.micro_batch_size:
+            raise ValueError(
+                f"learner.micro_batch_size: {samples_per_step} samples per step do not split into "
+                f"{rank.world_size} ranks x {learner.updates_per_step} updates x micro-batches of {learner.micro_batch_size}")
+        self.per_update = per_update
+        self.grad_accum = per_update // learner.micro_batch_size
+
+        dtype = DTYPES[model_dtype]
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=learner.lr, betas=tuple(learner.betas),
+                                      weight_decay=learner.weight_decay)
+        warmup = learner.warmup_steps * learner.updates_per_step
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+        ds_cfg = deepspeed_config(learner, model_dtype, learner.micro_batch_size, self.grad_accum, rank.world_size)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg)
+        self.model_dir = model_dir
+        self.save_optimizer = save_optimizer
+        self.updates = 0
+
+    # ------------------------------------------------------------------ helpers
+
+    def _to_device(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(self.device, non_blocking=True)
+
+    def _all_reduce_sum(self, value: float) -> float:
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        if dist.is_initialized() and self.rank.world_size > 1:
+            dist.all_reduce(t)
+        return float(t.item())
+
+    @torch.no_grad()
+    def logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        """Current policy's log-probs of every target token, `[B, T-1]` on CPU (eval mode, no grad)."""
+        self.engine.eval()
+        outs = []
+        step = self.cfg.micro_batch_size
+        for start in range(0, len(batch), step):
+            mb = batch.select(slice(start, start + step))
+            lp, _ = sequence_token_logprobs(self.engine, self._to_device(mb.input_ids), self._to_device(mb.attention_mask))
+            outs.append(lp.float().cpu())
+        return torch.cat(outs)
+
+    # ------------------------------------------------------------------ training
+
+    def train_step(self, shard: TrainBatch) -> dict:
+        """One rollout batch's worth of updates on this rank's shard; returns mean statistics."""
+        if len(shard) != self.per_update * self.cfg.updates_per_step:
+            raise ValueError(f"shard of {len(shard)} samples; expected {self.per_update * self.cfg.updates_per_step}")
+        t0 = time.perf_counter()
+        if self.cfg.updates_per_step > 1 and shard.old_logprobs is None:
+            shard.old_logprobs = self.logprobs(shard)  # fixed before the first update
+        self.engine.train()
+        stats: dict[str, list[float]] = {}
+        for mini in shard.split(self.cfg.updates_per_step):
+            tokens = float(mini.response_mask.sum())
+            seqs = float(mini.response_mask.any(-1).sum())
+            global_tokens = self._all_reduce_sum(tokens)
+            global_seqs = self._all_reduce_sum(seqs)
+            normalizer = global_tokens if self.algo.loss_aggregation == "token_mean" else global_seqs
+            # DeepSpeed divides each micro loss by grad_accum and averages grads over ranks;
+            # undo both so the sum over micro-batches and ranks is the global mean.
+            scale = self.grad_accum * self.rank.world_size
+            micros = mini.split(self.grad_accum)
+            for i, micro in enumerate(micros):
+                out = self._micro_step(micro, max(normalizer, 1.0) / scale)
+                for k, v in out.items():
+                    stats.setdefault(k, []).append(v)
+                if i == len(micros) - 1 and self.cfg.zero_stage == 0:
+                    local_norm = self._local_grad_norm()  # DeepSpeed reports none without ZeRO
+                # DeepSpeed counts micro-steps: step() after every backward, and it
+                # applies the optimizer only at the accumulation boundary.
+                self.engine.step()
+            if not self.engine.was_step_applied():
+                raise RuntimeError("DeepSpeed skipped the optimizer step (overflow or a broken accumulation boundary)")
+            self.updates += 1
+            norm = local_norm if self.cfg.zero_stage == 0 else self.engine.get_global_grad_norm()
+            if norm is not None:
+                stats.setdefault("grad_norm", []).append(float(norm))
+        result = {k: sum(v) / len(v) for k, v in stats.items()}
+        result["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.cfg.lr
+        result["time_train_s"] = time.perf_counter() - t0
+        return result
+
+    def _local_grad_norm(self) -> float:
+        grads = [p.grad.detach().float().norm() for p in self.engine.module.parameters() if p.grad is not None]
+        return float(torch.stack(grads).norm()) if grads else 0.0
+
+    def _micro_step(self, micro: TrainBatch, normalizer: float) -> dict:
+        ids = self._to_device(micro.input_ids)
+        mask = self._to_device(micro.response_mask)
+        logp, ent = sequence_token_logprobs(self.engine, ids, self._to_device(micro.attention_mask), with_entropy=True)
+        old = self._to_device(micro.old_logprobs) if micro.old_logprobs is not None else logp.detach()
+        use_kl = self.algo.kl.beta > 0 and self.algo.kl.in_loss
+        if use_kl and micro.ref_logprobs is None:
+            raise ValueError("ref_logprobs: required when algo.kl.beta > 0 and algo.kl.in_loss")
+        out = policy_loss(
+            logp, old, self._to_device(micro.advantages), mask,
+            clip_low=self.algo.clip.low, clip_high=self.algo.clip.high, dual_clip=self.algo.clip.dual,
+            logp_ref=self._to_device(micro.ref_logprobs) if use_kl else None,
+            kl_coef=self.algo.kl.beta if use_kl else 0.0, kl_estimator=self.algo.kl.estimator,
+            log_ratio_clamp=self.algo.log_ratio_clamp, aggregation=self.algo.loss_aggregation,
+            normalizer=normalizer)
+        self.engine.backward(out.loss)
+        rollout_lp = self._to_device(micro.rollout_logprobs)
+        with torch.no_grad():
+            gap = masked_mean((old - rollout_lp).abs(), mask).item()
+            entropy = masked_mean(ent, mask).item()
+        return {"pg_loss": out.pg_loss, "kl": out.kl, "clip_frac": out.clip_frac, "ratio_mean": out.ratio_mean,
+                "approx_kl_old": out.approx_kl_old, "entropy": entropy, "logprob_gap_rollout": gap}
+
+    # ------------------------------------------------------------------ weights and checkpoints
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The whole policy's weights as CPU tensors on rank 0 (None elsewhere); collective under ZeRO-3."""
+        import deepspeed
+
+        module = self.engine.module
+        if self.cfg.zero_stage == 3:
+            state = {}
+            for name, param in module.named_parameters():
+                with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                    if self.rank.rank == 0:
+                        state[name] = param.detach().to("cpu", copy=True)
+            for name, buf in module.named_buffers():
+                if self.rank.rank == 0:
+                    state[name] = buf.detach().to("cpu", copy=True)
+            return state if self.rank.rank == 0 else None
+        if self.rank.rank != 0:
+            return None
+        return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+    def save(self, directory: str, client_state: dict | None = None) -> None:
+        """Collective. Writes `policy/` (HF format, loadable by from_pretrained) and `optimizer/` (DeepSpeed)."""
+        d = Path(directory)
+        state = self.full_state_dict()
+        if self.rank.rank == 0:
+            d.mkdir(parents=True, exist_ok=True)
+            self.engine.module.save_pretrained(d / "policy", state_dict=state, safe_serialization=True)
+            _copy_tokenizer(self.model_dir, d / "policy")
+        if self.save_optimizer:
+            self.engine.save_checkpoint(str(d / "optimizer"), tag="state", client_state=client_state or {},
+                                        save_latest=False)
+        self._barrier()
+
+    def load(self, directory: str) -> dict:
+        """Collective. Restores weights, optimizer and scheduler; returns the saved client state."""
+        d = Path(directory) / "optimizer"
+        if not d.exists():
+            raise FileNotFoundError(f"{directory}: no optimizer/ state to resume from")
+        _, client = self.engine.load_checkpoint(str(d), tag="state", load_optimizer_states=True,
+                                                load_lr_scheduler_states=True)
+        return client or {}
+
+    def _barrier(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized() and self.rank.world_size > 1:
+            dist.barrier()
+
+
+def _copy_tokenizer(src: str, dst: Path) -> None:
+    import shutil
+
+    for name in os.listdir(src):
+        if name.startswith(("tokenizer", "special_tokens_map", "vocab", "merges", "chat_template", "generation_config")):
+            shutil.copy2(os.path.join(src, name), dst / name)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.replace(path)
