@@ -333,6 +333,8 @@ class TrainerConfig(_Strict):
     seed: int = Field(0, ge=0)
     eval_every: int = Field(0, ge=0, description="Evaluate on the held-out prompts every N steps (0 = off).")
     eval_at_start: bool = Field(True, description="Evaluate before the first step (the step-0 baseline).")
+    eval_samples_per_prompt: int = Field(2, ge=1, le=256, description="Responses sampled per held-out prompt.")
+    eval_temperature: float | None = Field(None, ge=0.0, le=5.0, description="Held-out sampling temperature (rollout's when unset).")
 
 
 class RLMRConfig(_Strict):

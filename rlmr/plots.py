@@ -1,0 +1,86 @@
+"""Training curves from metrics.jsonl, drawn with matplotlib (headless).
+
+    python -m rlmr.plots runs/smollm2-cpu/metrics.jsonl [runs/other/metrics.jsonl ...] -o curves.png
+
+With several runs the panels overlay them (e.g. RLMR's dynamic mixing beside
+the `writing_only` baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+PANELS = (
+    ("eval/pass_rate", "held-out constraint pass rate"),
+    ("pass_rate", "train pass rate"),
+    ("writing_mean", "writing score (judge)"),
+    ("reward_mean", "mixed reward"),
+    ("response_len_mean", "response length (tokens)"),
+    ("eval/response_len_mean", "held-out response length"),
+    ("kl", "KL to reference"),
+    ("entropy", "policy entropy"),
+    ("frac_zero_std", "zero-variance groups"),
+)
+
+
+def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot_metrics(rows_or_runs, out: Path, title: str = "") -> Path:
+    """`rows_or_runs`: metric rows of one run, or {label: rows} for an overlay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = rows_or_runs if isinstance(rows_or_runs, dict) else {title or "run": rows_or_runs}
+    panels = [(k, t) for k, t in PANELS if any(_series(rows, k)[0] for rows in runs.values())]
+    cols = 3
+    nrows = max(1, -(-len(panels) // cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels):
+        for name, rows in runs.items():
+            xs, ys = _series(rows, key)
+            if xs:
+                ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, markersize=3, label=name)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if len(runs) > 1 and panels:
+        axes.flat[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("metrics", nargs="+", type=Path, help="metrics.jsonl files (one per run)")
+    p.add_argument("-o", "--out", type=Path, default=Path("curves.png"))
+    p.add_argument("--labels", nargs="*", help="legend labels, one per file (default: the run folder names)")
+    args = p.parse_args(argv)
+    labels = args.labels or [m.parent.name for m in args.metrics]
+    if len(labels) != len(args.metrics):
+        p.error("--labels needs one label per metrics file")
+    runs = {label: _read(m) for label, m in zip(labels, args.metrics)}
+    print(plot_metrics(runs, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

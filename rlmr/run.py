@@ -1,0 +1,165 @@
+"""The run directory: resolved config, metrics, samples, TensorBoard/W&B, atomic checkpoints, curves.
+
+    runs/<run_name>/
+      config.yaml                 the resolved config this run used
+      metrics.jsonl               one line per step (and eval lines with "eval/..." keys)
+      samples.jsonl               a few full responses per step
+      tb/                         TensorBoard events
+      curves.png                  training curves, redrawn at every checkpoint and at the end
+      checkpoints/step_000010/    policy/ (HF format), optimizer/ (DeepSpeed), trainer_state.json
+      checkpoints/latest          name of the newest complete checkpoint
+
+A checkpoint is written into `step_N.tmp/` and renamed when complete, and only
+then does `latest` move, so a crash mid-save never leaves a checkpoint that
+looks whole. Starting a run in a directory that already has checkpoints,
+without `--resume`, is refused rather than overwriting them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+from rlmr.config import RLMRConfig, save_resolved
+
+CHECKPOINT_PREFIX = "step_"
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used as asked (exists without --resume, nothing to resume...)."""
+
+
+class RunDir:
+    """Owns every file of one run; the driver calls it, nothing else writes there."""
+
+    def __init__(self, cfg: RLMRConfig, resume: bool = False):
+        self.cfg = cfg
+        self.path = Path(cfg.logging.output_dir) / cfg.logging.run_name
+        self.ckpt_root = self.path / "checkpoints"
+        has_ckpt = self.latest_checkpoint() is not None
+        if not resume and (has_ckpt or (self.path / "metrics.jsonl").exists()):
+            raise RunDirError(
+                f"{self.path} already holds a run; pass --resume to continue it, or choose another "
+                f"logging.run_name / logging.output_dir")
+        if resume and not has_ckpt:
+            raise RunDirError(f"--resume: {self.path} has no complete checkpoint to resume from")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.ckpt_root.mkdir(exist_ok=True)
+        save_resolved(cfg, self.path / "config.yaml")
+        self._tb = None
+        self._wandb = None
+
+    # ------------------------------------------------------------------ logging
+
+    def open_loggers(self) -> None:
+        if self.cfg.logging.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.path / "tb"))
+        if self.cfg.logging.wandb.enabled:
+            if not os.environ.get("WANDB_API_KEY"):
+                raise RunDirError("logging.wandb.enabled is true but WANDB_API_KEY is not set in the environment")
+            try:
+                import wandb
+            except ImportError:
+                raise RunDirError("logging.wandb.enabled is true but the wandb package is not installed") from None
+            w = self.cfg.logging.wandb
+            self._wandb = wandb.init(project=w.project, entity=w.entity, name=self.cfg.logging.run_name,
+                                     dir=str(self.path), config=self.cfg.model_dump(mode="json"), resume="allow")
+
+    def log(self, step: int, metrics: dict) -> None:
+        """Append one metrics line (non-finite values are written as null) and mirror it to TB/W&B."""
+        clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
+        with (self.path / "metrics.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, **clean}, sort_keys=True) + "\n")
+        if self._tb is not None:
+            for k, v in clean.items():
+                if isinstance(v, (int, float)) and v is not None:
+                    self._tb.add_scalar(k, v, step)
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in clean.items() if v is not None}, step=step)
+
+    def write_samples(self, step: int, samples: list[dict]) -> None:
+        if not samples:
+            return
+        with (self.path / "samples.jsonl").open("a", encoding="utf-8") as fh:
+            for s in samples:
+                fh.write(json.dumps({"step": step, **s}, ensure_ascii=False) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, forget lines logged after the checkpoint (they will be produced again)."""
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            p = self.path / name
+            if p.exists():
+                keep = [ln for ln in p.read_text(encoding="utf-8").splitlines()
+                        if ln.strip() and json.loads(ln).get("step", 0) <= step]
+                tmp = p.with_suffix(".tmp")
+                tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+                tmp.replace(p)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_dirs(self) -> list[Path]:
+        if not self.ckpt_root.exists():
+            return []
+        dirs = [p for p in self.ckpt_root.iterdir()
+                if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX):].isdigit()
+                and (p / "trainer_state.json").exists()]
+        return sorted(dirs, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.ckpt_root / "latest"
+        if pointer.exists():
+            p = self.ckpt_root / pointer.read_text().strip()
+            if (p / "trainer_state.json").exists():
+                return p
+        dirs = self.checkpoint_dirs()
+        return dirs[-1] if dirs else None
+
+    def staging_dir(self, step: int) -> Path:
+        """Where a checkpoint is written before it is made visible by `commit_checkpoint`."""
+        tmp = self.ckpt_root / f"{CHECKPOINT_PREFIX}{step:06d}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        return tmp
+
+    def commit_checkpoint(self, staging: Path, step: int, trainer_state: dict) -> Path:
+        (staging / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1, sort_keys=True))
+        final = self.ckpt_root / f"{CHECKPOINT_PREFIX}{step:06d}"
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        pointer = self.ckpt_root / "latest.tmp"
+        pointer.write_text(final.name)
+        pointer.replace(self.ckpt_root / "latest")
+        for old in self.checkpoint_dirs()[: -self.cfg.checkpoint.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    # ------------------------------------------------------------------ curves
+
+    def plot(self) -> Path | None:
+        """Draw the training curves into curves.png (skipped when there is nothing to plot)."""
+        from rlmr.plots import plot_metrics
+
+        rows = self.read_metrics()
+        if not rows:
+            return None
+        return plot_metrics(rows, self.path / "curves.png", title=self.cfg.logging.run_name)

@@ -1,0 +1,66 @@
+"""In-process `Services` for driver tests: real rollout code over a FakeEngine, rule-based scoring.
+
+Every call is recorded so tests can check the control flow (what was sampled,
+what the learner received, when weights were synced).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from rlmr.records import Verdicts, WritingScores
+from rlmr.rollout import sample_groups
+from tests.fakes import FakeEngine
+
+
+class FakeServices:
+    """Responses come from `respond(prompt, i)`; a response passes iff it contains "ok";
+    its writing score is its length / 100 (capped at 1)."""
+
+    pad_token_id = 0
+
+    def __init__(self, respond=None):
+        self.engine = FakeEngine(respond=respond or (lambda prompt, i: "ok " * (i + 1) if i % 2 else "no" * (i + 1)))
+        self.sampled_prompt_ids: list[list[str]] = []
+        self.batches = []
+        self.reference_calls = 0
+        self.syncs = 0
+        self.updates = 0
+        self.loaded_from = None
+
+    def sample(self, rows, params):
+        self.sampled_prompt_ids.append([r.id for r in rows])
+        return sample_groups(self.engine, rows, params, chat_template=False)
+
+    def score(self, groups, judge=True):
+        verdicts = [Verdicts(passed=tuple("ok" in t for t in g.texts),
+                             passed_fraction=tuple(1.0 if "ok" in t else 0.0 for t in g.texts),
+                             details=tuple(({"type": "contains_ok", "passed": "ok" in t},) for t in g.texts))
+                    for g in groups]
+        writing = [WritingScores(scores=tuple(min(1.0, len(t) / 100) for t in g.texts),
+                                 entropies=tuple(0.5 for _ in g.texts)) for g in groups] if judge else None
+        return verdicts, writing
+
+    def reference_logprobs(self, batch):
+        self.reference_calls += 1
+        return torch.full(batch.rollout_logprobs.shape, -1.5) * batch.response_mask
+
+    def train(self, batch):
+        self.batches.append(batch)
+        self.updates += 1
+        return {"pg_loss": 0.0, "clip_frac": 0.0, "entropy": 1.0, "kl": 0.0}
+
+    def sync_weights(self):
+        self.syncs += 1
+
+    def save(self, directory, client_state):
+        Path(directory, "learner.json").write_text(json.dumps({"updates": self.updates, **client_state}))
+
+    def load(self, directory):
+        state = json.loads(Path(directory, "learner.json").read_text())
+        self.updates = state["updates"]
+        self.loaded_from = directory
+        return state

@@ -1,0 +1,122 @@
+"""The driver's control flow over in-process fake services: rewards, advantages, refills, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlmr.config import load_config
+from rlmr.driver import train
+from rlmr.records import PromptRow
+from rlmr.run import RunDir, RunDirError
+from tests.fake_services import FakeServices
+
+ROWS = [PromptRow(id=f"p{i}", prompt=f"Write piece {i}.") for i in range(12)]
+HELD_OUT = [PromptRow(id=f"h{i}", prompt=f"Held out {i}.") for i in range(3)]
+
+
+def _cfg(tmp_path, *overrides):
+    base = ["model.source={type: tiny}", "data.train=x", "data.eval=y", f"logging.output_dir={tmp_path}",
+            "logging.progress_bar=false", "logging.tensorboard=false", "trainer.steps=3", "trainer.eval_every=2",
+            "checkpoint.every=1", "rollout.n=4", "rollout.prompts_per_step=2", "learner.micro_batch_size=4"]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    p = tmp_path / "c.yaml"
+    p.write_text("{}\n")
+    return load_config(p, base + list(overrides))
+
+
+def test_steps_write_metrics_samples_checkpoints_and_curves(tmp_path):
+    cfg = _cfg(tmp_path)
+    services = FakeServices()
+    run = RunDir(cfg)
+    rows = train(cfg, services, run, ROWS, HELD_OUT)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert "eval/pass_rate" in rows[0] and "eval/pass_rate" in rows[2] and "eval/pass_rate" not in rows[1]
+    for key in ("reward_mean", "writing_mean", "pass_rate", "adv_mean", "adv_std", "response_len_mean",
+                "response_len_max", "frac_zero_std", "clip_frac", "entropy", "kl", "time/rollout_s",
+                "time/reward_s", "time/train_s", "time/sync_s", "time/step_s"):
+        assert key in rows[1], key
+    lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [0, 1, 2, 3]
+    assert (run.path / "samples.jsonl").read_text().count("\n") == 3 * cfg.logging.samples_per_step
+    assert (run.path / "config.yaml").exists() and (run.path / "curves.png").stat().st_size > 1000
+    assert [p.name for p in run.checkpoint_dirs()] == ["step_000002", "step_000003"]  # keep_last = 2
+    assert (run.path / "checkpoints" / "latest").read_text() == "step_000003"
+    assert services.syncs == 3 and services.reference_calls == 0  # beta = 0: no reference model
+
+
+def test_every_violator_in_a_mixed_group_gets_a_negative_advantage(tmp_path):
+    cfg = _cfg(tmp_path)
+    services = FakeServices()
+    rows = train(cfg, services, RunDir(cfg), ROWS)
+    for batch in services.batches:
+        adv = batch.advantages.reshape(2, 4)
+        # Responses 1, 3 contain "ok" (pass); 0, 2 do not (violate). Writing grows with
+        # length, so violator 2 out-writes passer 1, and is still pushed below zero.
+        assert (adv[:, [0, 2]] < 0).all()
+        assert (adv[:, 3] > 0).all() and (adv[:, 3] == adv.max(dim=1).values).all()
+    assert all(r["violator_adv_max"] < 0 for r in rows if "violator_adv_max" in r)
+
+
+def test_dynamic_sampling_replaces_zero_variance_groups(tmp_path):
+    cfg = _cfg(tmp_path, "rollout.dynamic_sampling=true", "rollout.max_refill_rounds=3", "trainer.steps=1",
+               "data.shuffle=false")
+    # Prompts p0..p5: every response identical -> zero variance; p6.. give mixed verdicts.
+    flat = {f"Write piece {i}." for i in range(6)}
+
+    def respond(prompt, i):
+        return "same" if prompt in flat else ("ok" if i % 2 else "bad")
+
+    services = FakeServices(respond)
+    rows = train(cfg, services, RunDir(cfg), ROWS, ())
+    assert services.sampled_prompt_ids == [["p0", "p1"], ["p2", "p3"], ["p4", "p5"], ["p6", "p7"]]
+    adv = services.batches[0].advantages.reshape(2, 4)
+    assert (adv != 0).all()  # only informative groups reached the learner
+    assert rows[0]["frac_zero_std"] == 1.0  # measured on the first round, before refills
+
+
+def test_without_dynamic_sampling_flat_groups_are_kept_and_counted(tmp_path):
+    cfg = _cfg(tmp_path, "trainer.steps=1", "data.shuffle=false")
+    services = FakeServices(lambda prompt, i: "same" if prompt == "Write piece 0." else ("ok" if i % 2 else "x"))
+    rows = train(cfg, services, RunDir(cfg), ROWS, ())
+    assert services.sampled_prompt_ids == [["p0", "p1"]]
+    adv = services.batches[0].advantages.reshape(2, 4)
+    assert (adv[0] == 0).all() and (adv[1] != 0).all()
+    assert rows[0]["frac_zero_std"] == 0.5
+
+
+def test_kl_in_reward_uses_the_reference_and_lowers_rewards(tmp_path):
+    cfg = _cfg(tmp_path, "algo.kl={beta: 0.1, estimator: k1, in_loss: false}", "trainer.steps=1")
+    services = FakeServices()
+    rows = train(cfg, services, RunDir(cfg), ROWS, ())
+    assert services.reference_calls == 1
+    assert services.batches[0].ref_logprobs is not None
+    assert rows[0]["kl_reward_mean"] != 0
+
+
+def test_resume_continues_with_the_same_data_order(tmp_path):
+    straight = FakeServices()
+    cfg = _cfg(tmp_path / "a", "trainer.eval_every=0")
+    train(cfg, straight, RunDir(cfg), ROWS, ())
+
+    cfg2 = _cfg(tmp_path / "b", "trainer.eval_every=0", "trainer.steps=2")
+    first = FakeServices()
+    train(cfg2, first, RunDir(cfg2), ROWS, ())
+    with pytest.raises(RunDirError, match="already holds a run"):
+        RunDir(cfg2)
+    cfg3 = _cfg(tmp_path / "b", "trainer.eval_every=0", "trainer.steps=3")
+    resumed = FakeServices()
+    rows = train(cfg3, resumed, RunDir(cfg3, resume=True), ROWS, (), resume=True)
+    assert [r["step"] for r in rows] == [3]
+    assert resumed.loaded_from.endswith("step_000002")
+    assert resumed.sampled_prompt_ids == straight.sampled_prompt_ids[2:]
+    assert resumed.updates == 3
+    metrics = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics == [1, 2, 3]
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    cfg = _cfg(tmp_path)
+    with pytest.raises(RunDirError, match="no complete checkpoint"):
+        RunDir(cfg, resume=True)
