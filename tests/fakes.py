@@ -1,15 +1,21 @@
-"""Test doubles, all in one place: a character-level tokenizer and a scriptable text engine.
+"""Test doubles, all in one place: tokenizers, a scriptable text engine, a fake judge, a fake vLLM.
 
 `FakeEngine` implements `rlmr.engine.TextEngine` without any model: tests give
 it a function that decides the next-token log-probs (for judges and soft
 constraint checks) and canned responses (for rollout), so control flow can be
-tested exactly. Production code never imports this module.
+tested exactly. `preferring(quality)` builds a `next_token` function that acts
+as a judge preferring the fenced response with the higher `quality(text)`.
+`FakeVLLM` stands in for `vllm.LLM` (same method names and output shapes) so
+`rlmr.engine.vllm.VLLMEngine` is tested by dependency injection.
+Production code never imports this module.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rlmr.engine.base import EngineInfo, Generation, SamplingParams
 
@@ -22,6 +28,7 @@ class FakeTokenizer:
     eos_token_id = 2
     pad_token = "<pad>"
     eos_token = "<eos>"
+    all_special_tokens = ("<pad>", "<eos>")
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return [ord(ch) + 3 for ch in text]
@@ -75,6 +82,9 @@ class FakeEngine:
             group = []
             for i in range(params.n):
                 reply = self._respond(text, i)
+                for stop in params.stop:  # like vLLM: the text ends before the stop string
+                    if stop and stop in reply:
+                        reply = reply[: reply.index(stop)]
                 ids = tuple(self.tokenizer.encode(reply))[: params.max_new_tokens]
                 finish = "length" if len(ids) < len(reply) else "stop"
                 group.append(Generation(p_ids, ids, tuple(-1.0 for _ in ids), self.tokenizer.decode(ids), finish))
@@ -98,3 +108,164 @@ class FakeEngine:
 
     def count_tokens(self, texts) -> list[int]:
         return [len(self.tokenizer.encode(t)) for t in texts]
+
+
+class TwoTokensPerCharTokenizer(FakeTokenizer):
+    """Every character is two tokens: no label can ever be a single token (judge start-up must fail)."""
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [t for ch in text for t in (2 * ord(ch) + 3, 2 * ord(ch) + 4)]
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return "".join(chr((i - 3) // 2) for i in ids if i >= 3 and (i - 3) % 2 == 0)
+
+
+# --------------------------------------------------------------------------- a fake judge
+
+_FENCE = re.compile(r"<<<RESPONSE ?([^>]*)>>>\n(.*?)\n<<<END OF RESPONSE ?\1>>>", re.S)
+
+
+def fenced_responses(prompt: str) -> list[tuple[str, str]]:
+    """`(label, text)` of every fenced response in a judge prompt, in order of appearance."""
+    return [(m.group(1), m.group(2)) for m in _FENCE.finditer(prompt)]
+
+
+def preferring(quality: Callable[[str], float], mass: float = 0.9) -> Callable[[str, Sequence[int]], list[float]]:
+    """A `next_token` function for FakeEngine: a judge whose P(X) : P(Y) = quality(x) : quality(y).
+
+    With two candidates it splits `mass` between the fenced responses by their
+    quality. For one fenced response (pointwise) it puts `mass` on the score
+    q = round(quality(x)) clipped to 1..10: with ten candidates on q; with nine
+    (a tokenizer that spells 10 as "1" "0") on the first digit of q; with one
+    candidate (the "0" after "1") it answers whether q was 10.
+    """
+
+    def next_token(prompt: str, candidates: Sequence[int]) -> list[float]:
+        texts = [t for _, t in fenced_responses(prompt)]
+        if len(candidates) == 2 and len(texts) == 2:
+            qx, qy = (max(quality(t), 1e-9) for t in texts)
+            return [mass * qx / (qx + qy), mass * qy / (qx + qy)]
+        if len(texts) == 1:
+            q = min(max(round(quality(texts[0])), 1), 10)
+            if len(candidates) == 1:
+                return [mass if q == 10 else 0.0]
+            weights = [0.0] * len(candidates)
+            weights[(0 if q == 10 and len(candidates) == 9 else q - 1)] = mass
+            return weights
+        return [mass / len(candidates)] * len(candidates)
+
+    return next_token
+
+
+# --------------------------------------------------------------------------- a fake vLLM
+
+@dataclass
+class FakeLogprob:
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+@dataclass
+class FakeCompletion:
+    index: int
+    text: str
+    token_ids: list[int]
+    logprobs: list[dict] | None
+    finish_reason: str
+    cumulative_logprob: float | None = None
+
+
+@dataclass
+class FakeRequestOutput:
+    prompt_token_ids: list[int]
+    prompt_logprobs: list[dict | None] | None
+    outputs: list[FakeCompletion]
+
+
+class FakeSamplingParams:
+    """Records the keyword arguments it was built with, like `vllm.SamplingParams` holds them."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        for key in ("n", "max_tokens", "logprobs", "prompt_logprobs", "stop", "seed", "temperature"):
+            setattr(self, key, kwargs.get(key))
+        self.n = kwargs.get("n") or 1
+
+
+class FakeVLLM:
+    """Stands in for `vllm.LLM`: the same methods and output shapes, answers from test functions.
+
+    - `token_logprob(prefix_ids, token) -> float`: the model's log-prob of `token` after `prefix_ids`;
+    - `respond(prompt_ids, sample_index) -> list[int]`: sampled token ids;
+    - `score_sequence(ids) -> list[float]` (optional): log-probs of `ids[1:]` in one go, used for
+      `prompt_logprobs` (e.g. a real model's teacher-forced scores).
+    """
+
+    def __init__(self, tokenizer=None, token_logprob=None, respond=None, score_sequence=None):
+        self.tokenizer = tokenizer or FakeTokenizer()
+        self.token_logprob = token_logprob or (lambda prefix, tok: -float(1 + (tok + len(prefix)) % 7))
+        self.respond = respond or (lambda ids, i: [ord(c) + 3 for c in f"reply {i}"])
+        self.score_sequence = score_sequence
+        self.calls: list[tuple] = []
+        self.asleep = False
+
+    def get_tokenizer(self):
+        return self.tokenizer
+
+    def generate(self, prompts, params, use_tqdm=True):
+        self.calls.append(("generate", len(prompts), params.kwargs))
+        outs = []
+        for prompt in prompts:
+            ids = list(prompt["prompt_token_ids"])
+            prompt_lp = None
+            if params.prompt_logprobs is not None:
+                scores = (self.score_sequence(ids) if self.score_sequence
+                          else [self.token_logprob(ids[:t], ids[t]) for t in range(1, len(ids))])
+                prompt_lp = [None] + [{ids[t]: FakeLogprob(scores[t - 1])} for t in range(1, len(ids))]
+            comps = []
+            for i in range(params.n):
+                toks = list(self.respond(ids, i))[: params.max_tokens]
+                lps = [{t: FakeLogprob(self.token_logprob(ids + toks[:k], t))} for k, t in enumerate(toks)]
+                reason = "length" if len(toks) == params.max_tokens else "stop"
+                comps.append(FakeCompletion(i, self.tokenizer.decode(toks), toks, lps if params.logprobs is not None else None, reason))
+            outs.append(FakeRequestOutput(ids, prompt_lp, comps))
+        return outs
+
+    def collective_rpc(self, method, args=(), kwargs=None):
+        self.calls.append(("collective_rpc", method, args))
+        return [None]
+
+    def reset_prefix_cache(self):
+        self.calls.append(("reset_prefix_cache",))
+        return True
+
+    def sleep(self, level=1):
+        self.asleep = True
+
+    def wake_up(self):
+        self.asleep = False
+
+
+# --------------------------------------------------------------------------- tiny real models
+
+try:
+    import pytest
+except ImportError:  # fakes stay importable without pytest
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def tiny_cache(tmp_path_factory):
+        """A fresh `$RLMR_CACHE` for the session (tiny models are built there once); import it into a test module."""
+        import os
+
+        path = tmp_path_factory.mktemp("rlmr-cache")
+        old = os.environ.get("RLMR_CACHE")
+        os.environ["RLMR_CACHE"] = str(path)
+        yield path
+        if old is None:
+            os.environ.pop("RLMR_CACHE", None)
+        else:
+            os.environ["RLMR_CACHE"] = old

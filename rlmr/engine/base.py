@@ -11,7 +11,8 @@ A `TextEngine` owns a model and its tokenizer and answers four questions:
   given response tokens (reference model; checking a weight sync);
 - `count_tokens(texts)`.
 Implementations: `rlmr.engine.hf.HFEngine` (transformers, CPU or GPU) and
-`rlmr.engine.vllm.VLLMEngine` (GPU). Prompts are plain strings already
+`rlmr.engine.vllm.VLLMEngine` (GPU). Both also implement `WeightSyncEngine`
+(`load_weights`, `sleep`, `wake_up`) for the rollout's weight sync. Prompts are plain strings already
 formatted (chat template applied) or lists of token ids.
 """
 
@@ -88,3 +89,14 @@ class TextEngine(Protocol):
     def sequence_logprobs(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]) -> list[list[float]]: ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+
+@runtime_checkable
+class WeightSyncEngine(Protocol):
+    """An engine whose weights the learner can replace between steps (rollout engines)."""
+
+    def load_weights(self, named_tensors) -> int: ...  # (state-dict name, tensor) pairs; returns how many were loaded
+
+    def sleep(self) -> None: ...  # free accelerator memory while the learner trains (no-op on HF)
+
+    def wake_up(self) -> None: ...

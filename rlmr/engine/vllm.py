@@ -1,0 +1,136 @@
+"""`VLLMEngine`: the `TextEngine` on vLLM's offline `LLM` (GPU only).
+
+UNTESTED AGAINST A REAL vLLM in this repository's CI: vLLM cannot be installed
+on the CPU machines. It is written against vLLM's documented API (`LLM`,
+`SamplingParams(logprobs=..., prompt_logprobs=...)`, `RequestOutput`,
+`LLM.collective_rpc`, `LLM.sleep` / `wake_up`, `LLM.reset_prefix_cache`) and
+its unit tests drive it through a fake `LLM` injected with the `llm=`
+constructor argument. `vllm` is imported only in the constructor.
+
+How each method maps onto vLLM:
+- `generate`: `SamplingParams(n, temperature, top_p, top_k, max_tokens, seed,
+  stop, logprobs=0)`; `logprobs=0` returns the log-prob of each sampled token.
+  vLLM V1 computes them from the raw logits (`logprobs_mode="raw_logprobs"`,
+  its default): the model at temperature 1, as `Generation` requires.
+- `next_token_logprobs`: one request per (prompt, candidate) whose prompt is
+  `prompt + [candidate]`, with `prompt_logprobs=0` and `max_tokens=1`: the
+  prompt log-prob of that last token is the full-vocabulary log-softmax at the
+  candidate. Requests share their prefix, which prefix caching can reuse.
+- `sequence_logprobs`: `prompt + response` with `prompt_logprobs=0`.
+- `load_weights`: `collective_rpc("rlmr_load_weights", ...)` on the worker
+  extension `rlmr.engine.vllm_worker.WeightSyncExtension`, then
+  `reset_prefix_cache()` (cached KV of old weights must not be reused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
+
+WORKER_EXTENSION = "rlmr.engine.vllm_worker.WeightSyncExtension"
+
+
+class VLLMEngine:
+    """A `TextEngine` over `vllm.LLM`. Pass `llm=` (and `sampling_params_cls=`) to inject fakes in tests."""
+
+    def __init__(self, model_dir: str | None = None, *, tokenizer_dir: str | None = None, dtype: str = "bfloat16",
+                 max_model_len: int = 4096, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.85,
+                 enable_prefix_caching: bool = True, enforce_eager: bool = False, max_num_seqs: int = 256,
+                 seed: int = 0, enable_sleep_mode: bool = False, llm=None, sampling_params_cls=None):
+        if llm is None:
+            if model_dir is None:
+                raise ValueError("model_dir: required unless an `llm` object is injected")
+            from vllm import LLM
+
+            llm = LLM(model=str(model_dir), tokenizer=str(tokenizer_dir or model_dir), dtype=dtype,
+                      max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
+                      gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
+                      enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, seed=seed,
+                      enable_sleep_mode=enable_sleep_mode, worker_extension_cls=WORKER_EXTENSION)
+        if sampling_params_cls is None:
+            from vllm import SamplingParams as sampling_params_cls
+        self.llm = llm
+        self._params = sampling_params_cls
+        self.tokenizer = llm.get_tokenizer()
+        self.max_model_len = max_model_len
+        self.model_name = str(model_dir or "injected")
+        self.prefix_caching = enable_prefix_caching
+
+    @classmethod
+    def from_config(cls, source, cfg, *, dtype: str, max_model_len: int, seed: int = 0) -> VLLMEngine:
+        """Build from a `ModelSource` and the `VLLMEngine` config section (GGUF/tiny sources are converted first)."""
+        from rlmr.engine.loading import resolve_model_dir, resolve_tokenizer_dir
+
+        return cls(str(resolve_model_dir(source)), tokenizer_dir=str(resolve_tokenizer_dir(source)), dtype=dtype,
+                   max_model_len=max_model_len, tensor_parallel_size=cfg.tensor_parallel_size,
+                   gpu_memory_utilization=cfg.gpu_memory_utilization, enable_prefix_caching=cfg.enable_prefix_caching,
+                   enforce_eager=cfg.enforce_eager, max_num_seqs=cfg.max_num_seqs, seed=seed,
+                   enable_sleep_mode=cfg.sleep_between_steps)
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(name="vllm", model=self.model_name, device="cuda", max_model_len=self.max_model_len,
+                          extra={"prefix_caching": self.prefix_caching})
+
+    def _ids(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            return list(self.tokenizer.encode(prompt, add_special_tokens=False))
+        return [int(t) for t in prompt]
+
+    def _run(self, token_prompts: list[list[int]], params) -> list:
+        outs = self.llm.generate([{"prompt_token_ids": ids} for ids in token_prompts], params, use_tqdm=False)
+        if len(outs) != len(token_prompts):
+            raise RuntimeError(f"vLLM returned {len(outs)} outputs for {len(token_prompts)} prompts")
+        return outs
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
+        encoded = [self._ids(p) for p in prompts]
+        sp = self._params(n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+                          max_tokens=params.max_new_tokens, seed=params.seed, stop=list(params.stop) or None,
+                          logprobs=0)
+        result = []
+        for ids, out in zip(encoded, self._run(encoded, sp)):
+            group = []
+            for comp in out.outputs:
+                tokens = tuple(int(t) for t in comp.token_ids)
+                logps = tuple(float(step[tok].logprob) for step, tok in zip(comp.logprobs, tokens))
+                reason = "length" if comp.finish_reason == "length" else "stop"
+                group.append(Generation(tuple(ids), tokens, logps, comp.text, reason))
+            result.append(group)
+        return result
+
+    def next_token_logprobs(self, prompts: Sequence[Prompt], candidate_ids: Sequence[int]) -> list[list[float]]:
+        cands = [int(c) for c in candidate_ids]
+        encoded = [self._ids(p) for p in prompts]
+        requests = [ids + [c] for ids in encoded for c in cands]
+        sp = self._params(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outs = self._run(requests, sp)
+        flat = [float(out.prompt_logprobs[-1][c].logprob) for out, c in zip(outs, cands * len(encoded))]
+        k = len(cands)
+        return [flat[i * k:(i + 1) * k] for i in range(len(encoded))]
+
+    def sequence_logprobs(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]) -> list[list[float]]:
+        full = [list(map(int, p)) + list(map(int, r)) for p, r in zip(prompt_ids, response_ids)]
+        sp = self._params(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        out = []
+        for seq, p, o in zip(full, prompt_ids, self._run(full, sp)):
+            steps = o.prompt_logprobs  # entry 0 is None: the first token has no context
+            out.append([float(steps[t][seq[t]].logprob) for t in range(len(p), len(seq))])
+        return out
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(self.tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, object]]) -> int:
+        """Send new weights to every vLLM worker (CPU tensors, pickled; fine for small models), then drop stale KV."""
+        batch = [(name, tensor.detach().cpu() if hasattr(tensor, "detach") else tensor) for name, tensor in named_tensors]
+        self.llm.collective_rpc("rlmr_load_weights", args=(batch,))
+        self.llm.reset_prefix_cache()
+        return len(batch)
+
+    def sleep(self, level: int = 1) -> None:
+        """Free GPU memory (weights offloaded, KV cache dropped) while the learner trains."""
+        self.llm.sleep(level=level)
+
+    def wake_up(self) -> None:
+        self.llm.wake_up()

@@ -1,0 +1,17 @@
+"""The generative reward model (GenRM): a pairwise judge that reasons, then gives a verdict probability.
+
+ALGORITHMS.md sections 3-4. Pure core, importable without a model:
+- `prompts`: Jinja templates (`templates/`), fencing of judged text, middle truncation;
+- `verdict`: label choice, verdict probability `P(X) / (P(X) + P(Y))`, swap combination, entropy;
+- `strategies`: `pivot`, `round_robin`, `reference`, `pointwise` group scoring;
+- `judge`: `GenerativeJudge.score_groups(groups)` on any `rlmr.engine.TextEngine`;
+- `evaluation`: agreement, position consistency and calibration on preference pairs;
+- `cli`: `rlmr judge --pairs FILE.jsonl`; `make_pairs`: the shipped preference set.
+"""
+
+from rlmr.judge.judge import GenerativeJudge, JudgeSettings, PairQuery
+from rlmr.judge.records import GroupScores, JudgeGroup, PairJudgment, PointRating
+from rlmr.judge.verdict import JudgeSetupError
+
+__all__ = ["GenerativeJudge", "GroupScores", "JudgeGroup", "JudgeSettings", "JudgeSetupError", "PairJudgment",
+           "PairQuery", "PointRating"]

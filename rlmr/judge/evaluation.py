@@ -1,0 +1,157 @@
+"""Evaluating a judge on labelled preference pairs: agreement, position consistency, calibration.
+
+Pairs are JSONL rows with `prompt`, `chosen`, `rejected` and optional
+`context`, `id`, `kind`. The judge gives `p = P(chosen > rejected)` (both
+orders averaged with swap). Reported:
+- agreement: share of pairs with `p > 0.5` (an exact tie counts one half);
+- position consistency: share of pairs whose two orders pick the same winner;
+- ECE: expected calibration error of the judge's confidence `max(p, 1 - p)`
+  against whether its pick was right, in equal-width bins over [0.5, 1];
+- first-position rate: how often the response shown first wins (0.5 = no bias);
+- verdict mass: mean probability the judge put on the two label tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlmr.judge.prompts import clean_text
+from rlmr.judge.records import PairJudgment
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    prompt: str
+    chosen: str
+    rejected: str
+    context: str | None = None
+    id: str = ""
+    kind: str = ""
+
+
+def read_pairs(path: str | Path) -> tuple[list[PreferencePair], int]:
+    """Pairs from a JSONL file; returns them and the number of lines that were not valid UTF-8.
+
+    Bytes that are not UTF-8 are replaced, not fatal; a row without `prompt`,
+    `chosen` or `rejected` is an error naming its line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: preference file not found")
+    pairs, bad_utf8 = [], 0
+    for lineno, raw in enumerate(p.read_bytes().splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("utf-8", errors="replace")
+            bad_utf8 += 1
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{p}:{lineno}: not valid JSON: {err}") from None
+        missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str)]
+        if missing:
+            raise ValueError(f"{p}:{lineno}: missing or non-string field(s) {', '.join(missing)}")
+        pairs.append(PreferencePair(clean_text(row["prompt"]), clean_text(row["chosen"]), clean_text(row["rejected"]),
+                                    clean_text(row.get("context")) or None, str(row.get("id", lineno)), str(row.get("kind", ""))))
+    return pairs, bad_utf8
+
+
+def agreement(p_chosen: Sequence[float]) -> float:
+    if not p_chosen:
+        return float("nan")
+    return sum(1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0 for p in p_chosen) / len(p_chosen)
+
+
+def expected_calibration_error(p_chosen: Sequence[float], bins: int = 10) -> float:
+    """Top-label ECE: bins over confidence max(p, 1-p) in [0.5, 1]; |accuracy - confidence| weighted by bin size."""
+    if not p_chosen:
+        return float("nan")
+    if bins < 1:
+        raise ValueError(f"bins: must be >= 1, got {bins}")
+    filled: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for p in p_chosen:
+        conf = max(p, 1.0 - p)
+        right = 1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0
+        k = min(int((conf - 0.5) / 0.5 * bins), bins - 1)
+        filled[k].append((conf, right))
+    n = len(p_chosen)
+    return sum(len(v) / n * abs(sum(r for _, r in v) / len(v) - sum(c for c, _ in v) / len(v)) for v in filled.values())
+
+
+@dataclass
+class EvaluationReport:
+    pairs: int
+    agreement: float
+    position_consistency: float | None
+    ece: float
+    brier: float
+    first_position_rate: float
+    verdict_mass: float
+    seconds: float
+    by_kind: dict[str, float] = field(default_factory=dict)
+    bad_utf8_lines: int = 0
+    truncated: int = 0
+    empty: int = 0
+
+    def lines(self) -> list[str]:
+        pc = "n/a (no swap)" if self.position_consistency is None else f"{self.position_consistency:.1%}"
+        out = [
+            f"pairs                 {self.pairs}",
+            f"agreement             {self.agreement:.1%}",
+            f"position consistency  {pc}",
+            f"ECE                   {self.ece:.3f}",
+            f"Brier score           {self.brier:.3f}",
+            f"first shown wins      {self.first_position_rate:.1%}   (50% = no position bias)",
+            f"verdict mass          {self.verdict_mass:.3f}   (probability on the two label tokens)",
+            f"truncated responses   {self.truncated}",
+            f"empty responses       {self.empty}",
+            f"time                  {self.seconds:.1f} s ({self.seconds / max(self.pairs, 1):.2f} s/pair)",
+        ]
+        if self.bad_utf8_lines:
+            out.append(f"non-UTF-8 lines       {self.bad_utf8_lines} (bytes replaced)")
+        for kind, value in sorted(self.by_kind.items()):
+            out.append(f"  agreement {kind:<12}{value:.1%}")
+        return out
+
+
+def evaluate_pairs(judge, pairs: Sequence[PreferencePair], *, batch_pairs: int = 8,
+                   progress: Callable[[int], None] | None = None) -> tuple[EvaluationReport, list[PairJudgment]]:
+    """Judge every pair (chosen as `a`) in batches of `batch_pairs`; `progress(k)` after each batch."""
+    from rlmr.judge.judge import PairQuery
+
+    start = time.perf_counter()
+    judgments: list[PairJudgment] = []
+    before = dict(judge.stats)
+    for i in range(0, len(pairs), batch_pairs):
+        chunk = pairs[i: i + batch_pairs]
+        judgments += judge.compare([PairQuery(q.prompt, q.chosen, q.rejected, q.context) for q in chunk])
+        if progress:
+            progress(len(chunk))
+    seconds = time.perf_counter() - start
+    ps = [j.p for j in judgments]
+    flags = [j.consistent for j in judgments if j.consistent is not None]
+    # First-position wins: forward shows chosen first, backward shows rejected first.
+    firsts = [j.p_forward for j in judgments] + [j.p_backward for j in judgments if j.p_backward is not None]
+    kinds: dict[str, list[float]] = defaultdict(list)
+    for q, p in zip(pairs, ps):
+        if q.kind:
+            kinds[q.kind].append(p)
+    masses = [j.verdict_mass for j in judgments if j.decided == "judge"]
+    report = EvaluationReport(
+        pairs=len(pairs), agreement=agreement(ps),
+        position_consistency=(sum(flags) / len(flags)) if flags else None,
+        ece=expected_calibration_error(ps), brier=sum((1.0 - p) ** 2 for p in ps) / max(len(ps), 1),
+        first_position_rate=sum(1.0 if f > 0.5 else 0.5 if f == 0.5 else 0.0 for f in firsts) / max(len(firsts), 1),
+        verdict_mass=sum(masses) / len(masses) if masses else float("nan"), seconds=seconds,
+        by_kind={k: agreement(v) for k, v in kinds.items()},
+        truncated=judge.stats.get("truncated", 0) - before.get("truncated", 0),
+        empty=judge.stats.get("empty", 0) - before.get("empty", 0))
+    return report, judgments

@@ -1,0 +1,125 @@
+"""`HFEngine` on a tiny random Llama built locally: sampling log-probs, padding, stops, weight sync."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlmr.config import TinyModel
+from rlmr.engine import SamplingParams, TextEngine, WeightSyncEngine
+from rlmr.engine.hf import HFEngine
+from tests.fakes import tiny_cache  # noqa: F401 (fixture)
+
+PROMPTS = ["Once upon a time", "The lighthouse keeper heard a knock at the door and"]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_cache):  # noqa: F811
+    return HFEngine.from_source(TinyModel(), dtype="float32", device="cpu", batch_size=2, max_model_len=256)
+
+
+def test_engine_implements_the_interfaces(engine):
+    assert isinstance(engine, TextEngine) and isinstance(engine, WeightSyncEngine)
+    info = engine.info()
+    assert info.name == "hf" and info.device == "cpu" and info.max_model_len == 256
+
+
+def test_sampled_logprobs_are_the_model_logprobs_at_temperature_one(engine):
+    gens = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6, n=2, temperature=1.7, top_k=20, seed=3))
+    assert [len(g) for g in gens] == [2, 2]
+    for prompt, group in zip(PROMPTS, gens):
+        for g in group:
+            assert list(g.prompt_token_ids) == engine.tokenizer.encode(prompt, add_special_tokens=False)
+            assert 1 <= len(g.token_ids) <= 6
+            forced = engine.sequence_logprobs([g.prompt_token_ids], [g.token_ids])[0]
+            assert forced == pytest.approx(list(g.logprobs), abs=1e-4)
+
+
+def test_seeded_sampling_repeats_and_greedy_is_deterministic(engine):
+    p = SamplingParams(max_new_tokens=5, n=2, temperature=1.0, seed=7)
+    assert engine.generate(PROMPTS, p) == engine.generate(PROMPTS, p)
+    g = SamplingParams(max_new_tokens=5, temperature=0.0)
+    a, b = engine.generate(PROMPTS, g), engine.generate(PROMPTS[::-1], g)
+    assert a[0][0].token_ids == b[1][0].token_ids  # batch order does not change greedy output
+    assert a[0][0].finish_reason in ("length", "stop")
+
+
+def test_next_token_logprobs_do_not_depend_on_padding(engine):
+    cands = [5, 17, 300]
+    together = engine.next_token_logprobs(PROMPTS, cands)
+    alone = [engine.next_token_logprobs([p], cands)[0] for p in PROMPTS]
+    for row, single in zip(together, alone):
+        assert row == pytest.approx(single, abs=1e-4)
+    ids = engine.tokenizer.encode(PROMPTS[0], add_special_tokens=False)
+    with torch.no_grad():
+        full = torch.log_softmax(engine.model(torch.tensor([ids])).logits[0, -1].float(), -1)
+    assert together[0] == pytest.approx(full[cands].tolist(), abs=1e-4)
+    assert all(v <= 0 for row in together for v in row)
+    assert engine.next_token_logprobs([ids], cands)[0] == pytest.approx(together[0], abs=1e-4)  # token-id prompts
+
+
+def test_bad_candidates_and_overlong_prompts_are_errors(engine):
+    with pytest.raises(ValueError, match="vocabulary"):
+        engine.next_token_logprobs(PROMPTS, [10**7])
+    with pytest.raises(ValueError, match="max_model_len"):
+        engine.next_token_logprobs(["word " * 400], [1])
+
+
+def test_stop_strings_cut_text_and_tokens(engine):
+    greedy = SamplingParams(max_new_tokens=12, temperature=0.0)
+    full = engine.generate(PROMPTS[:1], greedy)[0][0]
+    stop = full.text[4:7]
+    assert stop and stop in full.text
+    cut = engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=12, temperature=0.0, stop=(stop,)))[0][0]
+    assert cut.finish_reason == "stop"
+    assert cut.text == full.text[: full.text.index(stop)]
+    assert cut.token_ids == full.token_ids[: len(cut.token_ids)]
+    assert stop in engine.tokenizer.decode(cut.token_ids) and stop not in engine.tokenizer.decode(cut.token_ids[:-1])
+
+
+def test_eos_ends_a_response_and_is_kept(engine):
+    greedy = SamplingParams(max_new_tokens=6, temperature=0.0)
+    first = engine.generate(PROMPTS[:1], greedy)[0][0].token_ids[0]
+    saved = engine.eos_ids
+    engine.eos_ids = [first]  # pretend the first greedy token is EOS
+    try:
+        g = engine.generate(PROMPTS[:1], greedy)[0][0]
+    finally:
+        engine.eos_ids = saved
+    assert g.token_ids == (first,) and g.finish_reason == "stop" and len(g.logprobs) == 1
+
+
+def test_length_limit_is_reported(engine):
+    g = engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=3, temperature=0.0))[0][0]
+    if len(g.token_ids) == 3 and g.token_ids[-1] not in engine.eos_ids:
+        assert g.finish_reason == "length"
+
+
+def test_load_weights_changes_the_model_and_checks_names(engine):
+    name = "lm_head.weight"
+    original = engine.model.state_dict()[name].clone()
+    before = engine.next_token_logprobs(PROMPTS[:1], [5, 6])[0]
+    try:
+        assert engine.load_weights([(name, original * 3.0)]) == 1
+        after = engine.next_token_logprobs(PROMPTS[:1], [5, 6])[0]
+        assert not all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(before, after))
+        with pytest.raises(KeyError, match="no tensor"):
+            engine.load_weights([("nope.weight", original)])
+        with pytest.raises(ValueError, match="shape"):
+            engine.load_weights([(name, original[:1])])
+    finally:
+        engine.load_weights([(name, original)])
+    assert engine.next_token_logprobs(PROMPTS[:1], [5, 6])[0] == pytest.approx(before)
+
+
+def test_count_tokens(engine):
+    counts = engine.count_tokens(["", "hello world", "hello world hello world"])
+    assert counts[0] == 0 and 0 < counts[1] < counts[2]
+
+
+def test_sequence_logprobs_handles_empty_responses(engine):
+    ids = engine.tokenizer.encode(PROMPTS[0], add_special_tokens=False)
+    out = engine.sequence_logprobs([ids, ids], [[], ids[:3]])
+    assert out[0] == [] and len(out[1]) == 3

@@ -1,0 +1,130 @@
+"""`VLLMEngine` driven through an injected fake `vllm.LLM` (vLLM itself cannot be installed here).
+
+These tests check the mapping onto vLLM's documented API and output shapes,
+not vLLM: the engine is untested against a real vLLM in this repository.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+import torch
+
+from rlmr.engine import SamplingParams, TextEngine, WeightSyncEngine
+from rlmr.engine.vllm import VLLMEngine
+from rlmr.engine.vllm_worker import WeightSyncExtension
+from rlmr.judge import GenerativeJudge, JudgeGroup, JudgeSettings
+from tests.fakes import FakeEngine, FakeSamplingParams, FakeVLLM, preferring
+
+
+def make(**kw):
+    llm = FakeVLLM(**kw)
+    return llm, VLLMEngine(llm=llm, sampling_params_cls=FakeSamplingParams, max_model_len=8192)
+
+
+def test_injected_engine_never_imports_vllm():
+    _, engine = make()
+    assert "vllm" not in sys.modules
+    assert isinstance(engine, TextEngine) and isinstance(engine, WeightSyncEngine)
+    assert engine.info().name == "vllm"
+
+
+def test_generate_maps_sampling_params_and_reads_sampled_logprobs():
+    llm, engine = make()
+    params = SamplingParams(max_new_tokens=4, n=3, temperature=0.7, top_p=0.9, top_k=5, seed=1, stop=("\n",))
+    out = engine.generate(["hi", [72, 73]], params)
+    kwargs = llm.calls[0][2]
+    assert kwargs["n"] == 3 and kwargs["max_tokens"] == 4 and kwargs["logprobs"] == 0
+    assert kwargs["temperature"] == 0.7 and kwargs["top_p"] == 0.9 and kwargs["top_k"] == 5 and kwargs["stop"] == ["\n"]
+    assert [len(g) for g in out] == [3, 3]
+    g = out[0][1]
+    assert g.prompt_token_ids == tuple(engine.tokenizer.encode("hi"))
+    assert g.text == "repl" and g.finish_reason == "length"
+    expect = [llm.token_logprob(list(g.prompt_token_ids) + list(g.token_ids[:k]), t) for k, t in enumerate(g.token_ids)]
+    assert list(g.logprobs) == expect
+
+
+def test_next_token_logprobs_come_from_prompt_logprobs_of_each_candidate():
+    llm, engine = make()
+    rows = engine.next_token_logprobs(["abc", "de"], [70, 71, 72])
+    for prompt, row in zip(["abc", "de"], rows):
+        ids = engine.tokenizer.encode(prompt)
+        assert row == [llm.token_logprob(ids, c) for c in (70, 71, 72)]
+    assert llm.calls[-1][1] == 6  # one request per (prompt, candidate), all in one generate call
+    assert llm.calls[-1][2]["prompt_logprobs"] == 0 and llm.calls[-1][2]["max_tokens"] == 1
+
+
+def test_sequence_logprobs():
+    llm, engine = make()
+    out = engine.sequence_logprobs([[10, 11], [12]], [[13, 14], []])
+    assert out[0] == [llm.token_logprob([10, 11], 13), llm.token_logprob([10, 11, 13], 14)]
+    assert out[1] == []
+
+
+def test_weight_sync_goes_to_every_worker_and_resets_the_prefix_cache():
+    llm, engine = make()
+    n = engine.load_weights([("lm_head.weight", torch.ones(2, 2)), ("norm.weight", torch.ones(2))])
+    assert n == 2
+    (rpc,) = [c for c in llm.calls if c[0] == "collective_rpc"]
+    assert rpc[1] == "rlmr_load_weights" and [name for name, _ in rpc[2][0]] == ["lm_head.weight", "norm.weight"]
+    assert llm.calls[-1] == ("reset_prefix_cache",)
+    engine.sleep()
+    assert llm.asleep
+    engine.wake_up()
+    assert not llm.asleep
+
+
+def test_worker_extension_loads_weights_into_the_worker_model():
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(2))
+
+        def load_weights(self, weights):
+            for name, t in weights:
+                getattr(self, name).data.copy_(t)
+
+    class Runner:
+        model = Model()
+
+    class Worker(WeightSyncExtension):
+        model_runner = Runner()
+        device = torch.device("cpu")
+
+    worker = Worker()
+    assert worker.rlmr_load_weights([("w", torch.tensor([1.0, 2.0]))]) == 1
+    assert worker.rlmr_weight_checksum() == pytest.approx(3.0)
+
+
+def test_the_same_judge_runs_on_the_vllm_engine_and_agrees_with_the_fake_engine():
+    """One judge, two engines answering the same next-token distribution: same scores."""
+    quality = lambda t: 1.0 + t.count("!")  # noqa: E731
+    pref = preferring(quality)
+    reference = FakeEngine(next_token=pref)
+    tok = reference.tokenizer
+
+    labels = GenerativeJudge(reference, JudgeSettings(reasoning=False)).labels
+    label_ids = [labels.first_id, labels.second_id]
+
+    def last_token_logprob(ids):
+        # The fake vLLM answers, for the last prompt token, what FakeEngine would after the text before it.
+        if ids[-1] not in label_ids:
+            return -math.inf
+        w = pref(tok.decode(ids[:-1]), label_ids)[label_ids.index(ids[-1])]
+        return math.log(w) if w > 0 else -math.inf
+
+    _, vllm_engine = make(tokenizer=tok, score_sequence=lambda ids: [0.0] * (len(ids) - 2) + [last_token_logprob(ids)])
+    groups = [JudgeGroup("sea", ("calm", "waves!", "storm!!")), JudgeGroup("fox", ("fox!", "fox"))]
+    settings = JudgeSettings(strategy="round_robin", reasoning=False)
+    on_vllm = GenerativeJudge(vllm_engine, settings).score_groups(groups)
+    on_fake = GenerativeJudge(reference, settings).score_groups(groups)
+    for a, b in zip(on_vllm, on_fake):
+        assert a.writing == pytest.approx(b.writing)
+        assert a.position_consistency == b.position_consistency
+
+
+def test_constructing_without_an_llm_needs_a_model_dir():
+    with pytest.raises(ValueError, match="model_dir"):
+        VLLMEngine(llm=None, model_dir=None)

