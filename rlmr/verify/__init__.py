@@ -1,0 +1,32 @@
+"""The constraint verifier: pass/fail per constraint, exact against IFEval's reference, offline and fast.
+
+    from rlmr.verify import verify_batch, parse_constraints
+    checks = verify_batch([(response, [{"type": "creative:word_count", "min": 200, "max": 400},
+                                       {"type": "keywords:forbidden_words", "forbidden_words": ["suddenly"]}])])
+    checks[0].passed, [r.verdict for r in checks[0].results]
+
+Modules: `constraints` (registry, validation), `ifeval` (the 25 IFEval
+instruction types, strict and loose), `creative` (writing-prompt constraints),
+`guard` (judge-directed text), `soft` (yes/no checks through a TextEngine),
+`text` (per-response measurements, computed once), `langid` (langdetect,
+exact and faster), `api` (batch checking), `results` (returned records),
+`ifeval_eval` (IFEval evaluation files and report), `cli` (`rlmr verify`).
+"""
+
+from rlmr.verify.api import VerifyGroup, verify_batch, verify_groups, verify_response
+from rlmr.verify.constraints import (
+    Constraint,
+    ConstraintError,
+    parse_constraint,
+    parse_constraints,
+    parse_rows,
+    registry,
+)
+from rlmr.verify.results import ConstraintResult, GroupCheck, ResponseCheck, Verdict
+from rlmr.verify.soft import SoftConstraintChecker
+
+__all__ = [
+    "Constraint", "ConstraintError", "ConstraintResult", "GroupCheck", "ResponseCheck", "SoftConstraintChecker",
+    "Verdict", "VerifyGroup", "parse_constraint", "parse_constraints", "parse_rows", "registry", "verify_batch",
+    "verify_groups", "verify_response",
+]
