@@ -162,9 +162,8 @@ WritingReward = Annotated[GenRMReward | NoWritingReward, Field(discriminator="ty
 
 
 class VerifierConfig(_Strict):
-    """The constraint verifier."""
+    """The constraint verifier (how many VerifierWorkers: `cluster.verifier.replicas`)."""
 
-    workers: int = Field(1, ge=1, le=1024, description="VerifierWorker actors (CPU only).")
     soft_constraints: Literal["engine", "unverifiable"] = Field(
         "unverifiable", description="engine = ask the judge's text engine yes/no; unverifiable = report them as such.")
     judge_directed_text: bool = Field(True, description="Always flag text addressed to the reward model.")
@@ -246,6 +245,8 @@ class LearnerConfig(_Strict):
     def _check(self):
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas: must lie in [0, 1), got {self.betas}")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("offload_optimizer: needs zero_stage 1, 2 or 3")
         if self.offload_params and self.zero_stage != 3:
             raise ValueError(f"offload_params: needs zero_stage 3, got {self.zero_stage}")
         return self
@@ -334,6 +335,8 @@ class TrainerConfig(_Strict):
     eval_every: int = Field(0, ge=0, description="Evaluate on the held-out prompts every N steps (0 = off).")
     eval_at_start: bool = Field(True, description="Evaluate before the first step (the step-0 baseline).")
     eval_samples_per_prompt: int = Field(2, ge=1, le=256, description="Responses sampled per held-out prompt.")
+    max_wall_minutes: float | None = Field(
+        None, gt=0.0, description="Stop after the step that crosses this wall-clock budget (then eval + checkpoint).")
     eval_temperature: float | None = Field(None, ge=0.0, le=5.0, description="Held-out sampling temperature (rollout's when unset).")
 
 
