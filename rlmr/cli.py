@@ -1,5 +1,6 @@
 """The `rlmr` command line.
 
+    rlmr train CONFIG [--set KEY=VALUE ...] [--resume] [--address ADDR]
     rlmr config CONFIG [--set KEY=VALUE ...]     validate a config and print it resolved
     rlmr verify ifeval --input F --output-dir D  check IFEval-format responses
     rlmr judge --pairs F                         evaluate a GenRM judge on preference pairs
@@ -31,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="only validate; print nothing on success")
     # Subcommands owned by their packages: each module exposes add_arguments(parser)
     # and run(args) -> int, imported lazily so --help stays instant.
-    for name, helptext in _DELEGATED.items():
-        if importlib.util.find_spec(f"rlmr.{name}") is None:
+    for name, (module, helptext) in _DELEGATED.items():
+        if importlib.util.find_spec(module) is None:
             continue
         p = sub.add_parser(name, help=helptext)
         _delegate(name).add_arguments(p)
@@ -40,13 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _DELEGATED = {
-    "verify": "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)",
-    "judge": "evaluate a generative reward model on preference pairs",
+    "train": ("rlmr.train", "train a policy with RLMR (local Ray, or --address auto to join a cluster)"),
+    "verify": ("rlmr.verify.cli", "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)"),
+    "judge": ("rlmr.judge.cli", "evaluate a generative reward model on preference pairs"),
 }
 
 
 def _delegate(name: str):
-    return importlib.import_module(f"rlmr.{name}.cli")
+    return importlib.import_module(_DELEGATED[name][0])
 
 
 def cmd_config(args) -> int:

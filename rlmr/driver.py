@@ -12,6 +12,7 @@ this file holds the control flow and nothing else.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -45,9 +46,9 @@ class Services(Protocol):
 
     def sync_weights(self) -> None: ...
 
-    def save(self, directory: str, client_state: dict) -> None: ...
+    def save(self, directory: str, client_state: dict, remote: str | None = None) -> None: ...
 
-    def load(self, directory: str) -> dict: ...
+    def load(self, directory: str, remote: str | None = None) -> dict: ...
 
 
 class PhaseTimer:
@@ -206,7 +207,7 @@ def evaluate(cfg: RLMRConfig, services: Services, rows: Sequence[PromptRow]) -> 
 
 def save_checkpoint(run: RunDir, services: Services, sampler: PromptSampler, step: int) -> None:
     staging = run.staging_dir(step)
-    services.save(str(staging), client_state={"step": step})
+    services.save(str(staging), client_state={"step": step}, remote=run.checkpoint_uri(step))
     torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
                staging / "rng.pt")
     run.commit_checkpoint(staging, step, {"step": step, "data": sampler.state_dict()})
@@ -217,7 +218,7 @@ def restore_checkpoint(run: RunDir, services: Services, sampler: PromptSampler) 
 
     ckpt = run.latest_checkpoint()
     state = json.loads((ckpt / "trainer_state.json").read_text())
-    services.load(str(ckpt))
+    services.load(str(ckpt), remote=run.checkpoint_uri(state["step"]))
     sampler.load_state_dict(state["data"])
     rng = torch.load(ckpt / "rng.pt", weights_only=False)
     random.setstate(rng["python"])
@@ -230,10 +231,11 @@ def restore_checkpoint(run: RunDir, services: Services, sampler: PromptSampler) 
 # --------------------------------------------------------------------------- the loop
 
 def train(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: Sequence[PromptRow],
-          eval_rows: Sequence[PromptRow] = (), resume: bool = False) -> list[dict]:
-    """Run (or continue) training; returns the metric rows logged by this call."""
+          eval_rows: Sequence[PromptRow] = ()) -> list[dict]:
+    """Run, or continue when `run` was opened to resume; returns the metric rows logged by this call."""
     sampler = PromptSampler(train_rows, seed=cfg.data.seed, shuffle=cfg.data.shuffle)
     start = 0
+    resume = run.resuming
     if resume:
         start = restore_checkpoint(run, services, sampler)
         services.sync_weights()  # rollout engines start from the checkpoint's weights
@@ -244,15 +246,17 @@ def train(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: Sequence
         logged.append({"step": 0, **evaluate(cfg, services, eval_rows)})
         run.log(0, logged[-1])
     bar = _progress(cfg, start)
+    deadline = time.monotonic() + 60 * cfg.trainer.max_wall_minutes if cfg.trainer.max_wall_minutes else None
     try:
         for step in range(start + 1, cfg.trainer.steps + 1):
             metrics, samples = train_step(cfg, services, sampler, step)
-            if eval_rows and cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0:
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            last = step == cfg.trainer.steps or out_of_time
+            if eval_rows and ((cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0) or last):
                 metrics.update(evaluate(cfg, services, eval_rows))
             run.log(step, metrics)
             run.write_samples(step, samples)
             logged.append({"step": step, **metrics})
-            last = step == cfg.trainer.steps
             if last or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
                 save_checkpoint(run, services, sampler, step)
                 run.plot()
@@ -260,6 +264,10 @@ def train(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: Sequence
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", pass_rate=f"{metrics['pass_rate']:.2f}",
                                 **({"eval": f"{metrics['eval/pass_rate']:.2f}"} if "eval/pass_rate" in metrics else {}))
+            if out_of_time:
+                print(f"rlmr: stopping after step {step}: trainer.max_wall_minutes "
+                      f"({cfg.trainer.max_wall_minutes:g}) reached", file=sys.stderr)
+                break
     finally:
         if bar is not None:
             bar.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +146,6 @@ class PolicyLearner:
         """One rollout batch's worth of updates on this rank's shard; returns mean statistics."""
         if len(shard) != self.per_update * self.cfg.updates_per_step:
             raise ValueError(f"shard of {len(shard)} samples; expected {self.per_update * self.cfg.updates_per_step}")
-        t0 = time.perf_counter()
         if self.cfg.updates_per_step > 1 and shard.old_logprobs is None:
             shard.old_logprobs = self.logprobs(shard)  # fixed before the first update
         self.engine.train()
@@ -179,7 +177,6 @@ class PolicyLearner:
                 stats.setdefault("grad_norm", []).append(float(norm))
         result = {k: sum(v) / len(v) for k, v in stats.items()}
         result["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.cfg.lr
-        result["time_train_s"] = time.perf_counter() - t0
         return result
 
     def _local_grad_norm(self) -> float:

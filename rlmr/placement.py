@@ -103,7 +103,7 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
     plan = PlacementPlan(bundles=bundles, bundle_nodes=nodes)
     # Ray's accounting on a bundle shared by colocated roles: split in proportion.
     share: dict[tuple[str, int], float] = {}
-    for b, entries in enumerate(demand):
+    for entries in demand:
         total = sum(g for _, _, g in entries)
         scale = 1.0 / total if total > 1.0 + 1e-9 else 1.0
         for role, rep, g in entries:

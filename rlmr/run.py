@@ -12,7 +12,10 @@
 A checkpoint is written into `step_N.tmp/` and renamed when complete, and only
 then does `latest` move, so a crash mid-save never leaves a checkpoint that
 looks whole. Starting a run in a directory that already has checkpoints,
-without `--resume`, is refused rather than overwriting them.
+without `--resume`, is refused rather than overwriting them. When
+`logging.output_dir` is an fsspec URI (s3://, gs://, file://...), the run
+lives in a local mirror and is uploaded as it goes (`rlmr.storage`); the
+remote `checkpoints/latest` moves last, after every file of the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
+from rlmr import storage
 from rlmr.config import RLMRConfig, save_resolved
 
 CHECKPOINT_PREFIX = "step_"
@@ -35,22 +39,65 @@ class RunDirError(RuntimeError):
 class RunDir:
     """Owns every file of one run; the driver calls it, nothing else writes there."""
 
-    def __init__(self, cfg: RLMRConfig, resume: bool = False):
+    def __init__(self, cfg: RLMRConfig, resume: bool | str = False):
+        """`resume`: False (refuse an existing run), True (require a checkpoint), "auto" (resume if there is one)."""
         self.cfg = cfg
-        self.path = Path(cfg.logging.output_dir) / cfg.logging.run_name
+        out = cfg.logging.output_dir
+        self.uri = storage.join(out, cfg.logging.run_name) if storage.is_remote(out) else None
+        self.path = storage.local_mirror(self.uri) if self.uri else Path(out) / cfg.logging.run_name
         self.ckpt_root = self.path / "checkpoints"
-        has_ckpt = self.latest_checkpoint() is not None
-        if not resume and (has_ckpt or (self.path / "metrics.jsonl").exists()):
+        where = self.uri or self.path
+        has_ckpt = self._remote_latest() is not None if self.uri else self.latest_checkpoint() is not None
+        started = storage.exists(storage.join(self.uri, "metrics.jsonl")) if self.uri \
+            else (self.path / "metrics.jsonl").exists()
+        if resume == "auto":
+            resume = has_ckpt
+        self.resuming = bool(resume)
+        if not resume and (has_ckpt or started):
             raise RunDirError(
-                f"{self.path} already holds a run; pass --resume to continue it, or choose another "
+                f"{where} already holds a run; pass --resume to continue it, or choose another "
                 f"logging.run_name / logging.output_dir")
         if resume and not has_ckpt:
-            raise RunDirError(f"--resume: {self.path} has no complete checkpoint to resume from")
+            raise RunDirError(f"--resume: {where} has no complete checkpoint to resume from")
+        if self.uri:
+            shutil.rmtree(self.path, ignore_errors=True)  # the remote copy is the truth
+            if resume:
+                self._download_for_resume()
         self.path.mkdir(parents=True, exist_ok=True)
         self.ckpt_root.mkdir(exist_ok=True)
         save_resolved(cfg, self.path / "config.yaml")
+        self._upload("config.yaml")
         self._tb = None
         self._wandb = None
+
+    # ------------------------------------------------------------------ remote mirror
+
+    def _remote_latest(self) -> str | None:
+        name = storage.read_text(storage.join(self.uri, "checkpoints", "latest"))
+        return name.strip() if name else None
+
+    def _download_for_resume(self) -> None:
+        name = self._remote_latest()
+        storage.download_tree(storage.join(self.uri, "checkpoints", name), self.ckpt_root / name)
+        (self.ckpt_root / "latest").write_text(name)
+        for fname in ("metrics.jsonl", "samples.jsonl"):
+            text = storage.read_text(storage.join(self.uri, fname))
+            if text is not None:
+                (self.path / fname).write_text(text, encoding="utf-8")
+
+    def _upload(self, *names: str) -> None:
+        if not self.uri:
+            return
+        for name in names:
+            p = self.path / name
+            if p.is_file():
+                storage.upload_file(p, storage.join(self.uri, name))
+            elif p.is_dir():
+                storage.upload_tree(p, storage.join(self.uri, name))
+
+    def checkpoint_uri(self, step: int) -> str | None:
+        """Where the learner ranks upload the files they write for this checkpoint (None for local runs)."""
+        return storage.join(self.uri, "checkpoints", f"{CHECKPOINT_PREFIX}{step:06d}") if self.uri else None
 
     # ------------------------------------------------------------------ logging
 
@@ -112,6 +159,7 @@ class RunDir:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+        self._upload("metrics.jsonl", "samples.jsonl", "curves.png", "tb")
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -148,8 +196,19 @@ class RunDir:
         staging.rename(final)
         pointer = self.ckpt_root / "latest.tmp"
         pointer.write_text(final.name)
+        stale = self.checkpoint_dirs()[: -self.cfg.checkpoint.keep_last]
+        if self.uri:  # learner ranks uploaded their own files; add the driver's, then move the pointer
+            remote = self.checkpoint_uri(step)
+            storage.upload_files(final, [final / "trainer_state.json", *[p for p in final.iterdir()
+                                 if p.is_file() and p.name != "trainer_state.json"]], remote)
+            self._upload("metrics.jsonl", "samples.jsonl")
+            storage.write_text(storage.join(self.uri, "checkpoints", "latest"), final.name)
+            remote_ckpts = sorted(n for n in storage.list_names(storage.join(self.uri, "checkpoints"))
+                                  if n.startswith(CHECKPOINT_PREFIX) and n[len(CHECKPOINT_PREFIX):].isdigit())
+            for old in remote_ckpts[: -self.cfg.checkpoint.keep_last]:
+                storage.remove_tree(storage.join(self.uri, "checkpoints", old))
         pointer.replace(self.ckpt_root / "latest")
-        for old in self.checkpoint_dirs()[: -self.cfg.checkpoint.keep_last]:
+        for old in stale:
             shutil.rmtree(old, ignore_errors=True)
         return final
 

@@ -13,6 +13,7 @@ import torch
 
 from rlmr.records import Verdicts, WritingScores
 from rlmr.rollout import sample_groups
+from rlmr.storage import download_tree, join, upload_file
 from tests.fakes import FakeEngine
 
 
@@ -56,10 +57,15 @@ class FakeServices:
     def sync_weights(self):
         self.syncs += 1
 
-    def save(self, directory, client_state):
-        Path(directory, "learner.json").write_text(json.dumps({"updates": self.updates, **client_state}))
+    def save(self, directory, client_state, remote=None):
+        path = Path(directory, "learner.json")
+        path.write_text(json.dumps({"updates": self.updates, **client_state}))
+        if remote:
+            upload_file(path, join(remote, "learner.json"))
 
-    def load(self, directory):
+    def load(self, directory, remote=None):
+        if remote and not Path(directory, "learner.json").exists():
+            download_tree(remote, Path(directory))
         state = json.loads(Path(directory, "learner.json").read_text())
         self.updates = state["updates"]
         self.loaded_from = directory

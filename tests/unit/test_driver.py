@@ -107,7 +107,7 @@ def test_resume_continues_with_the_same_data_order(tmp_path):
         RunDir(cfg2)
     cfg3 = _cfg(tmp_path / "b", "trainer.eval_every=0", "trainer.steps=3")
     resumed = FakeServices()
-    rows = train(cfg3, resumed, RunDir(cfg3, resume=True), ROWS, (), resume=True)
+    rows = train(cfg3, resumed, RunDir(cfg3, resume=True), ROWS, ())
     assert [r["step"] for r in rows] == [3]
     assert resumed.loaded_from.endswith("step_000002")
     assert resumed.sampled_prompt_ids == straight.sampled_prompt_ids[2:]
@@ -120,3 +120,53 @@ def test_resume_without_checkpoint_is_refused(tmp_path):
     cfg = _cfg(tmp_path)
     with pytest.raises(RunDirError, match="no complete checkpoint"):
         RunDir(cfg, resume=True)
+
+
+def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path, monkeypatch):
+    import rlmr.driver as driver
+
+    cfg = _cfg(tmp_path, "trainer.steps=50", "trainer.max_wall_minutes=1", "trainer.eval_every=0",
+               "checkpoint.every=0")
+    clock = iter(range(0, 10_000, 25))  # every monotonic() call advances 25 s
+    monkeypatch.setattr(driver.time, "monotonic", lambda: next(clock))
+    rows = train(cfg, FakeServices(), RunDir(cfg), ROWS, HELD_OUT)
+    steps = [r["step"] for r in rows]
+    assert steps[-1] < 50
+    assert "eval/pass_rate" in rows[-1]  # the final step is evaluated
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == f"step_{steps[-1]:06d}"
+
+
+def test_resume_auto_starts_fresh_then_resumes(tmp_path):
+    cfg = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=1")
+    run = RunDir(cfg, resume="auto")
+    assert not run.resuming
+    train(cfg, FakeServices(), run, ROWS, ())
+    cfg2 = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=2")
+    run2 = RunDir(cfg2, resume="auto")
+    assert run2.resuming
+    assert [r["step"] for r in train(cfg2, FakeServices(), run2, ROWS, ())] == [2]
+
+
+def test_object_store_output_dir_resumes_from_the_uri_alone(tmp_path, monkeypatch):
+    """output_dir as an fsspec URI: the run is mirrored there, and a resume on a machine with an
+    empty cache (a resubmitted job) downloads the checkpoint and continues."""
+    monkeypatch.setenv("RLMR_CACHE", str(tmp_path / "cache-1"))
+    uri = f"file://{tmp_path}/bucket"
+    cfg = _cfg(tmp_path / "c", f"logging.output_dir={uri}", "trainer.eval_every=0", "trainer.steps=2")
+    train(cfg, FakeServices(), RunDir(cfg), ROWS, ())
+    remote = tmp_path / "bucket" / "run"
+    assert (remote / "checkpoints" / "latest").read_text() == "step_000002"
+    assert (remote / "checkpoints" / "step_000002" / "learner.json").exists()
+    assert (remote / "checkpoints" / "step_000002" / "trainer_state.json").exists()
+    assert [json.loads(x)["step"] for x in (remote / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    with pytest.raises(RunDirError, match="already holds a run"):
+        RunDir(cfg)
+
+    monkeypatch.setenv("RLMR_CACHE", str(tmp_path / "cache-2"))  # a fresh machine
+    cfg3 = _cfg(tmp_path / "c", f"logging.output_dir={uri}", "trainer.eval_every=0", "trainer.steps=3")
+    services = FakeServices()
+    rows = train(cfg3, services, RunDir(cfg3, resume=True), ROWS, ())
+    assert [r["step"] for r in rows] == [3] and services.updates == 3
+    assert (remote / "checkpoints" / "latest").read_text() == "step_000003"
+    assert not (remote / "checkpoints" / "step_000001").exists()  # keep_last = 2 applies remotely too
+    assert [json.loads(x)["step"] for x in (remote / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]

@@ -1,0 +1,108 @@
+"""LearnerWorker: one DeepSpeed rank of the policy, as a Ray actor.
+
+`LearnerGroup` starts `cluster.learner.replicas` ranks; rank 0 picks a free port
+on its node and hands its address to the others, then every rank joins the
+process group (gloo on CPU, NCCL on GPU). Collective calls (train, save, load,
+weights) are sent to all ranks at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import ray
+import torch
+
+from actors.common import setup_process
+from rlmr.config import RLMRConfig
+from rlmr.records import TrainBatch
+
+
+@ray.remote
+class LearnerWorker:
+    def __init__(self, cfg: RLMRConfig, rank: int, world_size: int, device: str):
+        setup_process(device)
+        self.cfg, self.rank, self.world_size, self.device = cfg, rank, world_size, device
+        self.learner = None
+
+    def address(self) -> tuple[str, int]:
+        """This node's IP and a free port (asked of rank 0 only)."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def setup(self, master_addr: str, master_port: int) -> None:
+        from rlmr.engine.loading import resolve_model_dir
+        from rlmr.learner import PolicyLearner, RankInfo
+
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
+                          WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
+        cfg = self.cfg
+        self.learner = PolicyLearner(
+            str(resolve_model_dir(cfg.model.source)), cfg.model.dtype, cfg.learner, cfg.algo,
+            RankInfo(self.rank, self.world_size, self.device),
+            samples_per_step=cfg.rollout.prompts_per_step * cfg.rollout.n,
+            gradient_checkpointing=cfg.model.gradient_checkpointing, seed=cfg.trainer.seed,
+            save_optimizer=cfg.checkpoint.save_optimizer)
+
+    def train(self, shard: TrainBatch) -> dict:
+        return self.learner.train_step(shard)
+
+    def logprobs(self, shard: TrainBatch) -> torch.Tensor:
+        return self.learner.logprobs(shard)
+
+    def export_weights(self) -> dict | None:
+        return self.learner.full_state_dict()
+
+    def save(self, directory: str, client_state: dict, remote: str | None = None) -> None:
+        """Collective save; with `remote`, this rank uploads the files it wrote (its own shard)."""
+        import time
+        from pathlib import Path
+
+        started = time.time()
+        self.learner.save(directory, client_state)
+        if remote:
+            from rlmr.storage import upload_files
+
+            mine = [p for p in Path(directory).rglob("*") if p.is_file() and p.stat().st_mtime >= started - 1]
+            upload_files(Path(directory), mine, remote)
+
+    def load(self, directory: str, remote: str | None = None) -> dict:
+        from pathlib import Path
+
+        if remote and not (Path(directory) / "optimizer").exists():  # a node that did not write it
+            from rlmr.storage import download_tree
+
+            download_tree(remote, Path(directory))
+        return self.learner.load(directory)
+
+
+class LearnerGroup:
+    """All ranks of the policy learner."""
+
+    def __init__(self, cfg: RLMRConfig, pg, replicas, options_for):
+        device = "cuda" if cfg.cluster.learner.gpus > 0 else "cpu"
+        world = len(replicas)
+        self.workers = [LearnerWorker.options(**options_for(r)).remote(cfg, r.replica, world, device)
+                        for r in replicas]
+        addr, port = ray.get(self.workers[0].address.remote())
+        ray.get([w.setup.remote(addr, port) for w in self.workers])
+
+    def train(self, batch: TrainBatch) -> dict:
+        shards = batch.split(len(self.workers))
+        stats = ray.get([w.train.remote(s) for w, s in zip(self.workers, shards)])
+        return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
+
+    def export_weights_ref(self):
+        """ObjectRef of the full weights (rank 0's); the other ranks take part in the gather."""
+        refs = [w.export_weights.remote() for w in self.workers]
+        ray.wait(refs, num_returns=len(refs))
+        return refs[0]
+
+    def save(self, directory: str, client_state: dict, remote: str | None = None) -> None:
+        ray.get([w.save.remote(directory, client_state, remote) for w in self.workers])
+
+    def load(self, directory: str, remote: str | None = None) -> dict:
+        return ray.get([w.load.remote(directory, remote) for w in self.workers])[0]

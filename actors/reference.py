@@ -1,0 +1,41 @@
+"""ReferenceWorker: the frozen initial policy, returning per-token log-probs for KL.
+
+Created only when `algo.kl.beta > 0`. It scores the learner's padded batch with
+the learner's own log-prob function, so the KL term compares like with like.
+"""
+
+from __future__ import annotations
+
+import ray
+import torch
+
+from actors.common import setup_process
+from rlmr.config import RLMRConfig
+from rlmr.records import TrainBatch
+
+
+@ray.remote
+class ReferenceWorker:
+    def __init__(self, cfg: RLMRConfig, device: str):
+        from transformers import AutoModelForCausalLM
+
+        from rlmr.engine.loading import resolve_model_dir
+        from rlmr.learner import DTYPES
+
+        setup_process(device)
+        self.device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
+        self.model = AutoModelForCausalLM.from_pretrained(
+            str(resolve_model_dir(cfg.model.source)), dtype=DTYPES[cfg.model.dtype], local_files_only=True
+        ).to(self.device).eval()
+        self.micro_batch = cfg.learner.micro_batch_size
+
+    @torch.no_grad()
+    def logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        from rlmr.learner import sequence_token_logprobs
+
+        out = []
+        for start in range(0, len(batch), self.micro_batch):
+            mb = batch.select(slice(start, start + self.micro_batch))
+            lp, _ = sequence_token_logprobs(self.model, mb.input_ids.to(self.device), mb.attention_mask.to(self.device))
+            out.append((lp.float() * mb.response_mask.to(self.device)).cpu())
+        return torch.cat(out)

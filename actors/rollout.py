@@ -1,0 +1,43 @@
+"""RolloutWorker: owns a text engine (HF on CPU, vLLM on GPU) and samples groups with log-probs."""
+
+from __future__ import annotations
+
+import ray
+
+from actors.common import setup_process
+from rlmr.config import RLMRConfig
+from rlmr.engine.base import SamplingParams
+from rlmr.records import Group, PromptRow
+
+
+@ray.remote
+class RolloutWorker:
+    def __init__(self, cfg: RLMRConfig, device: str):
+        from rlmr.engine import build_engine
+
+        setup_process(device)
+        self.cfg = cfg
+        self.engine = build_engine(cfg.model.source, cfg.rollout.engine, dtype=cfg.model.dtype,
+                                   max_model_len=cfg.model.max_model_len, seed=cfg.trainer.seed)
+
+    def pad_token_id(self) -> int:
+        tok = self.engine.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def sample(self, rows: list[PromptRow], params: SamplingParams) -> list[Group]:
+        from rlmr.rollout import sample_groups
+
+        return sample_groups(self.engine, rows, params, chat_template=self.cfg.model.chat_template)
+
+    def load_weights(self, state: dict) -> int:
+        """Replace the engine's weights with the learner's (CPU path: tensors through the object store)."""
+        return self.engine.load_weights(state.items())
+
+    def sequence_logprobs(self, prompt_ids, response_ids) -> list[list[float]]:
+        return self.engine.sequence_logprobs(prompt_ids, response_ids)
+
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def wake_up(self) -> None:
+        self.engine.wake_up()

@@ -1,0 +1,92 @@
+"""`rlmr train`: validate everything locally, start or join Ray, build the actors, run the driver.
+
+    rlmr train configs/smollm2-cpu.yaml                      # local Ray on this machine
+    rlmr train configs/tiny.yaml --set trainer.steps=2       # seconds
+    rlmr train CONFIG --address auto                         # join a cluster started with `ray start`
+    rlmr train CONFIG --resume                               # continue from the last complete checkpoint
+    rlmr train CONFIG --resume auto                          # resume if a checkpoint exists, else start
+
+The config and the prompt files are checked before Ray starts, so a typo
+costs a second, not a cluster start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def add_arguments(p) -> None:
+    p.add_argument("config", help="YAML config, e.g. configs/smollm2-cpu.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, repeatable: --set trainer.steps=2")
+    p.add_argument("--resume", nargs="?", const="always", choices=("always", "auto"), default=None,
+                   help="continue from the run directory's last complete checkpoint; `--resume auto` starts "
+                        "fresh when there is none (for job retries)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join ('auto' for one started with `ray start`); default: start a local Ray")
+
+
+def load_prompt_sets(cfg):
+    """Training and held-out prompts, with constraints checked by the verifier's registry."""
+    from rlmr.data import load_prompts
+    from rlmr.verify.constraints import parse_constraints as check_constraints
+
+    train_rows = load_prompts(cfg.data.train, check_constraints)
+    eval_rows = load_prompts(cfg.data.eval, check_constraints) if cfg.data.eval else []
+    return train_rows, eval_rows
+
+
+def init_ray(address: str | None, cfg) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Inside `ray job submit`, RAY_ADDRESS names the cluster the job runs on.
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    if local:  # a cluster private to this process: no token to manage, no dashboard
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # A job's own runtime env (ray job submit) may set variables too: merge, don't refuse.
+    os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
+    passed = ("RLMR_CACHE", "TORCH_EXTENSIONS_DIR", "HF_HOME") + (("RAY_AUTH_MODE",) if local else ())
+    env = {k: os.environ[k] for k in passed if k in os.environ}
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    kwargs = {"runtime_env": {"env_vars": env}, "log_to_driver": True}
+    if local:
+        kwargs.update(include_dashboard=False, num_gpus=cfg.cluster.gpus_per_node or None)
+    ray.init(address=address, **kwargs)
+
+
+def run(args) -> int:
+    from rlmr.config import load_config
+    from rlmr.data import DataError
+    from rlmr.run import RunDir, RunDirError
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        train_rows, eval_rows = load_prompt_sets(cfg)
+        run_dir = RunDir(cfg, resume={"always": True, "auto": "auto", None: False}[args.resume])
+    except (DataError, RunDirError) as err:
+        print(f"rlmr train: {err}", file=sys.stderr)
+        return 2
+    print(f"rlmr train: run directory {run_dir.path} ({len(train_rows)} training prompts, "
+          f"{len(eval_rows)} held-out)", file=sys.stderr)
+
+    import ray
+
+    from actors.services import RayServices
+    from rlmr.driver import train
+
+    init_ray(args.address, cfg)
+    services = None
+    try:
+        services = RayServices(cfg)
+        rows = train(cfg, services, run_dir, train_rows, eval_rows)
+    finally:
+        if services is not None:
+            services.shutdown()
+        ray.shutdown()
+    last = rows[-1] if rows else {}
+    summary = {k: last[k] for k in ("step", "reward_mean", "pass_rate", "eval/pass_rate") if k in last}
+    print(f"rlmr train: done; {summary}; curves in {run_dir.path / 'curves.png'}", file=sys.stderr)
+    return 0

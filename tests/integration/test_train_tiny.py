@@ -1,0 +1,52 @@
+"""End to end on CPU: `rlmr train configs/tiny.yaml` runs 2 real steps through real Ray actors,
+a real DeepSpeed learner, the real verifier and judge, then `--resume` adds a third."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _train(repo, out, *extra):
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "rlmr.cli", "train", "configs/tiny.yaml", "--set", f"logging.output_dir={out}",
+           "--set", "logging.run_name=it", *extra]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    return proc
+
+
+def test_two_steps_then_resume_for_a_third(repo, tmp_path):
+    run = tmp_path / "it"
+    _train(repo, tmp_path, "--set", "trainer.steps=2")
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1, 2]
+    step = metrics[1]
+    for key in ("reward_mean", "writing_mean", "pass_rate", "adv_std", "kl", "entropy", "response_len_mean",
+                "clip_frac", "frac_zero_std", "logprob_gap_rollout", "time/rollout_s", "time/train_s"):
+        assert key in step, key
+    assert 0.0 <= step["writing_mean"] <= 1.0
+    assert "eval/pass_rate" in metrics[0] and "eval/pass_rate" in metrics[2]
+    assert (run / "checkpoints" / "latest").read_text() == "step_000002"
+    policy = run / "checkpoints" / "step_000002" / "policy"
+    assert (policy / "config.json").exists() and (policy / "model.safetensors").exists()
+    assert (run / "curves.png").stat().st_size > 1000
+    samples = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {1, 2}
+
+    # The resolved config was saved; the policy checkpoint loads with plain transformers.
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(policy, local_files_only=True)
+
+    proc = _train(repo, tmp_path, "--set", "trainer.steps=3", "--resume")
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3]
+    assert (run / "checkpoints" / "latest").read_text() == "step_000003"
+    assert "run directory" in proc.stderr
