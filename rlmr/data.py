@@ -50,23 +50,15 @@ def _read_jsonl(path: Path) -> list[dict]:
     # Read line by line ourselves rather than with datasets' JSON loader: a broken
     # line is reported with its number, and constraint objects keep their own keys
     # (Arrow would unify them into one struct with nulls for every other kwarg).
-    import json
+    from rlmr.jsonl import iter_jsonl
 
     rows, errors = [], []
-    with path.open(encoding="utf-8", errors="strict") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(row, dict):
-                errors.append(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                continue
-            row["__line__"] = lineno
-            rows.append(row)
+    for lineno, row, problem in iter_jsonl(path):
+        if problem:
+            errors.append(f"{path}:{lineno}: {problem}")
+            continue
+        row["__line__"] = lineno
+        rows.append(row)
     if errors:
         raise DataError(_summary(errors))
     return rows

@@ -74,24 +74,20 @@ def _run_ifeval(args) -> int:
 def _run_check(args) -> int:
     import json
 
+    from rlmr.jsonl import iter_jsonl
     from rlmr.verify.api import verify_batch
     from rlmr.verify.constraints import ConstraintError, parse_constraints
 
     items, ids, problems = [], [], []
     try:
-        with open(args.input, encoding="utf-8") as f:
-            lines = list(f)
+        lines = list(iter_jsonl(args.input))
     except OSError as exc:
         return _fail(str(exc))
-    for line_no, line in enumerate(lines, 1):
-        if not line.strip():
+    for line_no, row, problem in lines:
+        if problem:
+            problems.append(f"line {line_no}: {problem}")
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"line {line_no}: not valid JSON ({exc.msg})")
-            continue
-        if not isinstance(row, dict) or not isinstance(row.get("response"), str):
+        if not isinstance(row.get("response"), str):
             problems.append(f"line {line_no}: response: required string field is missing")
             continue
         try:

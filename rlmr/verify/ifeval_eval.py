@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlmr.jsonl import iter_jsonl
 from rlmr.verify.constraints import ConstraintError, constraint_type, parse_constraint, registry
 from rlmr.verify.ifeval import LooseTexts, loose_verdict, strict_verdict
 from rlmr.verify.text import TextStats
@@ -117,34 +118,26 @@ def _row_from_json(data, line: int, responses: dict[str, str] | None) -> IFEvalR
 def read_responses(path: str | Path) -> dict[str, str]:
     """The reference's prompt -> response mapping (a later line with the same prompt wins)."""
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                out[data["prompt"]] = data["response"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ConstraintError(f"{path}: line {line_no}: not a {{'prompt', 'response'}} object ({exc})") from None
+    for line_no, data, problem in iter_jsonl(path):
+        if problem is None and isinstance(data.get("prompt"), str) and isinstance(data.get("response"), str):
+            out[data["prompt"]] = data["response"]
+        else:
+            raise ConstraintError(f"{path}: line {line_no}: not a {{'prompt', 'response'}} object"
+                                  f"{f' ({problem})' if problem else ''}")
     return out
 
 
 def read_ifeval_rows(path: str | Path, responses: dict[str, str] | None = None) -> tuple[list[IFEvalRow], list[str]]:
     """Valid rows, and one message per rejected line (`line N: key: problem`)."""
     rows, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {line_no}: not valid JSON ({exc.msg})")
-                continue
-            try:
-                rows.append(_row_from_json(data, line_no, responses))
-            except ConstraintError as exc:
-                problems.append(str(exc))
+    for line_no, data, problem in iter_jsonl(path):
+        if problem:
+            problems.append(f"line {line_no}: {problem}")
+            continue
+        try:
+            rows.append(_row_from_json(data, line_no, responses))
+        except ConstraintError as exc:
+            problems.append(str(exc))
     return rows, problems
 
 
