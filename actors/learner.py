@@ -56,6 +56,15 @@ class LearnerWorker:
     def export_weights(self) -> dict | None:
         return self.learner.full_state_dict()
 
+    def weight_metas(self) -> list:
+        return self.learner.weight_metas()
+
+    def init_weight_group(self, master_address: str, master_port: int, world_size: int) -> None:
+        self.learner.init_weight_group(master_address, master_port, world_size)
+
+    def broadcast_weights(self) -> int:
+        return self.learner.broadcast_weights()
+
     def save(self, directory: str, client_state: dict, remote: str | None = None) -> None:
         """Collective save; with `remote`, this rank uploads the files it wrote (its own shard)."""
         import time
@@ -100,6 +109,10 @@ class LearnerGroup:
         refs = [w.export_weights.remote() for w in self.workers]
         ray.wait(refs, num_returns=len(refs))
         return refs[0]
+
+    def broadcast_weights_refs(self) -> list:
+        """Every rank takes part (ZeRO-3 gathers); rank 0 broadcasts over the NCCL weight group."""
+        return [w.broadcast_weights.remote() for w in self.workers]
 
     def save(self, directory: str, client_state: dict, remote: str | None = None) -> None:
         ray.get([w.save.remote(directory, client_state, remote) for w in self.workers])

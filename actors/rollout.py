@@ -33,6 +33,17 @@ class RolloutWorker:
         """Replace the engine's weights with the learner's (CPU path: tensors through the object store)."""
         return self.engine.load_weights(state.items())
 
+    def tensor_parallel_size(self) -> int:
+        return getattr(self.engine, "tensor_parallel_size", 1)
+
+    def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
+        """GPU path: join learner rank 0's NCCL group (vLLM workers take ranks rank_offset..)."""
+        self.engine.init_weight_group(master_address, master_port, rank_offset, world_size)
+
+    def receive_weights(self, metas) -> int:
+        """GPU path: receive the learner's NCCL broadcast of every parameter in `metas`."""
+        return self.engine.receive_weights(metas)
+
     def sequence_logprobs(self, prompt_ids, response_ids) -> list[list[float]]:
         return self.engine.sequence_logprobs(prompt_ids, response_ids)
 

@@ -4,7 +4,8 @@ Builds one placement group from `rlmr.placement.plan_placement`, starts every
 role's replicas into their bundles, and implements the driver's calls:
 work is split across replicas, verification and judging run at the same
 time, and weights go from learner rank 0 to every rollout engine after each
-step (through the object store on CPU and for HF engines).
+step: through the object store for HF engines (CPU), by NCCL broadcast from
+learner rank 0 into the vLLM workers on GPUs (`rlmr.engine.weight_group`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class RayServices:
             if not self.reference:
                 raise ValueError("algo.kl.beta > 0 needs a reference model but cluster.reference.replicas is 0")
         self.pad_token_id = ray.get(self.rollout[0].pad_token_id.remote())
+        # vLLM engines get weights by NCCL broadcast from learner rank 0; HF engines through the object store.
+        self.nccl_sync = cfg.rollout.engine.type == "vllm"
+        if self.nccl_sync:
+            self._init_weight_group()
         self.sync_weights()  # rollout engines start from exactly the learner's weights
 
     # ------------------------------------------------------------------ Services
@@ -118,7 +123,23 @@ class RayServices:
     def train(self, batch: TrainBatch) -> dict:
         return self.learner.train(batch)
 
+    def _init_weight_group(self) -> None:
+        tps = ray.get([w.tensor_parallel_size.remote() for w in self.rollout])
+        world = 1 + sum(tps)
+        addr, port = ray.get(self.learner.workers[0].address.remote())
+        offsets = [1 + sum(tps[:i]) for i in range(len(tps))]
+        ray.get([self.learner.workers[0].init_weight_group.remote(addr, port, world)]
+                + [w.init_weight_group.remote(addr, port, off, world) for w, off in zip(self.rollout, offsets)])
+        self.weight_metas = ray.get(self.learner.workers[0].weight_metas.remote())
+
     def sync_weights(self) -> None:
+        if self.nccl_sync:
+            receive = [w.receive_weights.remote(self.weight_metas) for w in self.rollout]
+            sent = ray.get(self.learner.broadcast_weights_refs())[0]
+            counts = ray.get(receive)
+            if sent != len(self.weight_metas) or any(c != sent for c in counts):
+                raise RuntimeError(f"NCCL weight sync sent {sent} tensors, engines received {counts}")
+            return
         state = self.learner.export_weights_ref()
         counts = ray.get([w.load_weights.remote(state) for w in self.rollout])
         if len(set(counts)) != 1 or counts[0] == 0:

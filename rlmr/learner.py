@@ -227,6 +227,29 @@ class PolicyLearner:
             return None
         return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
+    def weight_metas(self) -> list:
+        """(name, dtype, full shape) of every parameter, in broadcast order (for the vLLM receivers)."""
+        from rlmr.engine.weight_group import weight_metas
+
+        return weight_metas(self.engine.module.named_parameters())
+
+    def init_weight_group(self, master_address: str, master_port: int, world_size: int) -> None:
+        """Rank 0 only: become rank 0 (the source) of the NCCL weight-sync group with the vLLM workers."""
+        from rlmr.engine.weight_group import create_weight_group
+
+        self._weight_group = create_weight_group(master_address, master_port, 0, world_size, self.device)
+
+    def broadcast_weights(self) -> int:
+        """Collective over learner ranks (ZeRO-3 gathers each parameter); rank 0 broadcasts it to vLLM."""
+        import deepspeed
+
+        from rlmr.engine.weight_group import broadcast_parameters
+
+        gather = ((lambda p: deepspeed.zero.GatheredParameters([p], modifier_rank=None))
+                  if self.cfg.zero_stage == 3 else None)
+        return broadcast_parameters(self.engine.module.named_parameters(), getattr(self, "_weight_group", None),
+                                    is_source=self.rank.rank == 0, gather=gather)
+
     def save(self, directory: str, client_state: dict | None = None) -> None:
         """Collective. Writes `policy/` (HF format, loadable by from_pretrained) and `optimizer/` (DeepSpeed)."""
         d = Path(directory)

@@ -20,6 +20,9 @@ How each method maps onto vLLM:
 - `load_weights`: `collective_rpc("rlmr_load_weights", ...)` on the worker
   extension `rlmr.engine.vllm_worker.WeightSyncExtension`, then
   `reset_prefix_cache()` (cached KV of old weights must not be reused).
+- `init_weight_group` / `receive_weights`: the NCCL path (vLLM's RLHF
+  example): the workers join a stateless NCCL group with learner rank 0 and
+  receive one broadcast per parameter (`rlmr.engine.weight_group`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class VLLMEngine:
         self.max_model_len = max_model_len
         self.model_name = str(model_dir or "injected")
         self.prefix_caching = enable_prefix_caching
+        self.tensor_parallel_size = tensor_parallel_size
 
     @classmethod
     def from_config(cls, source, cfg, *, dtype: str, max_model_len: int, seed: int = 0) -> VLLMEngine:
@@ -127,6 +131,16 @@ class VLLMEngine:
         self.llm.collective_rpc("rlmr_load_weights", args=(batch,))
         self.llm.reset_prefix_cache()
         return len(batch)
+
+    def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
+        """Join the learner's NCCL weight-sync group (blocks until every member has joined)."""
+        self.llm.collective_rpc("rlmr_init_weight_group", args=(master_address, master_port, rank_offset, world_size))
+
+    def receive_weights(self, metas) -> int:
+        """Receive one NCCL broadcast per `(name, dtype, shape)` from learner rank 0, then drop stale KV."""
+        self.llm.collective_rpc("rlmr_receive_weights", args=(list(metas),))
+        self.llm.reset_prefix_cache()
+        return len(metas)
 
     def sleep(self, level: int = 1) -> None:
         """Free GPU memory (weights offloaded, KV cache dropped) while the learner trains."""

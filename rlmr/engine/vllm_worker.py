@@ -2,8 +2,11 @@
 
 UNTESTED AGAINST A REAL vLLM here (no GPU): follows vLLM's RLHF example,
 where an extension class reaches the model through `self.model_runner.model`
-and loads weights with its `load_weights(weights=[(name, tensor)])`. Called
-through `LLM.collective_rpc("rlmr_load_weights", args=(named_tensors,))`.
+and loads weights with its `load_weights(weights=[(name, tensor)])`. Two
+paths, both through `LLM.collective_rpc`: `rlmr_load_weights` (tensors pickled
+through the RPC; small models) and `rlmr_init_weight_group` +
+`rlmr_receive_weights` (NCCL broadcast from learner rank 0, the GPU default;
+see `rlmr.engine.weight_group`).
 Tests call these methods on a fake worker object.
 """
 
@@ -19,6 +22,24 @@ class WeightSyncExtension:
         weights = [(name, t.to(device) if device is not None else t) for name, t in named_tensors]
         self.model_runner.model.load_weights(weights=weights)
         return len(weights)
+
+    def rlmr_init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> int:
+        """Join the NCCL weight-sync group as rank `rank_offset` + this worker's rank in its engine."""
+        from vllm.distributed.parallel_state import get_world_group
+
+        from rlmr.engine.weight_group import create_weight_group
+
+        rank = rank_offset + get_world_group().rank
+        self._rlmr_weight_group = create_weight_group(master_address, master_port, rank, world_size, self.device)
+        return rank
+
+    def rlmr_receive_weights(self, metas) -> int:
+        """Receive the learner's broadcast of every `(name, dtype, shape)` in `metas`, loading each tensor."""
+        from rlmr.engine.weight_group import receive_parameters
+
+        model = self.model_runner.model
+        return receive_parameters(metas, self._rlmr_weight_group, self.device,
+                                  lambda weights: model.load_weights(weights=weights))
 
     def rlmr_weight_checksum(self) -> float:
         """Sum of all parameters, to check that a sync arrived (compare with the learner's)."""
