@@ -66,16 +66,19 @@ class PhaseTimer:
 
 # --------------------------------------------------------------------------- one step
 
+def mixed(cfg: RLMRConfig, w: torch.Tensor, passed: torch.Tensor, fraction: torch.Tensor) -> torch.Tensor:
+    r = cfg.reward
+    return mix_rewards(w, passed, strategy=r.strategy, all_violate=r.all_violate, fixed_weight=r.fixed_weight,
+                       margin=r.margin, passed_fraction=fraction)
+
+
 def scored_rewards(cfg: RLMRConfig, verdicts: list[Verdicts], writing: list[WritingScores] | None):
-    """`[groups, n]` tensors: mixed rewards, writing scores, pass flags."""
+    """`[groups, n]` tensors: mixed rewards, writing scores, pass flags, shares of constraints met."""
     passed = torch.tensor([v.passed for v in verdicts], dtype=torch.bool)
     fraction = torch.tensor([v.passed_fraction for v in verdicts], dtype=torch.float64)
     w = (torch.tensor([s.scores for s in writing], dtype=torch.float64) if writing is not None
          else torch.zeros(passed.shape, dtype=torch.float64))
-    r = cfg.reward
-    rewards = mix_rewards(w, passed, strategy=r.strategy, all_violate=r.all_violate, fixed_weight=r.fixed_weight,
-                          margin=r.margin, passed_fraction=fraction)
-    return rewards, w, passed, fraction
+    return mixed(cfg, w, passed, fraction), w, passed, fraction
 
 
 def collect_groups(cfg: RLMRConfig, services: Services, sampler: PromptSampler, params: SamplingParams,
@@ -115,16 +118,19 @@ def train_step(cfg: RLMRConfig, services: Services, sampler: PromptSampler, step
     rewards = torch.stack([it[3] for it in items])
     writing = torch.stack([it[4] for it in items])
     passed = torch.stack([it[5] for it in items])
+    fraction = torch.stack([it[6] for it in items])
 
     batch = build_train_batch(groups, torch.zeros(rewards.shape), services.pad_token_id)
     kl_reward = None
     if cfg.uses_reference:
         with timer("reference"):
             batch.ref_logprobs = services.reference_logprobs(batch)
-        if not cfg.algo.kl.in_loss:  # KL in reward: r <- r - beta * sum_t k1 (rollout policy vs reference)
+        if not cfg.algo.kl.in_loss:
+            # KL in reward: penalise the writing score, *then* mix, so the dynamic penalty is
+            # sized on what is mixed and every violator still ends below its group's mean.
             kl_reward = sequence_kl(batch.rollout_logprobs, batch.ref_logprobs, batch.response_mask, "k1",
                                     cfg.algo.log_ratio_clamp).reshape(rewards.shape).to(rewards.dtype)
-            rewards = rewards - cfg.algo.kl.beta * kl_reward
+            rewards = mixed(cfg, writing - cfg.algo.kl.beta * kl_reward, passed, fraction)
 
     advantages = group_advantages(rewards, method=cfg.algo.advantage, eps=cfg.algo.eps)
     batch.advantages = advantages.reshape(-1).to(torch.float32)

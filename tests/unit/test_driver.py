@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from rlmr.config import load_config
 from rlmr.driver import train
-from rlmr.records import PromptRow
+from rlmr.records import PromptRow, WritingScores
 from rlmr.run import RunDir, RunDirError
 from tests.fake_services import FakeServices
 
@@ -84,6 +85,31 @@ def test_without_dynamic_sampling_flat_groups_are_kept_and_counted(tmp_path):
     adv = services.batches[0].advantages.reshape(2, 4)
     assert (adv[0] == 0).all() and (adv[1] != 0).all()
     assert rows[0]["frac_zero_std"] == 0.5
+
+
+def test_kl_in_reward_keeps_every_violator_negative(tmp_path):
+    """Equal writing scores, and the compliant responses far from the reference: a KL
+    subtracted after mixing would lift the violators above the mean."""
+    cfg = _cfg(tmp_path, "algo.kl={beta: 0.5, estimator: k1, in_loss: false}", "trainer.steps=2")
+
+    class FarFromReference(FakeServices):
+        def score(self, groups, judge=True):
+            verdicts, writing = super().score(groups, judge)
+            flat = [WritingScores(scores=tuple(0.5 for _ in g.texts)) for g in groups] if judge else None
+            return verdicts, flat
+
+        def reference_logprobs(self, batch):
+            self.reference_calls += 1
+            # Rollout log-probs are -1 per token; make passing responses (odd index) diverge more.
+            far = torch.tensor([(i % 2) * 3.0 for i in range(len(batch))])[:, None]
+            return (batch.rollout_logprobs - far) * batch.response_mask
+
+    services = FarFromReference()
+    rows = train(cfg, services, RunDir(cfg), ROWS, ())
+    for batch in services.batches:
+        adv = batch.advantages.reshape(2, 4)
+        assert (adv[:, [0, 2]] < 0).all()
+    assert all(r["violator_adv_max"] < 0 for r in rows)
 
 
 def test_kl_in_reward_uses_the_reference_and_lowers_rewards(tmp_path):
