@@ -222,7 +222,12 @@ def save_checkpoint(run: RunDir, services: Services, sampler: PromptSampler, ste
 def restore_checkpoint(run: RunDir, services: Services, sampler: PromptSampler) -> int:
     import json
 
+    from rlmr.run import RunDirError
+
     ckpt = run.latest_checkpoint()
+    if not (ckpt / "optimizer").exists():
+        raise RunDirError(f"--resume: {ckpt} holds no optimizer state (checkpoint.save_optimizer was false), "
+                          f"so training cannot continue exactly; start a new run from its policy/ weights instead")
     state = json.loads((ckpt / "trainer_state.json").read_text())
     services.load(str(ckpt), remote=run.checkpoint_uri(state["step"]))
     sampler.load_state_dict(state["data"])

@@ -52,6 +52,9 @@ class RunDir:
             else (self.path / "metrics.jsonl").exists()
         if resume == "auto":
             resume = has_ckpt
+            if not has_ckpt and started:  # a retry of a job that died before its first checkpoint
+                self._set_aside_unfinished()
+                started = False
         self.resuming = bool(resume)
         if not resume and (has_ckpt or started):
             raise RunDirError(
@@ -69,6 +72,20 @@ class RunDir:
         self._upload("config.yaml")
         self._tb = None
         self._wandb = None
+
+    def _set_aside_unfinished(self) -> None:
+        """Move the logs of an attempt that never checkpointed into `abandoned-<time>/` (kept, not deleted)."""
+        import time
+
+        aside = f"abandoned-{int(time.time())}"
+        for name in ("metrics.jsonl", "samples.jsonl", "tb", "curves.png"):
+            if self.uri:
+                src = storage.join(self.uri, name)
+                if storage.exists(src):
+                    storage.move(src, storage.join(self.uri, aside, name))
+            elif (self.path / name).exists():
+                (self.path / aside).mkdir(parents=True, exist_ok=True)
+                (self.path / name).rename(self.path / aside / name)
 
     # ------------------------------------------------------------------ remote mirror
 
@@ -144,12 +161,18 @@ class RunDir:
         return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def truncate_after(self, step: int) -> None:
-        """On resume, forget lines logged after the checkpoint (they will be produced again)."""
+        """On resume, forget lines logged after the checkpoint (they will be produced again), and any
+        line cut short by a crash mid-write."""
+        def kept(line: str) -> bool:
+            try:
+                return json.loads(line).get("step", 0) <= step
+            except json.JSONDecodeError:
+                return False
+
         for name in ("metrics.jsonl", "samples.jsonl"):
             p = self.path / name
             if p.exists():
-                keep = [ln for ln in p.read_text(encoding="utf-8").splitlines()
-                        if ln.strip() and json.loads(ln).get("step", 0) <= step]
+                keep = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and kept(ln)]
                 tmp = p.with_suffix(".tmp")
                 tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
                 tmp.replace(p)

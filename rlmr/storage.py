@@ -89,6 +89,13 @@ def exists(uri: str) -> bool:
     return fs.exists(root)
 
 
+def move(src_uri: str, dst_uri: str) -> None:
+    fs, src = _fs(src_uri)
+    _, dst = _fs(dst_uri)
+    fs.makedirs(os.path.dirname(dst), exist_ok=True)
+    fs.mv(src, dst, recursive=True)
+
+
 def list_names(uri: str) -> list[str]:
     """Names of the entries directly under `uri` (empty when it does not exist)."""
     fs, root = _fs(uri)

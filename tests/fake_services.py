@@ -22,6 +22,7 @@ class FakeServices:
     its writing score is its length / 100 (capped at 1)."""
 
     pad_token_id = 0
+    save_optimizer = True
 
     def __init__(self, respond=None):
         self.engine = FakeEngine(respond=respond or (lambda prompt, i: "ok " * (i + 1) if i % 2 else "no" * (i + 1)))
@@ -58,10 +59,18 @@ class FakeServices:
         self.syncs += 1
 
     def save(self, directory, client_state, remote=None):
+        """Like the real learner: learner state plus an optimizer/ folder (written by `save_optimizer`)."""
         path = Path(directory, "learner.json")
         path.write_text(json.dumps({"updates": self.updates, **client_state}))
+        written = [path]
+        if self.save_optimizer:
+            opt = Path(directory, "optimizer", "state.json")
+            opt.parent.mkdir(parents=True, exist_ok=True)
+            opt.write_text("{}")
+            written.append(opt)
         if remote:
-            upload_file(path, join(remote, "learner.json"))
+            for f in written:
+                upload_file(f, join(remote, str(f.relative_to(directory))))
 
     def load(self, directory, remote=None):
         if remote and not Path(directory, "learner.json").exists():

@@ -196,3 +196,33 @@ def test_object_store_output_dir_resumes_from_the_uri_alone(tmp_path, monkeypatc
     assert (remote / "checkpoints" / "latest").read_text() == "step_000003"
     assert not (remote / "checkpoints" / "step_000001").exists()  # keep_last = 2 applies remotely too
     assert [json.loads(x)["step"] for x in (remote / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_resume_auto_sets_aside_an_attempt_that_never_checkpointed(tmp_path):
+    cfg = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=1")
+    run = RunDir(cfg)
+    run.log(1, {"reward_mean": 0.1})
+    (run.path / "samples.jsonl").write_text('{"step": 1}\n{"step": 2, "resp')  # killed mid-write
+    again = RunDir(cfg, resume="auto")
+    assert not again.resuming and not (again.path / "metrics.jsonl").exists()
+    aside = [p for p in again.path.iterdir() if p.name.startswith("abandoned-")]
+    assert len(aside) == 1 and (aside[0] / "metrics.jsonl").exists() and (aside[0] / "samples.jsonl").exists()
+
+
+def test_truncate_after_drops_a_line_cut_short_by_a_crash(tmp_path):
+    cfg = _cfg(tmp_path)
+    run = RunDir(cfg)
+    (run.path / "samples.jsonl").write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "resp')
+    run.truncate_after(2)
+    assert (run.path / "samples.jsonl").read_text() == '{"step": 1}\n{"step": 2}\n'
+
+
+def test_resume_without_optimizer_state_is_refused_clearly(tmp_path):
+    cfg = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=1")
+
+    no_optimizer = FakeServices()
+    no_optimizer.save_optimizer = False
+    train(cfg, no_optimizer, RunDir(cfg), ROWS, ())
+    cfg2 = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=2")
+    with pytest.raises(RunDirError, match="holds no optimizer state"):
+        train(cfg2, FakeServices(), RunDir(cfg2, resume=True), ROWS, ())
