@@ -9,6 +9,7 @@ weights) are sent to all ranks at once.
 from __future__ import annotations
 
 import os
+import re
 import socket
 
 import ray
@@ -17,6 +18,13 @@ import torch
 from actors.common import setup_process
 from rlmr.config import RLMRConfig
 from rlmr.records import TrainBatch
+
+
+def owned_by_rank(filename: str, rank: int) -> bool:
+    """Which rank uploads a checkpoint file: DeepSpeed's per-rank shards (`zero_pp_rank_<r>_...`) go with
+    their rank, everything else (policy/, model states) with rank 0, so each file is sent once."""
+    m = re.search(r"zero_pp_rank_(\d+)_", filename)
+    return int(m.group(1)) == rank if m else rank == 0
 
 
 @ray.remote
@@ -75,8 +83,11 @@ class LearnerWorker:
         if remote:
             from rlmr.storage import upload_files
 
-            mine = [p for p in Path(directory).rglob("*") if p.is_file() and p.stat().st_mtime >= started - 1]
+            fresh = [p for p in Path(directory).rglob("*") if p.is_file() and p.stat().st_mtime >= started - 1]
+            mine = [p for p in fresh if owned_by_rank(p.name, self.rank)]
             upload_files(Path(directory), mine, remote)
+            for p in mine:  # the remote copy is the checkpoint: no node keeps a staging copy
+                p.unlink(missing_ok=True)
 
     def load(self, directory: str, remote: str | None = None) -> dict:
         from pathlib import Path

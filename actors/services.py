@@ -115,9 +115,8 @@ class RayServices:
         return verdicts, writing
 
     def reference_logprobs(self, batch: TrainBatch) -> torch.Tensor:
-        n = len(self.reference)
-        size = -(-len(batch) // n)
-        refs = [w.logprobs.remote(batch.select(slice(i * size, (i + 1) * size))) for i, w in enumerate(self.reference)]
+        parts = _chunks(list(range(len(batch))), len(self.reference))
+        refs = [w.logprobs.remote(batch.select(slice(p[0], p[-1] + 1))) for w, p in zip(self.reference, parts)]
         return torch.cat(ray.get(refs))
 
     def train(self, batch: TrainBatch) -> dict:

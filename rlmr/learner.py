@@ -219,8 +219,10 @@ class PolicyLearner:
                 with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
                     if self.rank.rank == 0:
                         state[name] = param.detach().to("cpu", copy=True)
+            # Persistent buffers only: non-persistent ones (rotary inv_freq) are not in a state dict.
+            persistent = set(module.state_dict().keys())
             for name, buf in module.named_buffers():
-                if self.rank.rank == 0:
+                if self.rank.rank == 0 and name in persistent:
                     state[name] = buf.detach().to("cpu", copy=True)
             return state if self.rank.rank == 0 else None
         if self.rank.rank != 0:

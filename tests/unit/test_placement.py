@@ -116,3 +116,4 @@ def test_shipped_configs_place(name):
     if cfg.cluster.gpus_per_node:
         used = {b for reps in plan.replicas.values() for r in reps for b in r.bundles if r.gpus_per_bundle}
         assert len(used) == cfg.cluster.nodes * cfg.cluster.gpus_per_node  # every GPU does work
+
