@@ -20,8 +20,9 @@ def format_prompt(row: PromptRow, tokenizer, chat_template: bool = True) -> str:
     messages = [{"role": "user", "content": row.prompt}] if isinstance(row.prompt, str) else list(row.prompt)
     if not chat_template:
         return "\n\n".join(m["content"] for m in messages)
-    if getattr(tokenizer, "chat_template", None) is None and not hasattr(tokenizer, "apply_chat_template"):
-        raise ValueError("model.chat_template is true but the tokenizer has no chat template")
+    if not hasattr(tokenizer, "apply_chat_template") or getattr(tokenizer, "chat_template", "") is None:
+        raise ValueError("model.chat_template is true but the tokenizer has no chat template; "
+                         "set model.chat_template: false to send the raw prompt")
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 

@@ -56,6 +56,8 @@ def read_pairs(path: str | Path) -> tuple[list[PreferencePair], int]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{p}:{lineno}: not valid JSON: {err}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
         missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str)]
         if missing:
             raise ValueError(f"{p}:{lineno}: missing or non-string field(s) {', '.join(missing)}")

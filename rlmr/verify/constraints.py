@@ -220,6 +220,8 @@ def parse_constraint(raw: Mapping[str, Any] | Constraint, *, row: int | None = N
     where = _where(row, index, type_name if isinstance(type_name, str) else None)
     if type_name is None:
         raise ConstraintError(f"{where}: type: required key is missing")
+    if not isinstance(type_name, str):
+        raise ConstraintError(f"{where}: type: must be a string, got {type(type_name).__name__} {type_name!r}")
     kinds = registry()
     if type_name not in kinds:
         raise ConstraintError(f"{_where(row, index, None)}: type: unknown constraint type {type_name!r}"

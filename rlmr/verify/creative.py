@@ -184,8 +184,11 @@ _COUNT_RANGE = {"min": Kwarg(integer(0), required=False), "max": Kwarg(integer(0
 
 
 def _register(name, check, kwargs=None, prepare=None, description=""):
-    register(ConstraintType(name=name, family="creative", kwargs=kwargs or {}, check=check, prepare=prepare,
-                            description=description))
+    def on_visible_text(s: TextStats, a):  # what a reader sees: no zero-width tricks
+        return check(s.visible, a)
+
+    register(ConstraintType(name=name, family="creative", kwargs=kwargs or {}, check=on_visible_text,
+                            prepare=prepare, description=description))
 
 
 _register("creative:word_count", word_count, _COUNT_RANGE, _prepare_range, "words in [min, max]")

@@ -80,8 +80,8 @@ PATTERNS: tuple[tuple[str, str], ...] = (
      r"(?m)^[^\w\n]*(?:begin|end|start)\s+of\s+(?:the\s+)?(?:response|story|output|answer|text|submission|candidate|"
      r"assistant)(?:\s*" + _LETTER + r")?\b"),
     ("fake delimiter",
-     r"(?m)^\s*(?:#{1,6}|\[|={2,}|-{2,}|\*\*)\s*(?:response|output|assistant|candidate|submission)\s*" + _LETTER +
-     r"\s*(?:\]|={2,}|-{2,}|\*\*|:)?\s*$"),
+     r"(?m)^[ \t]*(?:#{1,6}|\[|={2,}|-{2,}|\*\*)[ \t]*(?:response|output|assistant|candidate|submission)[ \t]*"
+     + _LETTER + r"[ \t]*(?:\]|={2,}|-{2,}|\*\*|:)?[ \t]*$"),
 )
 
 _COMPILED = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in PATTERNS)
@@ -109,7 +109,7 @@ def find_judge_directed_text(text: str, extra: tuple[re.Pattern, ...] = ()) -> l
 
 
 def judge_directed_text(s: TextStats, a):
-    spans = find_judge_directed_text(s.text, a["extra"])
+    spans = find_judge_directed_text(s.visible.text, a["extra"])
     if spans:
         return False, "; ".join(f"{span.kind}: {span.text[:60]!r}" for span in spans[:3])
     return True, ""

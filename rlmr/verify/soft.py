@@ -59,6 +59,10 @@ class SoftConstraintChecker:
         pairs = ((yes, no),) if yes is not None else DEFAULT_CANDIDATES
         self.yes, self.no, self.yes_id, self.no_id = self._pick_candidates(pairs)
 
+    def _max_len(self) -> int:
+        info = getattr(self.engine, "info", None)
+        return info().max_model_len if callable(info) else 4096
+
     def _token_ids(self, piece: str) -> list[int]:
         return list(self.tokenizer.encode(piece, add_special_tokens=False))
 
@@ -73,9 +77,20 @@ class SoftConstraintChecker:
                          "engine's tokenizer; none was: " + "; ".join(tried) + " (pass yes=..., no=...)")
 
     def prompt(self, response: str, requirement: str) -> str:
+        from rlmr.judge.prompts import clean_text, defuse, truncate_middle
+
         if len(response) > self.max_response_chars:
             half = self.max_response_chars // 2
             response = response[:half] + "\n[...]\n" + response[-half:]
+        # The response cannot close the <<< >>> fence or open a chat turn (as in the judge's prompts).
+        specials = getattr(self.tokenizer, "all_special_tokens", ()) or ()
+        response = defuse(clean_text(response), specials)
+        frame = QUESTION.format(requirement=requirement.strip(), response="", yes=self.yes.strip(), no=self.no.strip())
+        budget = self._max_len() - len(self._token_ids(frame)) - 64  # chat template and answer room
+        if budget < 16:
+            raise ValueError(f"soft constraint: the requirement alone nearly fills the engine's "
+                             f"{self._max_len()} tokens; shorten it")
+        response, _ = truncate_middle(self.tokenizer, response, budget)
         question = QUESTION.format(requirement=requirement.strip(), response=response,
                                    yes=self.yes.strip(), no=self.no.strip())
         if not self.chat_template:

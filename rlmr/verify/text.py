@@ -168,6 +168,14 @@ class TextStats:
     # ------------------------------------------------------------------ creative-writing measurements
 
     @cached_property
+    def visible(self) -> TextStats:
+        """The text as a reader sees it: invisible format characters (zero-width spaces and joiners, soft
+        hyphens, BOM, bidi controls) removed. Creative rules and the guard measure this, so "ve\u200bry"
+        cannot slip past a forbidden word; IFEval rules keep the raw text, as the reference does."""
+        cleaned = _INVISIBLE.sub("", self.text)
+        return self if cleaned == self.text else TextStats(cleaned)
+
+    @cached_property
     def normalized(self) -> str:
         """Curly quotes and apostrophes made straight (names like O’Brien match O'Brien)."""
         return self.text.translate(STRAIGHT_QUOTES)
@@ -227,6 +235,7 @@ class TextStats:
         return text
 
 
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 STRAIGHT_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'",
                                   "\u201c": '"', "\u201d": '"', "\u201f": '"', "\u2033": '"'})
 _TITLE_LINE = re.compile(r"^(?:<<[^\n]+>>|#{1,6}\s+\S.*|\*\*[^*\n]+\*\*|\*[^*\n]+\*|__[^_\n]+__|title\s*:\s*\S.*)$",

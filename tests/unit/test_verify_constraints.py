@@ -124,3 +124,10 @@ def test_constraints_pickle_through_validation():
     c = parse_constraint({"type": "keywords:forbidden_words", "forbidden_words": ["dark", "stormy"]})
     again = pickle.loads(pickle.dumps(c))
     assert isinstance(again, Constraint) and again == c and again.args["patterns"][0].pattern == r"\bdark\b"
+
+
+def test_non_string_type_is_a_named_error():
+    from rlmr.verify.constraints import ConstraintError, parse_constraints
+
+    with pytest.raises(ConstraintError, match=r"row 4: .*type: must be a string, got list"):
+        parse_constraints([{"type": ["creative:word_count"]}], row=4)
