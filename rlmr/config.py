@@ -371,6 +371,10 @@ class RLMRConfig(_Strict):
                 f"cluster.learner.replicas * learner.micro_batch_size * learner.updates_per_step = {per_update}")
         if self.reward.verifier.soft_constraints == "engine" and self.reward.writing.type == "none":
             raise ValueError("reward.verifier.soft_constraints: engine needs the judge's engine; reward.writing.type is none")
+        if self.data.max_prompt_tokens + self.rollout.max_new_tokens > self.model.max_model_len:
+            raise ValueError(
+                f"data.max_prompt_tokens: {self.data.max_prompt_tokens} + rollout.max_new_tokens "
+                f"{self.rollout.max_new_tokens} exceed model.max_model_len {self.model.max_model_len}")
         if self.trainer.eval_every and not self.data.eval:
             raise ValueError("trainer.eval_every: is set but data.eval names no held-out prompts")
         return self

@@ -144,6 +144,22 @@ def load_prompts(path: str | Path, check_constraints: Callable[[list], None] | N
     return parse_rows(_read_rows(p), str(p), check_constraints)
 
 
+def check_prompt_rows(rows: Sequence[PromptRow], source: str, count_tokens: Callable[[PromptRow], int],
+                      max_tokens: int, need_reference: bool = False) -> None:
+    """Refuse, before any model starts, prompts the run cannot use: longer than `max_tokens` once formatted
+    (`count_tokens` applies the chat template), or without the `reference` the judge's strategy needs."""
+    errors = []
+    for r in rows:
+        n = count_tokens(r)
+        if n > max_tokens:
+            errors.append(f"{source}: id {r.id!r}: prompt is {n} tokens with the chat template; "
+                          f"data.max_prompt_tokens is {max_tokens}")
+        if need_reference and not r.reference:
+            errors.append(f"{source}: id {r.id!r}: reference: required by reward.writing.group_strategy: reference")
+    if errors:
+        raise DataError(_summary(errors))
+
+
 class PromptSampler:
     """Epoch-wise seeded shuffling with a saved position, so `--resume` sees the same order."""
 

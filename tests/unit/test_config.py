@@ -133,3 +133,8 @@ def test_resolved_config_round_trips(path, tmp_path):
     again = load_config(out)
     assert again == cfg
     assert to_dict(again) == yaml.safe_load(out.read_text())
+
+
+def test_prompt_and_response_budget_must_fit_the_model(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.max_prompt_tokens: 512 \+ rollout.max_new_tokens 1024 exceed"):
+        load_config(_write(tmp_path, MINIMAL + "rollout: {max_new_tokens: 1024}\nmodel: {source: {type: tiny}, max_model_len: 1024}\n"))

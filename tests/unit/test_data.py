@@ -119,3 +119,14 @@ def test_build_train_batch_aligns_response_tokens_with_targets():
     assert [len(h) for h in halves] == [1, 1]
     with pytest.raises(ValueError, match="advantages: expected shape"):
         build_train_batch([g], torch.tensor([1.0, -1.0]), pad_token_id=0)
+
+
+def test_rows_the_run_cannot_use_are_refused_before_training():
+    from rlmr.data import check_prompt_rows
+
+    rows = [PromptRow(id="a", prompt="short"), PromptRow(id="b", prompt="x " * 50, reference="ref")]
+    check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=200)
+    with pytest.raises(DataError, match=r"p.jsonl: id 'b': prompt is 100 tokens .* data.max_prompt_tokens is 50"):
+        check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=50)
+    with pytest.raises(DataError, match=r"p.jsonl: id 'a': reference: required by .*group_strategy: reference"):
+        check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=200, need_reference=True)
