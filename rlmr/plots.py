@@ -3,7 +3,8 @@
     python -m rlmr.plots runs/smollm2-cpu/metrics.jsonl [runs/other/metrics.jsonl ...] -o curves.png
 
 With several runs the panels overlay them (e.g. RLMR's dynamic mixing beside
-the `writing_only` baseline).
+the `writing_only` baseline). Dense per-step series are drawn faint with a bold
+8-step moving average; panels whose metric is all zeros are left out.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def moving_average(ys: list[float], window: int) -> list[float]:
+    """Trailing mean over up to `window` points (per-step metrics of small batches are noisy)."""
+    out, total = [], 0.0
+    for i, y in enumerate(ys):
+        total += y
+        if i >= window:
+            total -= ys[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _has_signal(runs: dict, key: str) -> bool:
+    """A panel is drawn when some run logged the metric with a non-zero value (KL with beta 0 is all zeros)."""
+    return any(any(y != 0 for y in _series(rows, key)[1]) for rows in runs.values())
+
+
 def plot_metrics(rows_or_runs, out: Path, title: str = "") -> Path:
     """`rows_or_runs`: metric rows of one run, or {label: rows} for an overlay."""
     import matplotlib
@@ -38,15 +55,21 @@ def plot_metrics(rows_or_runs, out: Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     runs = rows_or_runs if isinstance(rows_or_runs, dict) else {title or "run": rows_or_runs}
-    panels = [(k, t) for k, t in PANELS if any(_series(rows, k)[0] for rows in runs.values())]
+    panels = [(k, t) for k, t in PANELS if _has_signal(runs, k)]
     cols = 3
     nrows = max(1, -(-len(panels) // cols))
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
     for ax, (key, label) in zip(axes.flat, panels):
-        for name, rows in runs.items():
+        for i, (name, rows) in enumerate(runs.items()):
             xs, ys = _series(rows, key)
-            if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, markersize=3, label=name)
+            if not xs:
+                continue
+            color = f"C{i}"
+            if len(xs) >= 20:  # dense per-step series: faint raw line, bold moving average
+                ax.plot(xs, ys, color=color, alpha=0.25, linewidth=1)
+                ax.plot(xs, moving_average(ys, 8), color=color, linewidth=2, label=name)
+            else:
+                ax.plot(xs, ys, color=color, marker="o", markersize=3, label=name)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
