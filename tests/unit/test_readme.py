@@ -19,9 +19,13 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 readme_commands = runpy.run_path(str(REPO / ".ci" / "readme_commands.py"))["readme_commands"]
 
 
-def test_readme_marks_install_and_test_commands():
+def test_readme_marks_install_test_and_main_commands():
     commands = readme_commands(README)
-    assert {"install", "test"} <= set(commands)
+    assert {"install", "test", "main"} <= set(commands)
+    main = shlex.split(commands["main"])
+    assert main[:2] == ["rlmr", "train"]
+    build_parser().parse_args(main[1:])
+    load_config(REPO / main[2])
     assert "-c constraints-cpu.txt" in commands["install"]
     pins = [ln.strip() for ln in (REPO / "constraints-cpu.txt").read_text().splitlines() if not ln.startswith("#")]
     assert "torch==2.13.0" in pins
@@ -50,11 +54,13 @@ def test_every_config_the_readme_names_exists_and_validates(path):
 
 
 def _rlmr_invocations():
-    for line in README.splitlines():
-        line = line.strip().strip("`")
-        m = re.match(r"^(?:\$ )?rlmr (.*)$", line)
-        if m:
-            yield shlex.split(m.group(1).split("#")[0])
+    """Every `rlmr ...` line inside the README's fenced code blocks."""
+    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", README, re.S)
+    for block in blocks:
+        for line in block.splitlines():
+            m = re.match(r"^\s*(?:\$ )?rlmr (.*)$", line)
+            if m:
+                yield shlex.split(m.group(1).split("#")[0])
 
 
 def test_every_rlmr_command_in_the_readme_parses():
@@ -80,3 +86,8 @@ def test_readme_python_example_runs():
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["adv"][0, 0] < 0
+
+
+def test_readme_has_no_unfilled_placeholders():
+    for marker in ("INSTALL_FIGURES", "EVIDENCE_SECTION", "TODO", "TBD"):
+        assert marker not in README, marker
