@@ -13,6 +13,7 @@ from __future__ import annotations
 import ray
 import torch
 
+from actors.common import chunks as _chunks
 from actors.genrm import GenRMWorker
 from actors.learner import LearnerGroup
 from actors.placement import actor_options, create_placement_group
@@ -22,18 +23,6 @@ from actors.verifier import VerifierWorker
 from rlmr.config import RLMRConfig
 from rlmr.placement import plan_placement
 from rlmr.records import Group, TrainBatch, Verdicts, WritingScores
-
-
-def _chunks(items: list, parts: int) -> list[list]:
-    """Split into at most `parts` contiguous, nearly equal, non-empty chunks (order kept)."""
-    parts = max(1, min(parts, len(items)))
-    size, extra = divmod(len(items), parts)
-    out, start = [], 0
-    for i in range(parts):
-        end = start + size + (1 if i < extra else 0)
-        out.append(items[start:end])
-        start = end
-    return out
 
 
 def _fan_out(workers: list, method: str, items: list, *args) -> list:

@@ -88,13 +88,9 @@ class VerifierPool:
         self.workers = workers
 
     def _fan_out(self, method: str, items: list) -> list:
-        parts = max(1, min(len(self.workers), len(items)))
-        size, extra = divmod(len(items), parts)
-        refs, start = [], 0
-        for i in range(parts):
-            end = start + size + (1 if i < extra else 0)
-            refs.append(getattr(self.workers[i], method).remote(items[start:end]))
-            start = end
+        from actors.common import chunks
+
+        refs = [getattr(w, method).remote(part) for w, part in zip(self.workers, chunks(items, len(self.workers)))]
         return [x for part in ray.get(refs) for x in part]
 
     def check(self, groups: list) -> list:

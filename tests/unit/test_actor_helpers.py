@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_services_split_work_into_non_empty_ordered_chunks():
-    from actors.services import _chunks
+    from actors.common import chunks as _chunks
 
     for n_items in (1, 3, 4, 20):
         for parts in (1, 3, 8):
