@@ -257,7 +257,8 @@ def train(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: Sequence
         logged.append({"step": 0, **evaluate(cfg, services, eval_rows)})
         run.log(0, logged[-1])
     bar = _progress(cfg, start)
-    deadline = time.monotonic() + 60 * cfg.trainer.max_wall_minutes if cfg.trainer.max_wall_minutes else None
+    began = time.monotonic()
+    deadline = began + 60 * cfg.trainer.max_wall_minutes if cfg.trainer.max_wall_minutes else None
     try:
         for step in range(start + 1, cfg.trainer.steps + 1):
             metrics, samples = train_step(cfg, services, sampler, step)
@@ -272,6 +273,10 @@ def train(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: Sequence
                 save_checkpoint(run, services, sampler, step)
                 run.plot()
             if bar is not None:
+                if deadline is not None:  # the ETA follows the time budget, not trainer.steps
+                    now = time.monotonic()
+                    bar.total = expected_last_step(cfg.trainer.steps, step, (now - began) / (step - start),
+                                                   deadline - now)
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", pass_rate=f"{metrics['pass_rate']:.2f}",
                                 **({"eval": f"{metrics['eval/pass_rate']:.2f}"} if "eval/pass_rate" in metrics else {}))
@@ -284,6 +289,14 @@ def train(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: Sequence
             bar.close()
         run.close()
     return logged
+
+
+def expected_last_step(max_steps: int, step: int, seconds_per_step: float, seconds_left: float | None) -> int:
+    """The step the run will end on: `max_steps`, or sooner when the wall-clock budget runs out first
+    (the step that crosses the budget still completes)."""
+    if seconds_left is None or seconds_per_step <= 0:
+        return max_steps
+    return min(max_steps, step + 1 + int(max(0.0, seconds_left) // seconds_per_step))
 
 
 def _progress(cfg: RLMRConfig, start: int):

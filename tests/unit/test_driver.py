@@ -226,3 +226,13 @@ def test_resume_without_optimizer_state_is_refused_clearly(tmp_path):
     cfg2 = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=2")
     with pytest.raises(RunDirError, match="holds no optimizer state"):
         train(cfg2, FakeServices(), RunDir(cfg2, resume=True), ROWS, ())
+
+
+def test_progress_bar_total_follows_the_wall_clock_budget():
+    from rlmr.driver import expected_last_step
+
+    assert expected_last_step(200, 10, 45.0, None) == 200
+    # 10 steps done at 45 s each, 17 minutes left: 22 more full steps fit, plus the one that crosses.
+    assert expected_last_step(200, 10, 45.0, 17 * 60) == 10 + 1 + 22
+    assert expected_last_step(20, 10, 1.0, 3600) == 20
+    assert expected_last_step(200, 10, 45.0, -5) == 11
