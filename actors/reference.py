@@ -17,16 +17,11 @@ from rlmr.records import TrainBatch
 @ray.remote
 class ReferenceWorker:
     def __init__(self, cfg: RLMRConfig, device: str):
-        from transformers import AutoModelForCausalLM
-
-        from rlmr.engine.loading import resolve_model_dir
-        from rlmr.learner import DTYPES
+        from rlmr.engine.loading import load_model_and_tokenizer
 
         setup_process(device)
         self.device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(
-            str(resolve_model_dir(cfg.model.source)), dtype=DTYPES[cfg.model.dtype], local_files_only=True
-        ).to(self.device).eval()
+        self.model, _ = load_model_and_tokenizer(cfg.model.source, cfg.model.dtype, str(self.device))
         self.micro_batch = cfg.learner.micro_batch_size
 
     @torch.no_grad()

@@ -17,7 +17,8 @@ import importlib
 import sys
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """The positional CONFIG and repeatable --set KEY=VALUE, shared by every subcommand that takes a run config."""
     p.add_argument("config", help="YAML config file, e.g. configs/tiny.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, repeatable: --set algo.clip.high=0.28")
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlmr", description="RL for creative writing: RLMR mixed rewards + RLCS GenRM.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("config", help="validate a config and print it with every default filled in")
-    _add_config_args(p)
+    add_config_args(p)
     p.add_argument("--quiet", action="store_true", help="only validate; print nothing on success")
     # Subcommands owned by their packages: each module exposes add_arguments(parser)
     # and run(args) -> int, imported lazily so --help stays instant.

@@ -14,7 +14,6 @@ exact token mean of the whole mini-batch.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,6 @@ import torch
 from rlmr.algo import entropy_from_logits, masked_mean, policy_loss
 from rlmr.config import AlgoConfig, LearnerConfig
 from rlmr.records import TrainBatch
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -97,8 +94,9 @@ class PolicyLearner:
         self.per_update = per_update
         self.grad_accum = per_update // learner.micro_batch_size
 
-        dtype = DTYPES[model_dtype]
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+        from rlmr.engine.loading import torch_dtype
+
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(model_dtype), local_files_only=True)
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -288,8 +286,3 @@ def _copy_tokenizer(src: str, dst: Path) -> None:
         if name.startswith(("tokenizer", "special_tokens_map", "vocab", "merges", "chat_template", "generation_config")):
             shutil.copy2(os.path.join(src, name), dst / name)
 
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(path)

@@ -17,9 +17,9 @@ import sys
 
 
 def add_arguments(p) -> None:
-    p.add_argument("config", help="YAML config, e.g. configs/smollm2-cpu.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, repeatable: --set trainer.steps=2")
+    from rlmr.cli import add_config_args
+
+    add_config_args(p)
     p.add_argument("--resume", nargs="?", const="always", choices=("always", "auto"), default=None,
                    help="continue from the run directory's last complete checkpoint; `--resume auto` starts "
                         "fresh when there is none (for job retries)")
