@@ -1,10 +1,10 @@
 """Ray actors: thin shells, one file per role, over the pure core in `rlmr/`.
 
-    learner.py    LearnerWorker: one DeepSpeed rank of the policy (rlmr.learner)
-    rollout.py    RolloutWorker: a text engine sampling groups (rlmr.rollout)
+    learner.py    LearnerWorker: one DeepSpeed rank of the policy (rlmr.training.learner)
+    rollout.py    RolloutWorker: a text engine sampling groups (rlmr.training.rollout)
     reference.py  ReferenceWorker: frozen reference log-probs (only when algo.kl.beta > 0)
     genrm.py      GenRMWorker: the generative pairwise judge (rlmr.judge)
     verifier.py   VerifierWorker: the constraint verifier (rlmr.verify)
-    placement.py  placement group + scheduling options from rlmr.placement's plan
+    placement.py  placement group + scheduling options from rlmr.config.placement's plan
     services.py   RayServices: the driver's Services over all of the above
 """

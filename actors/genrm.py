@@ -7,7 +7,7 @@ judge's weights are `reward.writing.model`, or the policy's initial weights
 (`model.source`) when unset; they stay frozen during policy training.
 
     worker = GenRMWorker.options(num_cpus=1).remote(cfg.reward.writing, cfg.model, "cpu", seed=0)
-    scores = ray.get(worker.score.remote(groups))   # list[rlmr.records.WritingScores], one per Group
+    scores = ray.get(worker.score.remote(groups))   # list[rlmr.core.records.WritingScores], one per Group
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from actors.common import setup_process
 
 
 def judge_groups(groups) -> list:
-    """`rlmr.records.Group`s as the judge's `JudgeGroup`s: the user's request, response texts, context, reference."""
+    """`rlmr.core.records.Group`s as the judge's `JudgeGroup`s: the user's request, response texts, context, reference."""
     from rlmr.judge import JudgeGroup
 
     return [JudgeGroup(prompt=g.row.brief(), responses=tuple(g.texts), context=g.row.context, reference=g.row.reference)
@@ -27,7 +27,7 @@ def judge_groups(groups) -> list:
 
 def writing_scores(scores) -> list:
     """The judge's `GroupScores` as the driver's `WritingScores`."""
-    from rlmr.records import WritingScores
+    from rlmr.core.records import WritingScores
 
     return [WritingScores(scores=s.writing, entropies=s.entropies, position_consistency=s.position_consistency)
             for s in scores]
@@ -49,7 +49,7 @@ class GenRMWorker:
         self.judge = GenerativeJudge(self.engine, JudgeSettings.from_config(writing, seed=seed))
 
     def score(self, groups) -> list:
-        """Writing scores (`WritingScores`) for `rlmr.records.Group`s, all comparisons in one batch."""
+        """Writing scores (`WritingScores`) for `rlmr.core.records.Group`s, all comparisons in one batch."""
         return writing_scores(self.judge.score_groups(judge_groups(groups)))
 
     def score_groups(self, groups) -> list:

@@ -17,7 +17,7 @@ import torch
 
 from actors.common import setup_process
 from rlmr.config import RLMRConfig
-from rlmr.records import TrainBatch
+from rlmr.core.records import TrainBatch
 
 
 def owned_by_rank(filename: str, rank: int) -> bool:
@@ -43,7 +43,7 @@ class LearnerWorker:
 
     def setup(self, master_addr: str, master_port: int) -> None:
         from rlmr.engine.loading import resolve_model_dir
-        from rlmr.learner import PolicyLearner, RankInfo
+        from rlmr.training.learner import PolicyLearner, RankInfo
 
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
                           WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
@@ -81,7 +81,7 @@ class LearnerWorker:
         started = time.time()
         self.learner.save(directory, client_state)
         if remote:
-            from rlmr.storage import upload_files
+            from rlmr.training.storage import upload_files
 
             fresh = [p for p in Path(directory).rglob("*") if p.is_file() and p.stat().st_mtime >= started - 1]
             mine = [p for p in fresh if owned_by_rank(p.name, self.rank)]
@@ -93,7 +93,7 @@ class LearnerWorker:
         from pathlib import Path
 
         if remote and not (Path(directory) / "optimizer").exists():  # a node that did not write it
-            from rlmr.storage import download_tree
+            from rlmr.training.storage import download_tree
 
             download_tree(remote, Path(directory))
         return self.learner.load(directory)

@@ -1,4 +1,4 @@
-"""Turn `rlmr.placement.PlacementPlan` into a Ray placement group and per-replica actor options."""
+"""Turn `rlmr.config.placement.PlacementPlan` into a Ray placement group and per-replica actor options."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from rlmr.placement import PlacementPlan, ReplicaPlacement
+from rlmr.config.placement import PlacementPlan, ReplicaPlacement
 
 
 def create_placement_group(plan: PlacementPlan, timeout_s: float = 300.0):

@@ -11,7 +11,7 @@ import torch
 
 from actors.common import setup_process
 from rlmr.config import RLMRConfig
-from rlmr.records import TrainBatch
+from rlmr.core.records import TrainBatch
 
 
 @ray.remote
@@ -26,7 +26,7 @@ class ReferenceWorker:
 
     @torch.no_grad()
     def logprobs(self, batch: TrainBatch) -> torch.Tensor:
-        from rlmr.learner import sequence_token_logprobs
+        from rlmr.training.learner import sequence_token_logprobs
 
         out = []
         for start in range(0, len(batch), self.micro_batch):

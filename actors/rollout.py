@@ -7,7 +7,7 @@ import ray
 from actors.common import setup_process
 from rlmr.config import RLMRConfig
 from rlmr.engine.base import SamplingParams
-from rlmr.records import Group, PromptRow
+from rlmr.core.records import Group, PromptRow
 
 
 @ray.remote
@@ -25,7 +25,7 @@ class RolloutWorker:
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
     def sample(self, rows: list[PromptRow], params: SamplingParams) -> list[Group]:
-        from rlmr.rollout import sample_groups
+        from rlmr.training.rollout import sample_groups
 
         return sample_groups(self.engine, rows, params, chat_template=self.cfg.model.chat_template)
 
@@ -46,9 +46,3 @@ class RolloutWorker:
 
     def sequence_logprobs(self, prompt_ids, response_ids) -> list[list[float]]:
         return self.engine.sequence_logprobs(prompt_ids, response_ids)
-
-    def sleep(self) -> None:
-        self.engine.sleep()
-
-    def wake_up(self) -> None:
-        self.engine.wake_up()

@@ -1,6 +1,6 @@
 """RayServices: the driver's `Services` over Ray actors.
 
-Builds one placement group from `rlmr.placement.plan_placement`, starts every
+Builds one placement group from `rlmr.config.placement.plan_placement`, starts every
 role's replicas into their bundles, and implements the driver's calls:
 work is split across replicas, verification and judging run at the same
 time, and weights go from learner rank 0 to every rollout engine after each
@@ -21,8 +21,8 @@ from actors.reference import ReferenceWorker
 from actors.rollout import RolloutWorker
 from actors.verifier import VerifierWorker
 from rlmr.config import RLMRConfig
-from rlmr.placement import plan_placement
-from rlmr.records import Group, TrainBatch, Verdicts, WritingScores
+from rlmr.config.placement import plan_placement
+from rlmr.core.records import Group, TrainBatch, Verdicts, WritingScores
 
 
 def _fan_out(workers: list, method: str, items: list, *args) -> list:

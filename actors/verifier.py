@@ -7,7 +7,7 @@ judge-directed-text guard, what to do with soft constraints) come from the
 starts `num_workers` replicas without a placement group (tests, ad-hoc use).
 
     worker = VerifierWorker.remote(cfg.reward.verifier)
-    verdicts = ray.get(worker.check_groups.remote(groups))   # list[rlmr.records.Verdicts], one per Group
+    verdicts = ray.get(worker.check_groups.remote(groups))   # list[rlmr.core.records.Verdicts], one per Group
     checks = ray.get(worker.check.remote([VerifyGroup(constraints, responses), ...]))  # list[GroupCheck]
 """
 
@@ -59,7 +59,7 @@ class VerifierWorker:
         return checks
 
     def check_groups(self, groups) -> list:
-        """`rlmr.records.Verdicts` per `rlmr.records.Group` (the training driver's call)."""
+        """`rlmr.core.records.Verdicts` per `rlmr.core.records.Group` (the training driver's call)."""
         from rlmr.verify import VerifyGroup
         from rlmr.verify.api import group_verdicts
 

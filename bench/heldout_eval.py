@@ -37,7 +37,7 @@ def sign_test_p(wins: int, losses: int) -> float:
 
 
 def evaluate(engine, rows, cfg, samples: int, seed: int) -> dict:
-    from rlmr.rollout import sample_groups, sampling_params
+    from rlmr.training.rollout import sample_groups, sampling_params
     from rlmr.verify import VerifyGroup, verify_groups
 
     params = sampling_params(cfg.rollout, n=samples, seed=seed)
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
 
     from rlmr.config import LocalModel, load_config
     from rlmr.engine.hf import HFEngine
-    from rlmr.train import load_prompt_sets
+    from rlmr.cli.train import load_prompt_sets
 
     cfg = load_config(args.config)
     _, heldout = load_prompt_sets(cfg)

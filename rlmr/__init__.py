@@ -1,7 +1,7 @@
 """RLMR: reinforcement learning that makes language models better creative writers.
 
-The pure core lives in this package: GRPO maths (`rlmr.algo`), RLMR's dynamic
-reward mixing (`rlmr.rewards`), RLCS's entropy shaping (`rlmr.shaping`) and the
+The pure core lives in this package: GRPO maths (`rlmr.core.algo`), RLMR's dynamic
+reward mixing (`rlmr.core.rewards`), RLCS's entropy shaping (`rlmr.core.shaping`) and the
 typed config (`rlmr.config`). Importing `rlmr` loads none of Ray, vLLM,
 DeepSpeed or transformers; the Ray actors that run them live in `actors/`.
 """

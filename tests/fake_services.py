@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from rlmr.records import Verdicts, WritingScores
-from rlmr.rollout import sample_groups
-from rlmr.storage import download_tree, join, upload_file
+from rlmr.core.records import Verdicts, WritingScores
+from rlmr.training.rollout import sample_groups
+from rlmr.training.storage import download_tree, join, upload_file
 from tests.fakes import FakeEngine
 
 

@@ -12,7 +12,7 @@ A `TextEngine` owns a model and its tokenizer and answers four questions:
 - `count_tokens(texts)`.
 Implementations: `rlmr.engine.hf.HFEngine` (transformers, CPU or GPU) and
 `rlmr.engine.vllm.VLLMEngine` (GPU). Both also implement `WeightSyncEngine`
-(`load_weights`, `sleep`, `wake_up`) for the rollout's weight sync. Prompts are plain strings already
+(`load_weights`) for the rollout's weight sync. Prompts are plain strings already
 formatted (chat template applied) or lists of token ids.
 """
 
@@ -96,7 +96,3 @@ class WeightSyncEngine(Protocol):
     """An engine whose weights the learner can replace between steps (rollout engines)."""
 
     def load_weights(self, named_tensors) -> int: ...  # (state-dict name, tensor) pairs; returns how many were loaded
-
-    def sleep(self) -> None: ...  # free accelerator memory while the learner trains (no-op on HF)
-
-    def wake_up(self) -> None: ...

@@ -223,12 +223,6 @@ class HFEngine:
             count += 1
         return count
 
-    def sleep(self) -> None:
-        """Nothing to free on the HF engine (vLLM frees its KV cache here)."""
-
-    def wake_up(self) -> None:
-        """Counterpart of `sleep`."""
-
 
 def _sampled_logprobs(step_logits: Sequence[torch.Tensor], tokens: torch.Tensor) -> list[list[float]]:
     """log_softmax of each step's raw logits, read at the token sampled at that step."""

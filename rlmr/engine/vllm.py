@@ -3,7 +3,7 @@
 UNTESTED AGAINST A REAL vLLM in this repository's CI: vLLM cannot be installed
 on the CPU machines. It is written against vLLM's documented API (`LLM`,
 `SamplingParams(logprobs=..., prompt_logprobs=...)`, `RequestOutput`,
-`LLM.collective_rpc`, `LLM.sleep` / `wake_up`, `LLM.reset_prefix_cache`) and
+`LLM.collective_rpc`, `LLM.reset_prefix_cache`) and
 its unit tests drive it through a fake `LLM` injected with the `llm=`
 constructor argument. `vllm` is imported only in the constructor.
 
@@ -40,7 +40,7 @@ class VLLMEngine:
     def __init__(self, model_dir: str | None = None, *, tokenizer_dir: str | None = None, dtype: str = "bfloat16",
                  max_model_len: int = 4096, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.85,
                  enable_prefix_caching: bool = True, enforce_eager: bool = False, max_num_seqs: int = 256,
-                 seed: int = 0, enable_sleep_mode: bool = False, llm=None, sampling_params_cls=None):
+                 seed: int = 0, llm=None, sampling_params_cls=None):
         if llm is None:
             if model_dir is None:
                 raise ValueError("model_dir: required unless an `llm` object is injected")
@@ -50,7 +50,7 @@ class VLLMEngine:
                       max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
                       gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
                       enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, seed=seed,
-                      enable_sleep_mode=enable_sleep_mode, worker_extension_cls=WORKER_EXTENSION)
+                      worker_extension_cls=WORKER_EXTENSION)
         if sampling_params_cls is None:
             from vllm import SamplingParams as sampling_params_cls
         self.llm = llm
@@ -69,8 +69,7 @@ class VLLMEngine:
         return cls(str(resolve_model_dir(source)), tokenizer_dir=str(resolve_tokenizer_dir(source)), dtype=dtype,
                    max_model_len=max_model_len, tensor_parallel_size=cfg.tensor_parallel_size,
                    gpu_memory_utilization=cfg.gpu_memory_utilization, enable_prefix_caching=cfg.enable_prefix_caching,
-                   enforce_eager=cfg.enforce_eager, max_num_seqs=cfg.max_num_seqs, seed=seed,
-                   enable_sleep_mode=cfg.sleep_between_steps)
+                   enforce_eager=cfg.enforce_eager, max_num_seqs=cfg.max_num_seqs, seed=seed)
 
     def info(self) -> EngineInfo:
         return EngineInfo(name="vllm", model=self.model_name, device="cuda", max_model_len=self.max_model_len,
@@ -141,10 +140,3 @@ class VLLMEngine:
         self.llm.collective_rpc("rlmr_receive_weights", args=(list(metas),))
         self.llm.reset_prefix_cache()
         return len(metas)
-
-    def sleep(self, level: int = 1) -> None:
-        """Free GPU memory (weights offloaded, KV cache dropped) while the learner trains."""
-        self.llm.sleep(level=level)
-
-    def wake_up(self) -> None:
-        self.llm.wake_up()

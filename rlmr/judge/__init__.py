@@ -10,7 +10,7 @@ ALGORITHMS.md sections 3-4. Pure core, importable without a model:
 """
 
 from rlmr.judge.judge import GenerativeJudge, JudgeSettings, PairQuery
-from rlmr.judge.records import GroupScores, JudgeGroup, PairJudgment, PointRating
+from rlmr.judge.types import GroupScores, JudgeGroup, PairJudgment, PointRating
 from rlmr.judge.verdict import JudgeSetupError
 
 __all__ = ["GenerativeJudge", "GroupScores", "JudgeGroup", "JudgeSettings", "JudgeSetupError", "PairJudgment",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlmr.judge.prompts import clean_text
-from rlmr.judge.records import PairJudgment
+from rlmr.judge.types import PairJudgment
 
 
 @dataclass(frozen=True)

@@ -143,13 +143,13 @@ def verify_groups(groups: Sequence[VerifyGroup | Sequence[tuple[str, Any]]], **o
 
 
 def group_verdicts(check: GroupCheck):
-    """The driver's `rlmr.records.Verdicts` for one checked group.
+    """The driver's `rlmr.core.records.Verdicts` for one checked group.
 
     `passed[i]`: no checked constraint of response i failed; `passed_fraction[i]`:
     passed / checked constraints. Unverifiable constraints (soft ones without an
     engine) are left out of both and appear in `details` with `passed: None`.
     """
-    from rlmr.records import Verdicts
+    from rlmr.core.records import Verdicts
 
     details = tuple(
         tuple({"type": r.type, "index": r.index, "verdict": r.verdict.value,

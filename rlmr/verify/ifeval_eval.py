@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlmr.jsonl import iter_jsonl
+from rlmr.data.jsonl import iter_jsonl
 from rlmr.verify.constraints import ConstraintError, constraint_type, parse_constraint, registry
 from rlmr.verify.ifeval import LooseTexts, loose_verdict, strict_verdict
 from rlmr.verify.text import TextStats

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from rlmr.config import GenRMReward, HFEngine, ModelConfig, TinyModel
-from rlmr.records import Group, PromptRow, Response
+from rlmr.core.records import Group, PromptRow, Response
 from tests.fakes import tiny_cache  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -51,7 +51,7 @@ def test_sampled_logprobs_match_teacher_forcing(engine):
 def test_judge_reads_verdicts_and_scores_from_smollm2(engine):
     from rlmr.judge import GenerativeJudge, JudgeGroup, JudgeSettings, PairQuery
     from rlmr.judge.evaluation import read_pairs
-    from rlmr.judge.make_pairs import PAIRS
+    from rlmr.tools.preference_pairs import PAIRS
 
     judge = GenerativeJudge(engine, JudgeSettings(reasoning=False, max_judge_len=1024))
     assert (judge.labels.first, judge.labels.second, judge.labels.cue) == ("A", "B", "Verdict:")  # " A" is one token

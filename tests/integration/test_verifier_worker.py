@@ -42,7 +42,7 @@ def test_worker_checks_a_group_like_the_library(ray_session):
 
 def test_check_groups_returns_the_drivers_verdicts_for_records_groups(ray_session):
     from actors.verifier import VerifierWorker
-    from rlmr.records import Group, PromptRow, Response, Verdicts
+    from rlmr.core.records import Group, PromptRow, Response, Verdicts
 
     ray = ray_session
     row = PromptRow(id="p1", prompt="Write about Mira.", constraints=CONSTRAINTS)

@@ -7,8 +7,8 @@ import ray
 import torch
 
 from rlmr.config import load_config
-from rlmr.placement import plan_placement
-from rlmr.records import Group, PromptRow, Response, build_train_batch
+from rlmr.config.placement import plan_placement
+from rlmr.core.records import Group, PromptRow, Response, build_train_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

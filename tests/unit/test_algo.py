@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlmr.algo import (
+from rlmr.core.algo import (
     entropy_from_logits,
     group_advantages,
     kl_estimate,

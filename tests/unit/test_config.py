@@ -87,10 +87,11 @@ def test_cross_field_errors_name_full_keys(tmp_path):
         load_config(_write(tmp_path, "model: {source: {type: tiny, hidden_size: 65, num_heads: 4}}\ndata: {train: x}\n"))
 
 
-def test_colocation_lets_rollout_share_learner_gpus(tmp_path):
-    text = MINIMAL + "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 8, gpus: 1}, learner: {replicas: 8, gpus: 1}, genrm: {replicas: 0}}\n"
-    cfg = load_config(_write(tmp_path, text))
-    assert cfg.cluster.colocate
+def test_colocation_is_refused_until_the_runtime_puts_engines_to_sleep(tmp_path):
+    text = MINIMAL + "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 4, gpus: 1}, learner: {replicas: 4, gpus: 1}, genrm: {replicas: 0}}\n"
+    with pytest.raises(ConfigError, match=r"cluster\.colocate: true is not supported yet"):
+        load_config(_write(tmp_path, text))
+    assert not load_config(_write(tmp_path, text.replace("colocate: true", "colocate: false"))).cluster.colocate
 
 
 def test_dotted_overrides(tmp_path):

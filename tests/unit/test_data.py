@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from rlmr.data import DataError, PromptSampler, load_prompts, parse_rows
-from rlmr.records import Group, PromptRow, Response, build_train_batch
+from rlmr.data.prompts import DataError, PromptSampler, load_prompts, parse_rows
+from rlmr.core.records import Group, PromptRow, Response, build_train_batch
 
 ROWS = [
     {"id": "a", "prompt": "Write a poem about rain.", "constraints": [{"type": "word_count", "max_words": 50}]},
@@ -122,7 +122,7 @@ def test_build_train_batch_aligns_response_tokens_with_targets():
 
 
 def test_rows_the_run_cannot_use_are_refused_before_training():
-    from rlmr.data import check_prompt_rows
+    from rlmr.data.prompts import check_prompt_rows
 
     rows = [PromptRow(id="a", prompt="short"), PromptRow(id="b", prompt="x " * 50, reference="ref")]
     check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=200)

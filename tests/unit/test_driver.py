@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from rlmr.config import load_config
-from rlmr.driver import train
-from rlmr.records import PromptRow, WritingScores
-from rlmr.run import RunDir, RunDirError
+from rlmr.training.driver import train
+from rlmr.core.records import PromptRow, WritingScores
+from rlmr.training.run_dir import RunDir, RunDirError
 from tests.fake_services import FakeServices
 
 ROWS = [PromptRow(id=f"p{i}", prompt=f"Write piece {i}.") for i in range(12)]
@@ -149,7 +149,7 @@ def test_resume_without_checkpoint_is_refused(tmp_path):
 
 
 def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path, monkeypatch):
-    import rlmr.driver as driver
+    import rlmr.training.driver as driver
 
     cfg = _cfg(tmp_path, "trainer.steps=50", "trainer.max_wall_minutes=1", "trainer.eval_every=0",
                "checkpoint.every=0")
@@ -229,7 +229,7 @@ def test_resume_without_optimizer_state_is_refused_clearly(tmp_path):
 
 
 def test_progress_bar_total_follows_the_wall_clock_budget():
-    from rlmr.driver import expected_last_step
+    from rlmr.training.driver import expected_last_step
 
     assert expected_last_step(200, 10, 45.0, None) == 200
     # 10 steps done at 45 s each, 17 minutes left: 22 more full steps fit, plus the one that crosses.

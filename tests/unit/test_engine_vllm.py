@@ -70,10 +70,6 @@ def test_weight_sync_goes_to_every_worker_and_resets_the_prefix_cache():
     (rpc,) = [c for c in llm.calls if c[0] == "collective_rpc"]
     assert rpc[1] == "rlmr_load_weights" and [name for name, _ in rpc[2][0]] == ["lm_head.weight", "norm.weight"]
     assert llm.calls[-1] == ("reset_prefix_cache",)
-    engine.sleep()
-    assert llm.asleep
-    engine.wake_up()
-    assert not llm.asleep
 
 
 def test_worker_extension_loads_weights_into_the_worker_model():

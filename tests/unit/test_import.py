@@ -20,7 +20,7 @@ def test_import_rlmr_loads_no_heavy_backend():
 
 
 def test_core_modules_load_no_backend_other_than_torch():
-    loaded = _loaded_after("import rlmr.algo, rlmr.rewards, rlmr.shaping, rlmr.config, rlmr.engine")
+    loaded = _loaded_after("import rlmr.core.algo, rlmr.core.rewards, rlmr.core.shaping, rlmr.config, rlmr.engine")
     assert "torch" in loaded
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 

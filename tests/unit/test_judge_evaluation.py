@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlmr.judge import GenerativeJudge, JudgeSettings
-from rlmr.judge import cli as judge_cli
+from rlmr.cli import judge as judge_cli
 from rlmr.judge.evaluation import (
     PreferencePair,
     agreement,
@@ -15,7 +15,7 @@ from rlmr.judge.evaluation import (
     expected_calibration_error,
     read_pairs,
 )
-from rlmr.judge.make_pairs import KINDS, PAIRS, PASSAGES, make_pairs, read_jsonl, split_sentences
+from rlmr.tools.preference_pairs import KINDS, PAIRS, PASSAGES, make_pairs, read_jsonl, split_sentences
 from tests.fakes import FakeEngine, preferring, tiny_cache  # noqa: F401 (fixture)
 
 
@@ -64,7 +64,7 @@ def test_shipped_pairs_are_what_the_generator_makes():
     passages = read_jsonl(PASSAGES)
     assert len(passages) >= 20
     shipped = read_jsonl(PAIRS)
-    assert shipped == make_pairs(passages, seed=0), "run python -m rlmr.judge.make_pairs"
+    assert shipped == make_pairs(passages, seed=0), "run python -m rlmr.tools.preference_pairs"
     assert {p["kind"] for p in shipped} == set(KINDS)
     assert len(shipped) == len(KINDS) * len(passages)
     for pair in shipped:
@@ -107,7 +107,7 @@ def test_judge_core_and_cli_import_nothing_heavy():
     import subprocess
     import sys
 
-    probe = ("import rlmr.judge, rlmr.judge.cli, rlmr.judge.make_pairs, rlmr.engine, sys; "
+    probe = ("import rlmr.judge, rlmr.cli.judge, rlmr.tools.preference_pairs, rlmr.engine, sys; "
              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split())
     assert not loaded & {"torch", "transformers", "ray", "vllm", "jinja2"}, loaded

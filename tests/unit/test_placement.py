@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from rlmr.config import ClusterConfig, RoleResources, load_config
-from rlmr.placement import PlacementError, plan_placement
+from rlmr.config.placement import PlacementError, plan_placement
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,38 +46,35 @@ def test_one_cpu_node():
 
 
 @pytest.mark.parametrize("nodes", [1, 2, 3, 4])
-@pytest.mark.parametrize("colocate", [False, True])
-def test_gpu_nodes(nodes, colocate):
+def test_gpu_nodes(nodes):
     total = nodes * 8
     learner = total // 2
-    if colocate:
-        cluster = ClusterConfig(
-            nodes=nodes, gpus_per_node=8, colocate=True,
-            learner={"replicas": learner, "gpus": 1}, reference={"replicas": learner, "gpus": 0.5},
-            rollout={"replicas": learner // 2, "gpus": 2}, genrm={"replicas": total - learner, "gpus": 1},
-            verifier={"replicas": 4 * nodes})
-    else:
-        cluster = ClusterConfig(
-            nodes=nodes, gpus_per_node=8,
-            learner={"replicas": learner, "gpus": 1}, reference={"replicas": 0},
-            rollout={"replicas": (total - learner) // 4 or 1, "gpus": 2},
-            genrm={"replicas": 1, "gpus": 1}, verifier={"replicas": 2 * nodes})
+    cluster = ClusterConfig(
+        nodes=nodes, gpus_per_node=8,
+        learner={"replicas": learner, "gpus": 1}, reference={"replicas": 0},
+        rollout={"replicas": (total - learner) // 4 or 1, "gpus": 2},
+        genrm={"replicas": 1, "gpus": 1}, verifier={"replicas": 2 * nodes})
     plan = plan_placement(cluster)
     _check_invariants(cluster, plan)
-    if colocate:
-        learner_gpus = {b for r in plan.replicas["learner"] for b in r.bundles}
-        assert {b for r in plan.replicas["rollout"] for b in r.bundles} <= learner_gpus
-        # learner 1 + reference 0.5 + rollout 1 on a shared GPU: Ray shares split to sum to 1.
-        assert max(plan.gpu_load()) == pytest.approx(1.0, abs=1e-5)
-    else:
-        # Non-colocated roles never share a GPU.
-        owners: dict[int, set] = {}
-        for role, reps in plan.replicas.items():
-            for r in reps:
-                for b in r.bundles:
-                    if r.gpus_per_bundle:
-                        owners.setdefault(b, set()).add(role)
-        assert all(len(v) == 1 for v in owners.values())
+    # Roles with whole GPUs never share one.
+    owners: dict[int, set] = {}
+    for role, reps in plan.replicas.items():
+        for r in reps:
+            for b in r.bundles:
+                if r.gpus_per_bundle:
+                    owners.setdefault(b, set()).add(role)
+    assert all(len(v) == 1 for v in owners.values())
+
+
+def test_fractional_replicas_of_different_roles_share_a_gpu():
+    cluster = ClusterConfig(
+        nodes=1, gpus_per_node=3, learner={"replicas": 1, "gpus": 1},
+        reference={"replicas": 1, "gpus": 0.5}, genrm={"replicas": 1, "gpus": 0.5},
+        rollout={"replicas": 1, "gpus": 1}, verifier={"replicas": 1})
+    plan = plan_placement(cluster)
+    _check_invariants(cluster, plan)
+    assert plan.replicas["reference"][0].bundles == plan.replicas["genrm"][0].bundles
+    assert plan.gpu_load()[:3] == [1.0, 1.0, 1.0]  # the verifier's CPU bundle comes after the GPUs
 
 
 def test_tensor_parallel_replica_never_straddles_nodes():
@@ -100,12 +97,6 @@ def test_too_big_replica_names_the_role():
     with pytest.raises(ValidationError, match="rollout: no node has 3 free GPU"):
         ClusterConfig(nodes=2, gpus_per_node=4, learner={"replicas": 1, "gpus": 1},
                       rollout={"replicas": 3, "gpus": 3}, genrm={"replicas": 0}, reference={"replicas": 0})
-
-
-def test_colocated_rollout_needs_enough_learner_gpus():
-    with pytest.raises(ValidationError, match="rollout: colocated replica 1"):
-        ClusterConfig(nodes=1, gpus_per_node=8, colocate=True, learner={"replicas": 2, "gpus": 1},
-                      rollout={"replicas": 2, "gpus": 2}, genrm={"replicas": 0}, reference={"replicas": 0})
 
 
 @pytest.mark.parametrize("name", ["qwen2.5-7b-rlmr.yaml", "qwen2.5-32b-rlmr-4node.yaml", "smollm2-cpu.yaml"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlmr.plots import _has_signal, main, moving_average, plot_metrics
+from rlmr.training.plots import _has_signal, main, moving_average, plot_metrics
 
 
 def test_moving_average_is_a_trailing_mean():

@@ -6,8 +6,8 @@ import collections
 import json
 from pathlib import Path
 
-from rlmr.data import load_prompts
-from rlmr.promptset import generate
+from rlmr.data.prompts import load_prompts
+from rlmr.tools.promptset import generate
 from rlmr.verify.constraints import parse_constraints
 
 ASSETS = Path(__file__).resolve().parents[2] / "rlmr" / "assets" / "prompts"

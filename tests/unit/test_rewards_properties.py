@@ -13,8 +13,8 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from rlmr.algo import ADVANTAGE_METHODS, group_advantages
-from rlmr.rewards import mix_rewards
+from rlmr.core.algo import ADVANTAGE_METHODS, group_advantages
+from rlmr.core.rewards import mix_rewards
 
 PROPERTY_SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlmr.shaping import binary_entropy, entropy_shaped_rewards, vote_entropy
+from rlmr.core.shaping import binary_entropy, entropy_shaped_rewards, vote_entropy
 
 prob = st.floats(0.0, 1.0, allow_nan=False)
 

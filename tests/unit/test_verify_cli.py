@@ -17,7 +17,7 @@ DATA = Path(os.environ.get("RLMR_IFEVAL_DATA", REPO.parent / "shared" / "data" /
 
 
 def test_verify_cli_imports_nothing_heavy():
-    code = ("import sys, rlmr.verify.cli; "
+    code = ("import sys, rlmr.cli.verify; "
             "print(sorted(m for m in ('numpy', 'langdetect', 'nltk', 'punkt', 'torch', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"

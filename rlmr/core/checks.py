@@ -1,6 +1,6 @@
 """Input checks shared by the algorithm core.
 
-Every public function of `rlmr.algo`, `rlmr.rewards` and `rlmr.shaping` refuses
+Every public function of `rlmr.core.algo`, `rlmr.core.rewards` and `rlmr.core.shaping` refuses
 non-finite input with a `ValueError` that names the argument, instead of letting
 a NaN flow into a gradient where it would be found hours later.
 """

@@ -14,7 +14,7 @@ then does `latest` move, so a crash mid-save never leaves a checkpoint that
 looks whole. Starting a run in a directory that already has checkpoints,
 without `--resume`, is refused rather than overwriting them. When
 `logging.output_dir` is an fsspec URI (s3://, gs://, file://...), the run
-lives in a local mirror and is uploaded as it goes (`rlmr.storage`); the
+lives in a local mirror and is uploaded as it goes (`rlmr.training.storage`); the
 remote `checkpoints/latest` moves last, after every file of the checkpoint.
 """
 
@@ -26,7 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
-from rlmr import storage
+from rlmr.training import storage
 from rlmr.config import RLMRConfig, save_resolved
 
 CHECKPOINT_PREFIX = "step_"
@@ -239,7 +239,7 @@ class RunDir:
 
     def plot(self) -> Path | None:
         """Draw the training curves into curves.png (skipped when there is nothing to plot)."""
-        from rlmr.plots import plot_metrics
+        from rlmr.training.plots import plot_metrics
 
         rows = self.read_metrics()
         if not rows:

@@ -1,6 +1,6 @@
 """Generate the project's creative-writing prompt set: stories, poems, scripts and copy with verifiable briefs.
 
-    python -m rlmr.promptset --out rlmr/assets/prompts        # writes train.jsonl, heldout.jsonl
+    python -m rlmr.tools.promptset --out rlmr/assets/prompts        # writes train.jsonl, heldout.jsonl
 
 Every prompt is composed from templates written for this project (no text is
 taken from elsewhere; the set is released with the code under Apache-2.0).

@@ -30,9 +30,9 @@ def add_arguments(p) -> None:
 def load_prompt_sets(cfg):
     """Training and held-out prompts: constraints checked by the verifier's registry, lengths by the
     policy's tokenizer, references present when the judge compares against them."""
-    from rlmr.data import check_prompt_rows, load_prompts
+    from rlmr.data.prompts import check_prompt_rows, load_prompts
     from rlmr.engine.loading import load_tokenizer
-    from rlmr.rollout import format_prompt
+    from rlmr.training.rollout import format_prompt
     from rlmr.verify.constraints import parse_constraints as check_constraints
 
     tokenizer = load_tokenizer(cfg.model.source)
@@ -74,8 +74,8 @@ def init_ray(address: str | None, cfg) -> None:
 
 def run(args) -> int:
     from rlmr.config import load_config
-    from rlmr.data import DataError
-    from rlmr.run import RunDir, RunDirError
+    from rlmr.data.prompts import DataError
+    from rlmr.training.run_dir import RunDir, RunDirError
 
     cfg = load_config(args.config, args.overrides)
     try:
@@ -90,7 +90,7 @@ def run(args) -> int:
     import ray
 
     from actors.services import RayServices
-    from rlmr.driver import train
+    from rlmr.training.driver import train
 
     init_ray(args.address, cfg)
     services = None

@@ -21,14 +21,14 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from rlmr.algo import group_advantages, sequence_kl, zero_std_mask
+from rlmr.core.algo import group_advantages, sequence_kl, zero_std_mask
 from rlmr.config import RLMRConfig
-from rlmr.data import PromptSampler
+from rlmr.data.prompts import PromptSampler
 from rlmr.engine.base import SamplingParams
-from rlmr.records import Group, PromptRow, TrainBatch, Verdicts, WritingScores, build_train_batch
-from rlmr.rewards import mix_rewards
-from rlmr.rollout import sampling_params
-from rlmr.run import RunDir
+from rlmr.core.records import Group, PromptRow, TrainBatch, Verdicts, WritingScores, build_train_batch
+from rlmr.core.rewards import mix_rewards
+from rlmr.training.rollout import sampling_params
+from rlmr.training.run_dir import RunDir
 
 
 class Services(Protocol):
@@ -222,7 +222,7 @@ def save_checkpoint(run: RunDir, services: Services, sampler: PromptSampler, ste
 def restore_checkpoint(run: RunDir, services: Services, sampler: PromptSampler) -> int:
     import json
 
-    from rlmr.run import RunDirError
+    from rlmr.training.run_dir import RunDirError
 
     ckpt = run.latest_checkpoint()
     if not (ckpt / "optimizer").exists():

@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _DELEGATED = {
-    "train": ("rlmr.train", "train a policy with RLMR (local Ray, or --address auto to join a cluster)"),
-    "verify": ("rlmr.verify.cli", "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)"),
-    "judge": ("rlmr.judge.cli", "evaluate a generative reward model on preference pairs"),
+    "train": ("rlmr.cli.train", "train a policy with RLMR (local Ray, or --address auto to join a cluster)"),
+    "verify": ("rlmr.cli.verify", "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)"),
+    "judge": ("rlmr.cli.judge", "evaluate a generative reward model on preference pairs"),
 }
 
 

@@ -6,10 +6,8 @@ own. Each replica of a role is assigned bundles:
 
 - a replica with `gpus >= 1` takes `ceil(gpus)` whole GPUs on one node (a
   tensor-parallel vLLM engine cannot straddle nodes);
-- replicas with fractional `gpus` share a GPU while their fractions fit;
-- with `cluster.colocate`, rollout engines and the reference model are laid
-  over the learner's GPUs (vLLM sleeps while DeepSpeed trains), and Ray's GPU
-  accounting on a shared bundle is split in proportion so that it sums to 1;
+- replicas of different roles with fractional `gpus` share a GPU while their
+  fractions fit;
 - the verifier, and every role on a CPU-only cluster, gets CPU bundles.
 
 `plan_placement` raises `PlacementError` naming the role that does not fit.
@@ -21,8 +19,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from rlmr.config import ClusterConfig
+if TYPE_CHECKING:  # the schema calls the planner in its validator; this module needs only the type
+    from rlmr.config.schema import ClusterConfig
 
 GPU_ROLES = ("learner", "reference", "rollout", "genrm")
 ALL_ROLES = ("learner", "reference", "rollout", "genrm", "verifier")
@@ -73,46 +73,23 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
     n_gpu = cluster.nodes * cluster.gpus_per_node
     bundles: list[dict[str, float]] = [{"GPU": 1.0, "CPU": 0.0} for _ in range(n_gpu)]
     nodes = [i // cluster.gpus_per_node for i in range(n_gpu)]
-    # Per GPU: the declared (not yet normalised) demands, [(role, replica, gpus)].
+    # Per GPU: the replicas on it, [(role, replica, gpus)].
     demand: list[list[tuple[str, int, float]]] = [[] for _ in range(n_gpu)]
     assignment: dict[tuple[str, int], list[int]] = {}
 
-    colocated = ("reference", "rollout") if cluster.colocate else ()
     for role in ("learner", "reference", "genrm", "rollout"):
-        res = getattr(cluster, role)
-        if role in colocated or res.gpus == 0:
-            continue
-        for rep in range(res.replicas):
-            assignment[(role, rep)] = _take(role, rep, res.gpus, demand, nodes, cluster.gpus_per_node)
-    learner_gpus = sorted({b for (role, _), bs in assignment.items() if role == "learner" for b in bs})
-    for role in colocated:
         res = getattr(cluster, role)
         if res.gpus == 0:
             continue
-        need = math.ceil(res.gpus)
         for rep in range(res.replicas):
-            chosen = learner_gpus[rep * need:(rep + 1) * need]
-            if len(chosen) < need or len({nodes[b] for b in chosen}) != 1:
-                raise PlacementError(
-                    f"{role}: colocated replica {rep} needs {need} learner GPU(s) on one node; the learner holds "
-                    f"{len(learner_gpus)} GPU(s), too few for {res.replicas} replica(s)")
-            for b in chosen:
-                demand[b].append((role, rep, min(res.gpus, 1.0)))
-            assignment[(role, rep)] = chosen
+            assignment[(role, rep)] = _take(role, rep, res.gpus, demand, nodes, cluster.gpus_per_node)
 
     plan = PlacementPlan(bundles=bundles, bundle_nodes=nodes)
-    # Ray's accounting on a bundle shared by colocated roles: split in proportion.
-    share: dict[tuple[str, int], float] = {}
-    for entries in demand:
-        total = sum(g for _, _, g in entries)
-        scale = 1.0 / total if total > 1.0 + 1e-9 else 1.0
-        for role, rep, g in entries:
-            share[(role, rep)] = min(share.get((role, rep), math.inf), g * scale)
     for (role, rep), bs in sorted(assignment.items(), key=lambda kv: (ALL_ROLES.index(kv[0][0]), kv[0][1])):
         res = getattr(cluster, role)
         bundles[bs[0]]["CPU"] += res.cpus
         plan.replicas.setdefault(role, []).append(
-            ReplicaPlacement(role, rep, nodes[bs[0]], tuple(bs), _round(share[(role, rep)]), res.cpus))
+            ReplicaPlacement(role, rep, nodes[bs[0]], tuple(bs), _round(min(res.gpus, 1.0)), res.cpus))
 
     # CPU-only roles (the verifier; GPU roles configured with gpus: 0) get CPU bundles.
     for role in ALL_ROLES:

@@ -74,7 +74,7 @@ def _run_ifeval(args) -> int:
 def _run_check(args) -> int:
     import json
 
-    from rlmr.jsonl import iter_jsonl
+    from rlmr.data.jsonl import iter_jsonl
     from rlmr.verify.api import verify_batch
     from rlmr.verify.constraints import ConstraintError, parse_constraints
 

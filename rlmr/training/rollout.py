@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from rlmr.config import RolloutConfig
 from rlmr.engine.base import SamplingParams, TextEngine
-from rlmr.records import Group, PromptRow, Response
+from rlmr.core.records import Group, PromptRow, Response
 
 
 def format_prompt(row: PromptRow, tokenizer, chat_template: bool = True) -> str:

@@ -1,6 +1,6 @@
 """Training curves from metrics.jsonl, drawn with matplotlib (headless).
 
-    python -m rlmr.plots runs/smollm2-cpu/metrics.jsonl [runs/other/metrics.jsonl ...] -o curves.png
+    python -m rlmr.training.plots runs/smollm2-cpu/metrics.jsonl [runs/other/metrics.jsonl ...] -o curves.png
 
 With several runs the panels overlay them (e.g. RLMR's dynamic mixing beside
 the `writing_only` baseline). Dense per-step series are drawn faint with a bold

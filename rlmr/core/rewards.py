@@ -9,7 +9,7 @@ its group's mean reward:
     delta = max(0, max_{j violates} (n * w_j - S) / (n - k)) + margin_abs
 
 with `k` violators, `S = sum(w)`. A violator then has a negative advantage
-under every estimator in `rlmr.algo`, the order of `w` is kept among
+under every estimator in `rlmr.core.algo`, the order of `w` is kept among
 compliant and among violating responses, and a group that fully passes keeps
 `r = w` exactly. `margin_abs = margin * max(spread(w), 1e-3 * max|w|, 1e-8)`:
 proportional to the group's writing spread, with a floor relative to the
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from rlmr._checks import as_float_tensor, check_choice, check_finite, check_groups, check_same_shape
+from rlmr.core.checks import as_float_tensor, check_choice, check_finite, check_groups, check_same_shape
 
 STRATEGIES = ("dynamic", "writing_only", "verifier_only", "fixed")
 ALL_VIOLATE = ("zero", "writing", "fraction")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from rlmr._checks import as_float_tensor, check_finite, check_same_shape
+from rlmr.core.checks import as_float_tensor, check_finite, check_same_shape
 
 
 def binary_entropy(p, name: str = "p") -> torch.Tensor:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlmr.records import PromptRow
+from rlmr.core.records import PromptRow
 
 ALLOWED_KEYS = {"id", "prompt", "constraints", "context", "reference"}
 
@@ -50,7 +50,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     # Read line by line ourselves rather than with datasets' JSON loader: a broken
     # line is reported with its number, and constraint objects keep their own keys
     # (Arrow would unify them into one struct with nulls for every other kwarg).
-    from rlmr.jsonl import iter_jsonl
+    from rlmr.data.jsonl import iter_jsonl
 
     rows, errors = [], []
     for lineno, row, problem in iter_jsonl(path):
