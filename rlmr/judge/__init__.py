@@ -6,7 +6,8 @@ ALGORITHMS.md sections 3-4. Pure core, importable without a model:
 - `strategies`: `pivot`, `round_robin`, `reference`, `pointwise` group scoring;
 - `judge`: `GenerativeJudge.score_groups(groups)` on any `rlmr.engine.TextEngine`;
 - `evaluation`: agreement, position consistency and calibration on preference pairs;
-- `cli`: `rlmr judge --pairs FILE.jsonl`; `make_pairs`: the shipped preference set.
+The command line is `rlmr.cli.judge` (`rlmr judge --pairs FILE.jsonl`); the shipped preference
+set is made by `rlmr.tools.preference_pairs`.
 """
 
 from rlmr.judge.judge import GenerativeJudge, JudgeSettings, PairQuery

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlmr.judge.prompts import clean_text
+from rlmr.engine.prompt_text import clean_text
 from rlmr.judge.types import PairJudgment
 
 

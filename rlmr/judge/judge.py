@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from rlmr.engine.base import SamplingParams
 from rlmr.judge import strategies
-from rlmr.judge.prompts import ANALYSIS_STOP, PromptBuilder, clean_text
+from rlmr.engine.prompt_text import clean_text
+from rlmr.judge.prompts import ANALYSIS_STOP, PromptBuilder
 from rlmr.judge.types import GroupScores, JudgeGroup, PairJudgment, PointRating
 from rlmr.judge.verdict import (
     SCORES,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from rlmr.engine.prompt_text import clean_text, defuse, token_ids, truncate_middle
 from rlmr.judge.verdict import JudgeSetupError, ScoreTokens, VerdictLabels
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -38,7 +39,6 @@ EMPTY_RESPONSE = "(empty response)"
 # Room kept free after the prompt for the cue, the label and tokenisation seams.
 _SLACK_TOKENS = 16
 _MIN_RESPONSE_TOKENS = 16
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @cache
@@ -54,49 +54,8 @@ def render(template: str, **values) -> str:
     return _environment().get_template(f"{template}.j2").render(**values).strip()
 
 
-def clean_text(text) -> str:
-    """Any input (str, bytes, None) as safe text: valid UTF-8, no control characters but \\n and \\t."""
-    if text is None:
-        return ""
-    if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8", errors="replace")
-    elif not isinstance(text, str):
-        text = str(text)
-    text = text.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates -> "?"
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", text)
-
-
-def defuse(text: str, special_tokens=()) -> str:
-    """Make `text` unable to close a fence or open a chat turn."""
-    text = re.sub(r"<{3,}", lambda m: "\u2039" * len(m.group(0)), text)  # <<< -> single guillemets
-    text = re.sub(r">{3,}", lambda m: "\u203a" * len(m.group(0)), text)
-    for token in sorted((t for t in special_tokens if t and len(t) > 1), key=len, reverse=True):
-        text = text.replace(token, token[0] + " " + token[1:])
-    return text
-
-
 def fences(label: str) -> tuple[str, str]:
     return f"<<<RESPONSE {label}>>>", f"<<<END OF RESPONSE {label}>>>"
-
-
-def _encode(tokenizer, text: str) -> list[int]:
-    return list(tokenizer.encode(text, add_special_tokens=False))
-
-
-def truncate_middle(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
-    """Keep the first and last tokens of `text` so that it fits `max_tokens`; returns (text, was_cut)."""
-    ids = _encode(tokenizer, text)
-    if len(ids) <= max_tokens:
-        return text, False
-    marker_room = len(_encode(tokenizer, f" [... {len(ids)} tokens omitted ...] "))  # an upper bound
-    keep = max(max_tokens - marker_room, 2)
-    head, tail = ids[: (keep + 1) // 2], ids[len(ids) - keep // 2:]
-    omitted = len(ids) - len(head) - len(tail)
-    # A cut can split a multi-byte character: drop the replacement characters that leaves at the seam.
-    head_text = tokenizer.decode(head, skip_special_tokens=True).rstrip("\ufffd")
-    tail_text = tokenizer.decode(tail, skip_special_tokens=True).lstrip("\ufffd")
-    return f"{head_text} [... {omitted} tokens omitted ...] {tail_text}", True
 
 
 @dataclass(frozen=True)
@@ -156,7 +115,7 @@ class PromptBuilder:
 
     def _overhead(self, template: str, cue: str, values: dict, k: int) -> tuple[int, int]:
         empty = {"response_x": "", "response_y": ""}
-        return len(_encode(self.tokenizer, self._wrap(render(template, **values, **empty), cue))), k
+        return len(token_ids(self.tokenizer, self._wrap(render(template, **values, **empty), cue))), k
 
     def _fit(self, template: str, cue: str, values: dict, responses: dict) -> JudgePrompt:
         """Render with the texts cut from the middle so the whole prompt fits the budget.
@@ -171,7 +130,7 @@ class PromptBuilder:
             if values.get(key):
                 values[key], _ = truncate_middle(self.tokenizer, values[key], max(room // 4, 8))
         empty = {k: "" for k in responses}
-        overhead = len(_encode(self.tokenizer, self._wrap(render(template, **values, **empty), cue)))
+        overhead = len(token_ids(self.tokenizer, self._wrap(render(template, **values, **empty), cue)))
         per_response = max((self.budget - overhead) // len(responses), _MIN_RESPONSE_TOKENS)
         for _ in range(4):  # re-tokenising cut text (and the omission marker) can cost a few tokens more
             fitted, cut = {}, []
@@ -179,7 +138,7 @@ class PromptBuilder:
                 fitted[key], was_cut = truncate_middle(self.tokenizer, text, per_response)
                 cut.append(was_cut)
             text = self._wrap(render(template, **values, **fitted), cue)
-            excess = len(_encode(self.tokenizer, text)) - self.budget
+            excess = len(token_ids(self.tokenizer, text)) - self.budget
             if excess <= 0 or per_response <= _MIN_RESPONSE_TOKENS:
                 break
             per_response = max(per_response - excess // len(responses) - 2, _MIN_RESPONSE_TOKENS)

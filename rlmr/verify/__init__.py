@@ -10,9 +10,11 @@ instruction types, strict and loose), `creative` (writing-prompt constraints),
 `guard` (judge-directed text), `soft` (yes/no checks through a TextEngine),
 `text` (per-response measurements, computed once), `langid` (langdetect,
 exact and faster), `api` (batch checking), `results` (returned records),
-`ifeval_eval` (IFEval evaluation files and report), `cli` (`rlmr verify`).
+`ifeval_eval` (IFEval evaluation files and report). The command line is `rlmr.cli.verify`.
 """
 
+# The modules that register the built-in constraint types (IFEval, creative, guard, soft).
+from rlmr.verify import creative, guard, ifeval, soft  # noqa: F401
 from rlmr.verify.api import VerifyGroup, verify_batch, verify_groups, verify_response
 from rlmr.verify.constraints import (
     Constraint,

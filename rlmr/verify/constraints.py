@@ -167,8 +167,10 @@ def _rebuild(type_name: str, kwargs: dict) -> Constraint:
     return parse_constraint({"type": type_name, **kwargs})
 
 
+# Filled by the modules that define types (`ifeval`, `creative`, `guard`, `soft`) when they are
+# imported; the package `rlmr.verify` imports all of them, and Python imports a package before any
+# of its modules, so every built-in type is registered before this registry is first read.
 _REGISTRY: dict[str, ConstraintType] = {}
-_LOADED = False
 
 
 def register(ctype: ConstraintType) -> ConstraintType:
@@ -178,21 +180,12 @@ def register(ctype: ConstraintType) -> ConstraintType:
     return ctype
 
 
-def _load_builtin_types() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        from rlmr.verify import creative, guard, ifeval, soft  # noqa: F401  (they register their types)
-
-
 def registry() -> Mapping[str, ConstraintType]:
     """Every known constraint type by name."""
-    _load_builtin_types()
     return MappingProxyType(_REGISTRY)
 
 
 def constraint_type(name: str) -> ConstraintType:
-    _load_builtin_types()
     return _REGISTRY[name]
 
 

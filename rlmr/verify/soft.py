@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rlmr.engine.prompt_text import clean_text, defuse, truncate_middle
 from rlmr.verify.constraints import Constraint, ConstraintType, Kwarg, number, register, text
 from rlmr.verify.results import ConstraintResult, Verdict
 
@@ -77,8 +78,6 @@ class SoftConstraintChecker:
                          "engine's tokenizer; none was: " + "; ".join(tried) + " (pass yes=..., no=...)")
 
     def prompt(self, response: str, requirement: str) -> str:
-        from rlmr.judge.prompts import clean_text, defuse, truncate_middle
-
         if len(response) > self.max_response_chars:
             half = self.max_response_chars // 2
             response = response[:half] + "\n[...]\n" + response[-half:]
