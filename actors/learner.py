@@ -1,9 +1,8 @@
-"""LearnerWorker: one DeepSpeed rank of the policy, as a Ray actor.
+"""LearnerWorker: one DeepSpeed rank of the policy, as a Ray actor; LearnerGroup: all ranks together.
 
-`LearnerGroup` starts `cluster.learner.replicas` ranks; rank 0 picks a free port
-on its node and hands its address to the others, then every rank joins the
-process group (gloo on CPU, NCCL on GPU). Collective calls (train, save, load,
-weights) are sent to all ranks at once.
+`LearnerGroup` asks rank 0 for a free port on its node and hands that address
+to every rank, then each joins the process group (gloo on CPU, NCCL on GPU).
+Collective calls (update, save, load, weights) go to all ranks at once.
 """
 
 from __future__ import annotations
@@ -15,9 +14,10 @@ import socket
 import ray
 import torch
 
-from actors.common import setup_process
+from actors.group import ActorGroup
+from actors.process import setup_process
 from rlmr.config import RLMRConfig
-from rlmr.core.records import TrainBatch
+from rlmr.core.records import TokenBatch, TrainBatch
 
 
 def owned_by_rank(filename: str, rank: int) -> bool:
@@ -29,9 +29,10 @@ def owned_by_rank(filename: str, rank: int) -> bool:
 
 @ray.remote
 class LearnerWorker:
-    def __init__(self, cfg: RLMRConfig, rank: int, world_size: int, device: str):
+    def __init__(self, cfg: RLMRConfig, world_size: int, device: str):
         setup_process(device)
-        self.cfg, self.rank, self.world_size, self.device = cfg, rank, world_size, device
+        self.cfg, self.world_size, self.device = cfg, world_size, device
+        self.rank = None
         self.learner = None
 
     def address(self) -> tuple[str, int]:
@@ -41,24 +42,25 @@ class LearnerWorker:
             port = s.getsockname()[1]
         return ray.util.get_node_ip_address(), port
 
-    def setup(self, master_addr: str, master_port: int) -> None:
+    def setup(self, rank: int, master_addr: str, master_port: int) -> None:
         from rlmr.engine.loading import resolve_model_dir
         from rlmr.training.learner import PolicyLearner, RankInfo
 
-        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
+        self.rank = rank
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
                           WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
         cfg = self.cfg
         self.learner = PolicyLearner(
             str(resolve_model_dir(cfg.model.source)), cfg.model.dtype, cfg.learner, cfg.algo,
-            RankInfo(self.rank, self.world_size, self.device),
+            RankInfo(rank, self.world_size, self.device),
             samples_per_step=cfg.rollout.prompts_per_step * cfg.rollout.n,
             gradient_checkpointing=cfg.model.gradient_checkpointing, seed=cfg.trainer.seed,
             save_optimizer=cfg.checkpoint.save_optimizer)
 
-    def train(self, shard: TrainBatch) -> dict:
-        return self.learner.train_step(shard)
+    def update(self, shard: TrainBatch) -> dict:
+        return self.learner.update(shard)
 
-    def logprobs(self, shard: TrainBatch) -> torch.Tensor:
+    def logprobs(self, shard: TokenBatch) -> torch.Tensor:
         return self.learner.logprobs(shard)
 
     def export_weights(self) -> dict | None:
@@ -100,33 +102,34 @@ class LearnerWorker:
 
 
 class LearnerGroup:
-    """All ranks of the policy learner."""
+    """All ranks of the policy learner: one DeepSpeed process group."""
 
-    def __init__(self, cfg: RLMRConfig, pg, replicas, options_for):
-        device = "cuda" if cfg.cluster.learner.gpus > 0 else "cpu"
-        world = len(replicas)
-        self.workers = [LearnerWorker.options(**options_for(r)).remote(cfg, r.replica, world, device)
-                        for r in replicas]
-        addr, port = ray.get(self.workers[0].address.remote())
-        ray.get([w.setup.remote(addr, port) for w in self.workers])
+    def __init__(self, ranks: ActorGroup):
+        self.ranks = ranks
+        addr, port = ray.get(ranks.actors[0].address.remote())
+        ranks.call_each("setup", list(range(len(ranks))), addr, port)
 
-    def train(self, batch: TrainBatch) -> dict:
-        shards = batch.split(len(self.workers))
-        stats = ray.get([w.train.remote(s) for w, s in zip(self.workers, shards)])
+    @property
+    def rank0(self):
+        return self.ranks.actors[0]
+
+    def update(self, batch: TrainBatch) -> dict:
+        """Each rank updates on its contiguous shard; the ranks' statistics are averaged."""
+        stats = self.ranks.call_each("update", batch.split(len(self.ranks)))
         return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
 
     def export_weights_ref(self):
         """ObjectRef of the full weights (rank 0's); the other ranks take part in the gather."""
-        refs = [w.export_weights.remote() for w in self.workers]
+        refs = self.ranks.call_all_async("export_weights")
         ray.wait(refs, num_returns=len(refs))
         return refs[0]
 
     def broadcast_weights_refs(self) -> list:
         """Every rank takes part (ZeRO-3 gathers); rank 0 broadcasts over the NCCL weight group."""
-        return [w.broadcast_weights.remote() for w in self.workers]
+        return self.ranks.call_all_async("broadcast_weights")
 
     def save(self, directory: str, client_state: dict, remote: str | None = None) -> None:
-        ray.get([w.save.remote(directory, client_state, remote) for w in self.workers])
+        self.ranks.call_all("save", directory, client_state, remote)
 
     def load(self, directory: str, remote: str | None = None) -> dict:
-        return ray.get([w.load.remote(directory, remote) for w in self.workers])[0]
+        return self.ranks.call_all("load", directory, remote)[0]

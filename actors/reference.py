@@ -1,7 +1,7 @@
 """ReferenceWorker: the frozen initial policy, returning per-token log-probs for KL.
 
-Created only when `algo.kl.beta > 0`. It scores the learner's padded batch with
-the learner's own log-prob function, so the KL term compares like with like.
+Created only when `algo.kl.beta > 0`. It scores the padded sequences with the
+learner's own log-prob function, so the KL term compares like with like.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import ray
 import torch
 
-from actors.common import setup_process
+from actors.process import setup_process
 from rlmr.config import RLMRConfig
-from rlmr.core.records import TrainBatch
+from rlmr.core.records import TokenBatch
 
 
 @ray.remote
@@ -25,12 +25,13 @@ class ReferenceWorker:
         self.micro_batch = cfg.learner.micro_batch_size
 
     @torch.no_grad()
-    def logprobs(self, batch: TrainBatch) -> torch.Tensor:
+    def logprobs(self, tokens: TokenBatch) -> torch.Tensor:
+        """`[B, T-1]` log-probs of every target token, 0 outside the responses."""
         from rlmr.training.learner import sequence_token_logprobs
 
         out = []
-        for start in range(0, len(batch), self.micro_batch):
-            mb = batch.select(slice(start, start + self.micro_batch))
+        for start in range(0, len(tokens), self.micro_batch):
+            mb = tokens.select(slice(start, start + self.micro_batch))
             lp, _ = sequence_token_logprobs(self.model, mb.input_ids.to(self.device), mb.attention_mask.to(self.device))
             out.append((lp.float() * mb.response_mask.to(self.device)).cpu())
         return torch.cat(out)

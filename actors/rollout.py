@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ray
 
-from actors.common import setup_process
+from actors.process import setup_process
 from rlmr.config import RLMRConfig
-from rlmr.engine.base import SamplingParams
 from rlmr.core.records import Group, PromptRow
+from rlmr.engine.base import SamplingParams
 
 
 @ray.remote

@@ -60,10 +60,10 @@ def main(argv=None) -> int:
 
     core = pin_to_one_core()
 
+    from rlmr.tools.ifeval_reference import ReferenceRow, offline_reference
     from rlmr.verify.api import verify_batch
     from rlmr.verify.ifeval_eval import evaluate_rows, read_ifeval_rows, read_responses
     from rlmr.verify.langid import shared_identifier
-    from rlmr.tools.ifeval_reference import ReferenceRow, offline_reference
 
     data = Path(args.data)
     rows, problems = read_ifeval_rows(data / "input_data.jsonl", read_responses(data / RESPONSES))

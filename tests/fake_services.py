@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from rlmr.core.records import Verdicts, WritingScores
+from rlmr.core.records import ConstraintOutcome, ScoredGroup, Verdicts, WritingScores
 from rlmr.training.rollout import sample_groups
 from rlmr.training.storage import download_tree, join, upload_file
 from tests.fakes import FakeEngine
@@ -38,19 +38,21 @@ class FakeServices:
         return sample_groups(self.engine, rows, params, chat_template=False)
 
     def score(self, groups, judge=True):
-        verdicts = [Verdicts(passed=tuple("ok" in t for t in g.texts),
-                             passed_fraction=tuple(1.0 if "ok" in t else 0.0 for t in g.texts),
-                             details=tuple(({"type": "contains_ok", "passed": "ok" in t},) for t in g.texts))
-                    for g in groups]
-        writing = [WritingScores(scores=tuple(min(1.0, len(t) / 100) for t in g.texts),
-                                 entropies=tuple(0.5 for _ in g.texts)) for g in groups] if judge else None
-        return verdicts, writing
+        out = []
+        for g in groups:
+            verdicts = Verdicts(passed=tuple("ok" in t for t in g.texts),
+                                passed_fraction=tuple(1.0 if "ok" in t else 0.0 for t in g.texts),
+                                details=tuple((ConstraintOutcome("contains_ok", 0, "ok" in t),) for t in g.texts))
+            writing = WritingScores(scores=tuple(min(1.0, len(t) / 100) for t in g.texts),
+                                    entropies=tuple(0.5 for _ in g.texts)) if judge else None
+            out.append(ScoredGroup(g, verdicts, writing))
+        return out
 
-    def reference_logprobs(self, batch):
+    def reference_logprobs(self, tokens):
         self.reference_calls += 1
-        return torch.full(batch.rollout_logprobs.shape, -1.5) * batch.response_mask
+        return torch.full(tokens.rollout_logprobs.shape, -1.5) * tokens.response_mask
 
-    def train(self, batch):
+    def update_policy(self, batch):
         self.batches.append(batch)
         self.updates += 1
         return {"pg_loss": 0.0, "clip_frac": 0.0, "entropy": 1.0, "kl": 0.0}

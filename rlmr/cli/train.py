@@ -90,13 +90,13 @@ def run(args) -> int:
     import ray
 
     from actors.services import RayServices
-    from rlmr.training.driver import train
+    from rlmr.training.driver import run_training
 
     init_ray(args.address, cfg)
     services = None
     try:
         services = RayServices(cfg)
-        rows = train(cfg, services, run_dir, train_rows, eval_rows)
+        rows = run_training(cfg, services, run_dir, train_rows, eval_rows)
     finally:
         if services is not None:
             services.shutdown()

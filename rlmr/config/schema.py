@@ -295,6 +295,10 @@ class RLMRConfig(Strict):
             raise ValueError(
                 f"rollout.prompts_per_step: prompts_per_step * rollout.n = {samples} responses per step must be divisible by "
                 f"cluster.learner.replicas * learner.micro_batch_size * learner.updates_per_step = {per_update}")
+        if self.reward.writing.type == "genrm" and self.cluster.genrm.replicas == 0:
+            raise ValueError("cluster.genrm.replicas: is 0 but reward.writing.type genrm needs a judge")
+        if self.uses_reference and self.cluster.reference.replicas == 0:
+            raise ValueError("cluster.reference.replicas: is 0 but algo.kl.beta > 0 needs the reference model")
         if self.reward.verifier.soft_constraints == "engine" and self.reward.writing.type == "none":
             raise ValueError("reward.verifier.soft_constraints: engine needs the judge's engine; reward.writing.type is none")
         if self.data.max_prompt_tokens + self.rollout.max_new_tokens > self.model.max_model_len:

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from rlmr.core.checks import as_float_tensor, check_choice, check_finite, check_groups, check_same_shape
+from rlmr.core.checks import (
+    as_float_tensor,
+    check_choice,
+    check_finite,
+    check_groups,
+    check_same_shape,
+)
 
 ADVANTAGE_METHODS = ("group_norm", "dr_grpo", "rloo")
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -131,6 +137,40 @@ def _as_mask(mask, shape) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class LossSettings:
+    """The hyper-parameters of `policy_loss`, checked once when made (not on every micro-batch).
+
+    `clip_low`/`clip_high`: the ratio is clipped to `[1 - clip_low, 1 + clip_high]`
+    (clip-higher when `clip_high > clip_low`); `dual_clip = c > 1` also bounds
+    negative-advantage tokens by `-c * A`; `kl_coef * kl_estimator` is added per
+    token when `kl_coef > 0` (KL in the loss); log-ratios are clamped to
+    `+-log_ratio_clamp`; `aggregation` is `token_mean` or `seq_mean_token_mean`.
+    """
+
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    dual_clip: float | None = None
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    log_ratio_clamp: float = 20.0
+    aggregation: str = "token_mean"
+
+    def __post_init__(self):
+        if not (0 <= self.clip_low < 1):
+            raise ValueError(f"clip_low: must be in [0, 1), got {self.clip_low}")
+        if not self.clip_high >= 0:
+            raise ValueError(f"clip_high: must be >= 0, got {self.clip_high}")
+        if self.dual_clip is not None and not self.dual_clip > 1:
+            raise ValueError(f"dual_clip: must be > 1 when set, got {self.dual_clip}")
+        if not self.kl_coef >= 0:
+            raise ValueError(f"kl_coef: must be >= 0, got {self.kl_coef}")
+        if not self.log_ratio_clamp > 0:
+            raise ValueError(f"log_ratio_clamp: must be > 0, got {self.log_ratio_clamp}")
+        check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        check_choice("aggregation", self.aggregation, LOSS_AGGREGATIONS)
+
+
+@dataclass(frozen=True)
 class PolicyLossOutput:
     """The scalar loss to back-propagate and detached statistics for logging."""
 
@@ -143,22 +183,8 @@ class PolicyLossOutput:
     tokens: int
 
 
-def policy_loss(
-    logp,
-    logp_old,
-    advantages,
-    mask,
-    *,
-    clip_low: float = 0.2,
-    clip_high: float = 0.28,
-    dual_clip: float | None = None,
-    logp_ref=None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    log_ratio_clamp: float = 20.0,
-    aggregation: str = "token_mean",
-    normalizer: float | None = None,
-) -> PolicyLossOutput:
+def policy_loss(logp, logp_old, advantages, mask, settings: LossSettings = LossSettings(), *,
+                logp_ref=None, normalizer: float | None = None) -> PolicyLossOutput:
     """Token-level clipped surrogate loss (PPO/GRPO with clip-higher), to be minimised.
 
     Shapes: `logp`, `logp_old`, `mask` are `[batch, T]` (log-probs of the sampled
@@ -166,19 +192,19 @@ def policy_loss(
     sequence, broadcast over its tokens) or `[batch, T]`.
 
     Per token: `-min(rho * A, clip(rho, 1 - clip_low, 1 + clip_high) * A)` with
-    `rho = exp(logp - logp_old)`; with `dual_clip = c > 1`, negative-advantage
-    tokens are additionally bounded by `-c * A` (dual-clip PPO). When `kl_coef > 0`
-    and `logp_ref` is given, `kl_coef * KL_estimator` is added per token (KL in
-    loss). `aggregation="token_mean"` averages over every response token of the
-    batch (DAPO / Dr. GRPO); `"seq_mean_token_mean"` averages per sequence first
-    (original GRPO). Log-ratios are clamped to `+-log_ratio_clamp` so the loss is
-    finite even for wildly off-policy tokens.
+    `rho = exp(logp - logp_old)`, bounded by `-dual_clip * A` for negative `A`
+    when set; `kl_coef * KL` is added per token when `kl_coef > 0` (`logp_ref`
+    required). `token_mean` averages over every response token of the batch
+    (DAPO / Dr. GRPO); `seq_mean_token_mean` averages per sequence first
+    (original GRPO). Log-ratios are clamped, so the loss is finite even for
+    wildly off-policy tokens.
 
     `normalizer` replaces the local denominator (token count, or sequence count
     for `seq_mean_token_mean`) with a global one, so that micro-batches summed
     by gradient accumulation and ranks averaged by data parallelism give the
     exact token mean of the whole mini-batch.
     """
+    s = settings
     logp = as_float_tensor("logp", logp)
     logp_old = as_float_tensor("logp_old", logp_old)
     check_same_shape(("logp", "logp_old"), logp, logp_old)
@@ -188,40 +214,31 @@ def policy_loss(
     if adv.shape == logp.shape[:1]:
         adv = adv.unsqueeze(-1).expand_as(logp)
     elif adv.shape != logp.shape:
-        raise ValueError(f"advantages: expected shape {tuple(logp.shape[:1])} or {tuple(logp.shape)}, got {tuple(adv.shape)}")
+        raise ValueError(f"advantages: expected shape {tuple(logp.shape[:1])} or {tuple(logp.shape)}, "
+                         f"got {tuple(adv.shape)}")
     m = _as_mask(mask, logp.shape)
     for name, t in (("logp", logp), ("logp_old", logp_old), ("advantages", adv)):
         check_finite(name, t)
-    if not (0 <= clip_low < 1):
-        raise ValueError(f"clip_low: must be in [0, 1), got {clip_low}")
-    if not clip_high >= 0:
-        raise ValueError(f"clip_high: must be >= 0, got {clip_high}")
-    if dual_clip is not None and not dual_clip > 1:
-        raise ValueError(f"dual_clip: must be > 1 when set, got {dual_clip}")
-    if not kl_coef >= 0:
-        raise ValueError(f"kl_coef: must be >= 0, got {kl_coef}")
-    check_choice("aggregation", aggregation, LOSS_AGGREGATIONS)
-
-    log_ratio = (logp - logp_old).clamp(-log_ratio_clamp, log_ratio_clamp)
-    ratio = torch.exp(log_ratio)
-    unclipped = ratio * adv
-    clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
-    per_token = -torch.minimum(unclipped, clipped)
-    if dual_clip is not None:
-        per_token = torch.where(adv < 0, torch.minimum(per_token, -dual_clip * adv), per_token)
-
-    kl_tok = torch.zeros_like(per_token)
-    if kl_coef > 0:
-        if logp_ref is None:
-            raise ValueError("logp_ref: required when kl_coef > 0")
-        logp_ref = as_float_tensor("logp_ref", logp_ref)
-        kl_tok = kl_estimate(logp, logp_ref, kind=kl_estimator, clamp=log_ratio_clamp)
-
-    total = per_token + kl_coef * kl_tok
-    fm = m.to(total.dtype)
     if normalizer is not None and not normalizer > 0:
         raise ValueError(f"normalizer: must be > 0 when set, got {normalizer}")
-    if aggregation == "token_mean":
+
+    log_ratio = (logp - logp_old).clamp(-s.log_ratio_clamp, s.log_ratio_clamp)
+    ratio = torch.exp(log_ratio)
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1.0 - s.clip_low, 1.0 + s.clip_high) * adv
+    per_token = -torch.minimum(unclipped, clipped)
+    if s.dual_clip is not None:
+        per_token = torch.where(adv < 0, torch.minimum(per_token, -s.dual_clip * adv), per_token)
+
+    kl_tok = torch.zeros_like(per_token)
+    if s.kl_coef > 0:
+        if logp_ref is None:
+            raise ValueError("logp_ref: required when kl_coef > 0")
+        kl_tok = kl_estimate(logp, logp_ref, kind=s.kl_estimator, clamp=s.log_ratio_clamp)
+
+    total = per_token + s.kl_coef * kl_tok
+    fm = m.to(total.dtype)
+    if s.aggregation == "token_mean":
         denom = fm.sum().clamp_min(1.0) if normalizer is None else normalizer
         loss = (total * fm).sum() / denom
     else:

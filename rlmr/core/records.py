@@ -1,13 +1,18 @@
-"""Typed records for everything that crosses an actor boundary: prompts, groups, scores, train batches.
+"""Typed records for everything the driver and its workers exchange: prompts, groups, scores, batches.
 
-Plain dataclasses of Python values and torch tensors (cheap to pickle through
-Ray's object store); no dicts of strings. `build_train_batch` turns scored
-groups into the padded tensors the learner consumes.
+Frozen dataclasses of Python values and torch tensors (cheap to pickle through
+Ray's object store); no dicts of strings. One step's data flow, in records:
+
+    PromptRow -> Group (rollout) -> ScoredGroup (+ Verdicts from the verifier,
+    + WritingScores from the judge) -> TokenBatch (padded prompt + response)
+    -> TrainBatch (+ advantages, + reference log-probs), built once, never mutated
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -55,12 +60,32 @@ class Group:
 
 
 @dataclass(frozen=True)
+class ConstraintOutcome:
+    """The verifier's answer on one constraint of one response."""
+
+    type: str  # the constraint type, e.g. "creative:word_count"
+    index: int | None  # its position in the prompt's constraint list; None for the built-in guard
+    passed: bool | None  # None: it could not be checked (a soft constraint without an engine)
+    reason: str = ""  # why it failed, when the rule says
+
+
+@dataclass(frozen=True)
 class Verdicts:
-    """The verifier's answer for one group: per response, overall flag, share met, per-constraint detail."""
+    """The verifier's answer for one group: per response, overall flag, share met, per-constraint outcomes.
+
+    `passed[i]`: no checked constraint of response i failed; `passed_fraction[i]`:
+    passed / checked constraints (unchecked ones are left out of both).
+    """
 
     passed: tuple[bool, ...]
     passed_fraction: tuple[float, ...]
-    details: tuple[tuple[dict, ...], ...] = ()  # per response: [{"type", "passed", "reason"?}, ...]
+    details: tuple[tuple[ConstraintOutcome, ...], ...] = ()  # per response, in constraint order
+
+    def failed_types(self, response: int) -> list[str]:
+        """The types of the constraints response `response` failed."""
+        if not self.details:
+            return []
+        return [o.type for o in self.details[response] if o.passed is False]
 
 
 @dataclass(frozen=True)
@@ -72,9 +97,47 @@ class WritingScores:
     position_consistency: float | None = None
 
 
-@dataclass
-class TrainBatch:
-    """Padded tensors for the learner. Sequence axis: prompt + response, right-padded.
+@dataclass(frozen=True)
+class ScoredGroup:
+    """One prompt's group with what the verifier and the judge said about it: the input of its rewards."""
+
+    group: Group
+    verdicts: Verdicts
+    writing: WritingScores | None  # None when the run has no writing judge (verifier_only)
+
+    def __post_init__(self):
+        n = len(self.group.responses)
+        sizes = {"verdicts.passed": len(self.verdicts.passed),
+                 "verdicts.passed_fraction": len(self.verdicts.passed_fraction)}
+        if self.writing is not None:
+            sizes["writing.scores"] = len(self.writing.scores)
+        wrong = {k: v for k, v in sizes.items() if v != n}
+        if wrong:
+            raise ValueError(f"prompt {self.group.row.id!r}: {n} responses but {wrong}")
+
+
+@dataclass(frozen=True)
+class RewardSignals:
+    """`[groups, n]` float64 tensors the reward is mixed from: writing scores, pass flags, shares met."""
+
+    writing: torch.Tensor
+    passed: torch.Tensor  # bool
+    passed_fraction: torch.Tensor
+
+    @classmethod
+    def of(cls, scored: Sequence[ScoredGroup]) -> RewardSignals:
+        passed = torch.tensor([s.verdicts.passed for s in scored], dtype=torch.bool)
+        fraction = torch.tensor([s.verdicts.passed_fraction for s in scored], dtype=torch.float64)
+        if any(s.writing is None for s in scored):
+            writing = torch.zeros(passed.shape, dtype=torch.float64)
+        else:
+            writing = torch.tensor([s.writing.scores for s in scored], dtype=torch.float64)
+        return cls(writing, passed, fraction)
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Padded prompt + response sequences. Sequence axis right-padded.
 
     Per-token tensors are aligned with *targets* (`input_ids[:, 1:]`), so they
     have `T - 1` columns; `response_mask` marks response tokens there.
@@ -83,58 +146,87 @@ class TrainBatch:
     input_ids: torch.Tensor  # [B, T] long
     attention_mask: torch.Tensor  # [B, T] long
     response_mask: torch.Tensor  # [B, T-1] bool
-    advantages: torch.Tensor  # [B] float
-    rollout_logprobs: torch.Tensor  # [B, T-1] float (0 outside the response)
-    old_logprobs: torch.Tensor | None = None  # [B, T-1]: the learner's, before the update
-    ref_logprobs: torch.Tensor | None = None  # [B, T-1]: the frozen reference's
-    meta: dict = field(default_factory=dict)
+    rollout_logprobs: torch.Tensor  # [B, T-1] float (0 outside the response): the rollout engine's
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
-    def select(self, index) -> TrainBatch:
-        """Rows `index` (a slice or index tensor) of every tensor."""
-        def pick(t):
-            return None if t is None else t[index]
+    def select(self, index):
+        """The rows `index` (a slice or an index tensor) of every tensor, as the same record type."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return type(self)(**{k: None if v is None else v[index] for k, v in values.items()})
 
-        return TrainBatch(
-            input_ids=self.input_ids[index], attention_mask=self.attention_mask[index],
-            response_mask=self.response_mask[index], advantages=self.advantages[index],
-            rollout_logprobs=self.rollout_logprobs[index], old_logprobs=pick(self.old_logprobs),
-            ref_logprobs=pick(self.ref_logprobs), meta=self.meta)
-
-    def split(self, parts: int) -> list[TrainBatch]:
-        """`parts` equal, contiguous slices (the caller guarantees divisibility)."""
+    def split(self, parts: int) -> list:
+        """`parts` equal, contiguous slices (the batch must divide)."""
         if len(self) % parts:
             raise ValueError(f"cannot split a batch of {len(self)} into {parts} equal parts")
         size = len(self) // parts
         return [self.select(slice(i * size, (i + 1) * size)) for i in range(parts)]
 
+    def chunks(self, parts: int) -> list:
+        """At most `parts` contiguous, nearly equal, non-empty slices (order kept): work for replicas."""
+        return [self.select(slice(c[0], c[-1] + 1)) for c in split_evenly(list(range(len(self))), parts)]
 
-def build_train_batch(groups: list[Group], advantages: torch.Tensor, pad_token_id: int) -> TrainBatch:
-    """Flatten groups (`[groups, n]` advantages) into one right-padded batch of prompt + response."""
-    if advantages.shape != (len(groups), len(groups[0].responses) if groups else 0):
-        raise ValueError(f"advantages: expected shape [{len(groups)}, n], got {tuple(advantages.shape)}")
-    seqs, resp_starts, lps = [], [], []
-    for group in groups:
-        if not group.prompt_token_ids:
-            raise ValueError(f"prompt {group.row.id!r}: empty prompt token ids (a prompt needs at least one token)")
-        for resp in group.responses:
-            seqs.append(list(group.prompt_token_ids) + list(resp.token_ids))
-            resp_starts.append(len(group.prompt_token_ids))
-            lps.append(resp.logprobs)
-    width = max(len(s) for s in seqs)
-    b = len(seqs)
-    input_ids = torch.full((b, width), pad_token_id, dtype=torch.long)
-    attention = torch.zeros((b, width), dtype=torch.long)
-    resp_mask = torch.zeros((b, width - 1), dtype=torch.bool)
-    rollout_lp = torch.zeros((b, width - 1), dtype=torch.float32)
-    for i, (seq, start, lp) in enumerate(zip(seqs, resp_starts, lps)):
-        input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        attention[i, : len(seq)] = 1
-        # Target position t predicts input_ids[t + 1]; response token j sits at start + j.
-        if len(seq) > start:
-            resp_mask[i, start - 1 : len(seq) - 1] = True
-            rollout_lp[i, start - 1 : len(seq) - 1] = torch.tensor(lp, dtype=torch.float32)
-    return TrainBatch(input_ids=input_ids, attention_mask=attention, response_mask=resp_mask,
-                      advantages=advantages.reshape(-1).to(torch.float32), rollout_logprobs=rollout_lp)
+    @classmethod
+    def from_groups(cls, groups: Sequence[Group], pad_token_id: int) -> TokenBatch:
+        """Flatten groups (response-major within each group) into one right-padded batch."""
+        seqs, resp_starts, lps = [], [], []
+        for group in groups:
+            if not group.prompt_token_ids:
+                raise ValueError(f"prompt {group.row.id!r}: empty prompt token ids (a prompt needs at least one token)")
+            for resp in group.responses:
+                seqs.append(list(group.prompt_token_ids) + list(resp.token_ids))
+                resp_starts.append(len(group.prompt_token_ids))
+                lps.append(resp.logprobs)
+        width = max(len(s) for s in seqs)
+        b = len(seqs)
+        input_ids = torch.full((b, width), pad_token_id, dtype=torch.long)
+        attention = torch.zeros((b, width), dtype=torch.long)
+        resp_mask = torch.zeros((b, width - 1), dtype=torch.bool)
+        rollout_lp = torch.zeros((b, width - 1), dtype=torch.float32)
+        for i, (seq, start, lp) in enumerate(zip(seqs, resp_starts, lps)):
+            input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            attention[i, : len(seq)] = 1
+            # Target position t predicts input_ids[t + 1]; response token j sits at start + j.
+            if len(seq) > start:
+                resp_mask[i, start - 1 : len(seq) - 1] = True
+                rollout_lp[i, start - 1 : len(seq) - 1] = torch.tensor(lp, dtype=torch.float32)
+        return cls(input_ids=input_ids, attention_mask=attention, response_mask=resp_mask,
+                   rollout_logprobs=rollout_lp)
+
+
+@dataclass(frozen=True)
+class TrainBatch(TokenBatch):
+    """What the learner consumes: the sequences with their advantages, built once, never changed."""
+
+    advantages: torch.Tensor  # [B] float32, one per sequence
+    ref_logprobs: torch.Tensor | None = None  # [B, T-1]: the frozen reference's (KL in the loss)
+    old_logprobs: torch.Tensor | None = None  # [B, T-1]: the learner's before the update (several updates)
+
+    def __post_init__(self):
+        b, t = len(self), self.input_ids.shape[1] - 1
+        if tuple(self.advantages.shape) != (b,):
+            raise ValueError(f"advantages: expected shape [{b}], got {tuple(self.advantages.shape)}")
+        for name in ("response_mask", "rollout_logprobs", "ref_logprobs", "old_logprobs"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != (b, t):
+                raise ValueError(f"{name}: expected shape [{b}, {t}], got {tuple(value.shape)}")
+
+    @classmethod
+    def of(cls, tokens: TokenBatch, advantages: torch.Tensor, ref_logprobs: torch.Tensor | None = None) -> TrainBatch:
+        """`tokens` with one advantage per sequence (`[groups, n]` advantages are flattened in order)."""
+        return cls(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
+                   response_mask=tokens.response_mask, rollout_logprobs=tokens.rollout_logprobs,
+                   advantages=advantages.reshape(-1).to(torch.float32), ref_logprobs=ref_logprobs)
+
+
+def split_evenly(items: list, parts: int) -> list[list]:
+    """Split into at most `parts` contiguous, nearly equal, non-empty lists (order kept)."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out

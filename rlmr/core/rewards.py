@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import torch
 
-from rlmr.core.checks import as_float_tensor, check_choice, check_finite, check_groups, check_same_shape
+from rlmr.core.checks import (
+    as_float_tensor,
+    check_choice,
+    check_finite,
+    check_groups,
+    check_same_shape,
+)
 
 STRATEGIES = ("dynamic", "writing_only", "verifier_only", "fixed")
 ALL_VIOLATE = ("zero", "writing", "fraction")

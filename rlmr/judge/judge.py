@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlmr.engine.base import SamplingParams
-from rlmr.judge import strategies
 from rlmr.engine.prompt_text import clean_text
+from rlmr.judge import strategies
 from rlmr.judge.prompts import ANALYSIS_STOP, PromptBuilder
 from rlmr.judge.types import GroupScores, JudgeGroup, PairJudgment, PointRating
 from rlmr.judge.verdict import (

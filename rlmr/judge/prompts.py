@@ -16,7 +16,6 @@ are decoded as UTF-8 with replacement, lone surrogates and control characters
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path

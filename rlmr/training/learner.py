@@ -14,15 +14,16 @@ exact token mean of the whole mini-batch.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from rlmr.core.algo import entropy_from_logits, masked_mean, policy_loss
 from rlmr.config import AlgoConfig, LearnerConfig
-from rlmr.core.records import TrainBatch
+from rlmr.core.algo import LossSettings, entropy_from_logits, masked_mean, policy_loss
+from rlmr.core.records import TokenBatch, TrainBatch
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,10 @@ class PolicyLearner:
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg)
         self.model_dir = model_dir
+        use_kl = algo.kl.beta > 0 and algo.kl.in_loss
+        self.loss = LossSettings(clip_low=algo.clip.low, clip_high=algo.clip.high, dual_clip=algo.clip.dual,
+                                 kl_coef=algo.kl.beta if use_kl else 0.0, kl_estimator=algo.kl.estimator,
+                                 log_ratio_clamp=algo.log_ratio_clamp, aggregation=algo.loss_aggregation)
         self.save_optimizer = save_optimizer
         self.updates = 0
 
@@ -127,7 +132,7 @@ class PolicyLearner:
         return float(t.item())
 
     @torch.no_grad()
-    def logprobs(self, batch: TrainBatch) -> torch.Tensor:
+    def logprobs(self, batch: TokenBatch) -> torch.Tensor:
         """Current policy's log-probs of every target token, `[B, T-1]` on CPU (eval mode, no grad)."""
         self.engine.eval()
         outs = []
@@ -140,12 +145,12 @@ class PolicyLearner:
 
     # ------------------------------------------------------------------ training
 
-    def train_step(self, shard: TrainBatch) -> dict:
+    def update(self, shard: TrainBatch) -> dict:
         """One rollout batch's worth of updates on this rank's shard; returns mean statistics."""
         if len(shard) != self.per_update * self.cfg.updates_per_step:
             raise ValueError(f"shard of {len(shard)} samples; expected {self.per_update * self.cfg.updates_per_step}")
         if self.cfg.updates_per_step > 1 and shard.old_logprobs is None:
-            shard.old_logprobs = self.logprobs(shard)  # fixed before the first update
+            shard = dataclasses.replace(shard, old_logprobs=self.logprobs(shard))  # fixed before the first update
         self.engine.train()
         stats: dict[str, list[float]] = {}
         for mini in shard.split(self.cfg.updates_per_step):
@@ -186,16 +191,8 @@ class PolicyLearner:
         mask = self._to_device(micro.response_mask)
         logp, ent = sequence_token_logprobs(self.engine, ids, self._to_device(micro.attention_mask), with_entropy=True)
         old = self._to_device(micro.old_logprobs) if micro.old_logprobs is not None else logp.detach()
-        use_kl = self.algo.kl.beta > 0 and self.algo.kl.in_loss
-        if use_kl and micro.ref_logprobs is None:
-            raise ValueError("ref_logprobs: required when algo.kl.beta > 0 and algo.kl.in_loss")
-        out = policy_loss(
-            logp, old, self._to_device(micro.advantages), mask,
-            clip_low=self.algo.clip.low, clip_high=self.algo.clip.high, dual_clip=self.algo.clip.dual,
-            logp_ref=self._to_device(micro.ref_logprobs) if use_kl else None,
-            kl_coef=self.algo.kl.beta if use_kl else 0.0, kl_estimator=self.algo.kl.estimator,
-            log_ratio_clamp=self.algo.log_ratio_clamp, aggregation=self.algo.loss_aggregation,
-            normalizer=normalizer)
+        out = policy_loss(logp, old, self._to_device(micro.advantages), mask, self.loss,
+                          logp_ref=self._to_device(micro.ref_logprobs), normalizer=normalizer)
         self.engine.backward(out.loss)
         rollout_lp = self._to_device(micro.rollout_logprobs)
         with torch.no_grad():

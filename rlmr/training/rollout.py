@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rlmr.config import RolloutConfig
-from rlmr.engine.base import SamplingParams, TextEngine
 from rlmr.core.records import Group, PromptRow, Response
+from rlmr.engine.base import SamplingParams, TextEngine
 
 
 def format_prompt(row: PromptRow, tokenizer, chat_template: bool = True) -> str:

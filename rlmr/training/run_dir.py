@@ -26,8 +26,8 @@ import os
 import shutil
 from pathlib import Path
 
-from rlmr.training import storage
 from rlmr.config import RLMRConfig, save_resolved
+from rlmr.training import storage
 
 CHECKPOINT_PREFIX = "step_"
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from rlmr.core.records import ConstraintOutcome, Verdicts
 from rlmr.verify.constraints import (
     Constraint,
     ConstraintError,
@@ -142,19 +143,17 @@ def verify_groups(groups: Sequence[VerifyGroup | Sequence[tuple[str, Any]]], **o
     return out
 
 
-def group_verdicts(check: GroupCheck):
-    """The driver's `rlmr.core.records.Verdicts` for one checked group.
+def group_verdicts(check: GroupCheck) -> Verdicts:
+    """The driver's `Verdicts` for one checked group.
 
     `passed[i]`: no checked constraint of response i failed; `passed_fraction[i]`:
     passed / checked constraints. Unverifiable constraints (soft ones without an
-    engine) are left out of both and appear in `details` with `passed: None`.
+    engine) are left out of both and appear in `details` with `passed=None`.
     """
-    from rlmr.core.records import Verdicts
-
     details = tuple(
-        tuple({"type": r.type, "index": r.index, "verdict": r.verdict.value,
-               "passed": None if r.verdict is Verdict.UNVERIFIABLE else r.passed,
-               **({"reason": r.detail} if r.detail else {})} for r in response.results)
+        tuple(ConstraintOutcome(type=r.type, index=r.index, reason=r.detail,
+                                passed=None if r.verdict is Verdict.UNVERIFIABLE else r.passed)
+              for r in response.results)
         for response in check.responses)
     return Verdicts(passed=tuple(not r.failed for r in check.responses),
                     passed_fraction=tuple(r.fraction_passed_checked for r in check.responses),

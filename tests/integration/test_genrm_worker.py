@@ -31,7 +31,6 @@ def group(prompt: str, texts: list[str], reference: str | None = None) -> Group:
 
 def test_genrm_worker_scores_groups(ray_cluster):
     from actors.genrm import GenRMWorker
-    from rlmr.judge import JudgeGroup
 
     ray = ray_cluster
     writing = GenRMReward(reasoning=True, max_analysis_tokens=8, max_judge_len=1024, swap=True,
@@ -52,9 +51,7 @@ def test_genrm_worker_scores_groups(ray_cluster):
     assert [len(s.entropies) for s in scores] == [2, 1]
     assert all(s.position_consistency in (0.0, 0.5, 1.0) for s in scores)
 
-    detail = ray.get(worker.score_groups.remote([JudgeGroup("Write a fable about a fox.",
-                                                            ("The fox sang.", "The fox listened " * 300))]))
-    assert detail[0].truncated == 1 and detail[0].comparisons[0].analyses  # reasoning wrote analyses
     stats = ray.get(worker.info.remote())
-    assert stats["judge_prompts"] == 2 * (1 + 1) + 2 and stats["empty"] == 1
+    # Both orders of 1 + 1 judged comparisons (the empty response is decided by rule); the long one is cut.
+    assert stats["judge_prompts"] == 2 * (1 + 1) and stats["empty"] == 1 and stats["truncated"] == 1
     ray.kill(worker)

@@ -29,7 +29,7 @@ def test_two_steps_then_resume_for_a_third(repo, tmp_path):
     assert [m["step"] for m in metrics] == [0, 1, 2]
     step = metrics[1]
     for key in ("reward_mean", "writing_mean", "pass_rate", "adv_std", "kl", "entropy", "response_len_mean",
-                "clip_frac", "frac_zero_std", "logprob_gap_rollout", "time/rollout_s", "time/train_s"):
+                "clip_frac", "frac_zero_std", "logprob_gap_rollout", "time/rollout_s", "time/update_s"):
         assert key in step, key
     assert 0.0 <= step["writing_mean"] <= 1.0
     assert "eval/pass_rate" in metrics[0] and "eval/pass_rate" in metrics[2]

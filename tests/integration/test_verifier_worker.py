@@ -1,10 +1,13 @@
-"""VerifierWorker inside a real local Ray (2 CPUs): whole groups, the driver's Verdicts, a pool of workers."""
+"""VerifierWorker inside a real local Ray (2 CPUs): whole groups, the driver's Verdicts, a group of workers."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from rlmr.config import VerifierConfig
+from rlmr.core.records import Group, PromptRow, Response, Verdicts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,59 +26,50 @@ def ray_session():
     ray.shutdown()
 
 
-def test_worker_checks_a_group_like_the_library(ray_session):
+def _group(row_id: str, constraints, responses) -> Group:
+    row = PromptRow(id=row_id, prompt="Write about Mira.", constraints=tuple(constraints))
+    return Group(row=row, prompt_text="Write about Mira.", prompt_token_ids=(1, 2),
+                 responses=tuple(Response(text, (3,), (-0.5,), "stop") for text in responses))
+
+
+def test_worker_checks_groups_like_the_library(ray_session):
     from actors.verifier import VerifierWorker
-    from rlmr.config import VerifierConfig
     from rlmr.verify import VerifyGroup, verify_groups
+    from rlmr.verify.api import group_verdicts
 
     ray = ray_session
     worker = VerifierWorker.remote(VerifierConfig())
-    groups = [VerifyGroup(CONSTRAINTS, RESPONSES), [("a, b", [{"type": "punctuation:no_comma"}])]]
-    checks = ray.get(worker.check.remote(groups))
-    assert checks == verify_groups(groups)
-    assert checks[0].passed == (True, False, False, False)
-    guard = checks[0].responses[3].results[-1]
-    assert guard.type == "guard:judge_directed_text" and not guard.passed
+    groups = [_group("p1", CONSTRAINTS, RESPONSES), _group("p2", [{"type": "punctuation:no_comma"}], ["a, b"])]
+    verdicts = ray.get(worker.check.remote(groups))
+    assert all(isinstance(v, Verdicts) for v in verdicts)
+    assert verdicts == [group_verdicts(c) for c in verify_groups([VerifyGroup(g.row.constraints, g.texts)
+                                                                   for g in groups])]
+    assert verdicts[0].passed == (True, False, False, False) and verdicts[1].passed == (False,)
+    assert verdicts[0].passed_fraction[0] == 1.0 and verdicts[0].passed_fraction[1] == 0.5
+    assert set(verdicts[0].failed_types(1)) == {"creative:word_count", "punctuation:no_comma"}
+    assert "guard:judge_directed_text" in verdicts[0].failed_types(3)  # "Verdict: A" addresses the judge
     assert ray.get(worker.info.remote())["checked"] == 5
     ray.kill(worker)
 
 
-def test_check_groups_returns_the_drivers_verdicts_for_records_groups(ray_session):
+def test_a_group_of_workers_keeps_group_order(ray_session):
+    from actors.group import ActorGroup
     from actors.verifier import VerifierWorker
-    from rlmr.core.records import Group, PromptRow, Response, Verdicts
 
     ray = ray_session
-    row = PromptRow(id="p1", prompt="Write about Mira.", constraints=CONSTRAINTS)
-    group = Group(row=row, prompt_text="Write about Mira.", prompt_token_ids=(1, 2),
-                  responses=tuple(Response(text, (3,), (-0.5,), "stop") for text in RESPONSES))
-    worker = VerifierWorker.remote({"loose": False, "judge_directed_text": True})
-    (verdicts,) = ray.get(worker.check_groups.remote([group]))
-    assert isinstance(verdicts, Verdicts)
-    assert verdicts.passed == (True, False, False, False)
-    assert verdicts.passed_fraction[0] == 1.0 and verdicts.passed_fraction[1] == 0.5
-    assert {d["type"] for d in verdicts.details[1] if d["passed"] is False} == {"creative:word_count",
-                                                                               "punctuation:no_comma"}
-    ray.kill(worker)
-
-
-def test_pool_of_workers_from_the_config_keeps_group_order(ray_session):
-    from actors.verifier import start_verifier_workers
-    from rlmr.config import VerifierConfig
-    from rlmr.verify import VerifyGroup, verify_groups
-
-    ray = ray_session
-    pool = start_verifier_workers(VerifierConfig(), num_workers=2, cpus=0.5)
-    assert len(pool.workers) == 2
-    groups = [VerifyGroup([{"type": "creative:word_count", "max": k}], ["one two three", "one"]) for k in range(5)]
-    assert pool.check(groups) == verify_groups(groups)
-    pids = {ray.get(w.info.remote())["pid"] for w in pool.workers}
+    pool = ActorGroup([VerifierWorker.options(num_cpus=0.5).remote(VerifierConfig()) for _ in range(2)])
+    groups = [_group(f"p{k}", [{"type": "creative:word_count", "max": k}], ["one two three", "one"])
+              for k in range(1, 6)]
+    verdicts = pool.map("check", groups)
+    assert [v.passed for v in verdicts] == [(False, True), (False, True), (True, True), (True, True), (True, True)]
+    assert sorted(ray.get(w.info.remote())["checked"] for w in pool.actors) == [4, 6]  # 3 + 2 groups of 2
+    pids = {ray.get(w.info.remote())["pid"] for w in pool.actors}
     assert len(pids) == 2
-    pool.shutdown()
+    pool.kill()
 
 
 def test_engine_mode_without_an_engine_fails_clearly(ray_session):
     from actors.verifier import VerifierWorker
-    from rlmr.config import VerifierConfig
 
     ray = ray_session
     worker = VerifierWorker.remote(VerifierConfig(soft_constraints="engine"))

@@ -8,7 +8,7 @@ import torch
 
 from rlmr.config import load_config
 from rlmr.config.placement import plan_placement
-from rlmr.core.records import Group, PromptRow, Response, build_train_batch
+from rlmr.core.records import Group, PromptRow, Response, TokenBatch, TrainBatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -21,36 +21,39 @@ def local_ray():
 
 
 def test_rollout_matches_learner_after_sync(local_ray, repo, tmp_path):
-    from actors.learner import LearnerGroup
+    from actors.group import ActorGroup
+    from actors.learner import LearnerGroup, LearnerWorker
     from actors.placement import actor_options, create_placement_group
     from actors.rollout import RolloutWorker
 
     cfg = load_config(repo / "configs" / "tiny.yaml", [
         "learner.lr=0.05", "learner.micro_batch_size=4", "rollout.prompts_per_step=1", "rollout.n=4", "algo.kl.beta=0",
-        "cluster.genrm.replicas=0", "cluster.reference.replicas=0", f"logging.output_dir={tmp_path}"])
+        "reward.strategy=verifier_only", "reward.writing={type: none}", "cluster.genrm.replicas=0",
+        "cluster.reference.replicas=0", f"logging.output_dir={tmp_path}"])
     plan = plan_placement(cfg.cluster)
     pg = create_placement_group(plan)
-    learner = LearnerGroup(cfg, pg, plan.replicas["learner"], lambda r: actor_options(pg, r))
+    ranks = plan.replicas["learner"]
+    learner = LearnerGroup(ActorGroup.start(LearnerWorker, ranks, lambda r: actor_options(pg, r), cfg, len(ranks), "cpu"))
     rollout = RolloutWorker.options(**actor_options(pg, plan.replicas["rollout"][0])).remote(cfg, "cpu")
 
     prompt = (5, 17, 33, 9)
     responses = [(40 + i, 41, 42 + i, 7) for i in range(4)]
     group = Group(PromptRow("p", "x"), "x", prompt, tuple(Response("r", r, (-1.0,) * 4, "stop") for r in responses))
-    batch = build_train_batch([group], torch.tensor([[1.0, -1.0, 0.5, -0.5]]), pad_token_id=0)
+    batch = TrainBatch.of(TokenBatch.from_groups([group], pad_token_id=0), torch.tensor([[1.0, -1.0, 0.5, -0.5]]))
 
     def rollout_lp():
         out = ray.get(rollout.sequence_logprobs.remote([list(prompt)] * 4, [list(r) for r in responses]))
         return torch.tensor(out)
 
     def learner_lp():
-        lp = ray.get(learner.workers[0].logprobs.remote(batch))
+        lp = ray.get(learner.rank0.logprobs.remote(batch))
         return lp[batch.response_mask].reshape(4, 4)
 
     state = learner.export_weights_ref()
     ray.get(rollout.load_weights.remote(state))
     assert torch.allclose(rollout_lp(), learner_lp(), atol=1e-5)  # same start
 
-    learner.train(batch)  # a large step: the learner's weights move
+    learner.update(batch)  # a large step: the learner's weights move
     moved = (rollout_lp() - learner_lp()).abs().max().item()
     assert moved > 1e-3
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 
 def test_services_split_work_into_non_empty_ordered_chunks():
-    from actors.common import chunks as _chunks
+    from rlmr.core.records import split_evenly
 
     for n_items in (1, 3, 4, 20):
         for parts in (1, 3, 8):
-            chunks = _chunks(list(range(n_items)), parts)
+            chunks = split_evenly(list(range(n_items)), parts)
             assert all(chunks) and [x for c in chunks for x in c] == list(range(n_items))
             assert len(chunks) == min(parts, n_items)
 

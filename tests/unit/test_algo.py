@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmr.core.algo import (
+    LossSettings,
     entropy_from_logits,
     group_advantages,
     kl_estimate,
@@ -116,7 +117,7 @@ def _batch():
 
 def test_policy_loss_matches_reference_formula_token_mean():
     logp, logp_old, adv, mask = _batch()
-    out = policy_loss(logp, logp_old, adv, mask, clip_low=0.2, clip_high=0.28)
+    out = policy_loss(logp, logp_old, adv, mask, LossSettings(clip_low=0.2, clip_high=0.28))
     ratio = torch.exp(logp - logp_old)
     a = adv[:, None].expand_as(logp)
     per_tok = -torch.minimum(ratio * a, ratio.clamp(0.8, 1.28) * a)
@@ -127,7 +128,7 @@ def test_policy_loss_matches_reference_formula_token_mean():
 
 def test_seq_mean_token_mean_averages_per_sequence_first():
     logp, logp_old, adv, mask = _batch()
-    out = policy_loss(logp, logp_old, adv, mask, aggregation="seq_mean_token_mean")
+    out = policy_loss(logp, logp_old, adv, mask, LossSettings(aggregation="seq_mean_token_mean"))
     ratio = torch.exp(logp - logp_old)
     a = adv[:, None].expand_as(logp)
     per_tok = -torch.minimum(ratio * a, ratio.clamp(0.8, 1.28) * a)
@@ -150,10 +151,10 @@ def test_clip_higher_is_asymmetric():
     mask = torch.ones(1, 2, dtype=torch.bool)
     # ratio 1.25: inside 1 + 0.28, outside 1 + 0.2 -> gradient flows only with clip-higher.
     logp = torch.full((1, 2), math.log(1.25), requires_grad=True)
-    policy_loss(logp, logp_old, torch.tensor([1.0]), mask, clip_low=0.2, clip_high=0.28).loss.backward()
+    policy_loss(logp, logp_old, torch.tensor([1.0]), mask, LossSettings(clip_low=0.2, clip_high=0.28)).loss.backward()
     assert bool((logp.grad != 0).all())
     logp.grad = None
-    out = policy_loss(logp, logp_old, torch.tensor([1.0]), mask, clip_low=0.2, clip_high=0.2)
+    out = policy_loss(logp, logp_old, torch.tensor([1.0]), mask, LossSettings(clip_low=0.2, clip_high=0.2))
     out.loss.backward()
     assert bool((logp.grad == 0).all())
     assert out.clip_frac == 1.0
@@ -164,7 +165,7 @@ def test_dual_clip_bounds_negative_advantage_loss():
     logp = torch.full((1, 1), math.log(10.0))
     mask = torch.ones(1, 1, dtype=torch.bool)
     plain = policy_loss(logp, logp_old, torch.tensor([-1.0]), mask)
-    dual = policy_loss(logp, logp_old, torch.tensor([-1.0]), mask, dual_clip=3.0)
+    dual = policy_loss(logp, logp_old, torch.tensor([-1.0]), mask, LossSettings(dual_clip=3.0))
     assert plain.loss.item() == pytest.approx(10.0)
     assert dual.loss.item() == pytest.approx(3.0)
 
@@ -173,19 +174,19 @@ def test_kl_in_loss_adds_beta_times_estimator():
     logp, logp_old, adv, mask = _batch()
     ref = logp_old - 0.1
     base = policy_loss(logp, logp_old, adv, mask)
-    with_kl = policy_loss(logp, logp_old, adv, mask, logp_ref=ref, kl_coef=0.5, kl_estimator="k3")
+    with_kl = policy_loss(logp, logp_old, adv, mask, LossSettings(kl_coef=0.5, kl_estimator="k3"), logp_ref=ref)
     k3 = kl_estimate(logp, ref, "k3")
     assert with_kl.loss.item() == pytest.approx(base.loss.item() + 0.5 * k3[mask].mean().item(), rel=1e-6)
     assert with_kl.kl == pytest.approx(k3[mask].mean().item(), rel=1e-6)
     with pytest.raises(ValueError, match="logp_ref: required"):
-        policy_loss(logp, logp_old, adv, mask, kl_coef=0.1)
+        policy_loss(logp, logp_old, adv, mask, LossSettings(kl_coef=0.1))
 
 
 def test_extreme_log_ratios_give_finite_loss_and_grads():
     logp_old = torch.tensor([[-200.0, 0.0]])
     logp = torch.tensor([[0.0, -300.0]], requires_grad=True)
     mask = torch.ones(1, 2, dtype=torch.bool)
-    out = policy_loss(logp, logp_old, torch.tensor([3.0]), mask, logp_ref=logp_old, kl_coef=1.0)
+    out = policy_loss(logp, logp_old, torch.tensor([3.0]), mask, LossSettings(kl_coef=1.0), logp_ref=logp_old)
     out.loss.backward()
     assert math.isfinite(out.loss.item())
     assert bool(torch.isfinite(logp.grad).all())
@@ -210,7 +211,7 @@ def test_policy_loss_rejects_bad_input():
     with pytest.raises(ValueError, match="mask: expected shape"):
         policy_loss(logp, logp_old, adv, mask[:, :2])
     with pytest.raises(ValueError, match="clip_low"):
-        policy_loss(logp, logp_old, adv, mask, clip_low=1.5)
+        policy_loss(logp, logp_old, adv, mask, LossSettings(clip_low=1.5))
 
 
 def test_masked_mean_and_entropy():
@@ -228,7 +229,6 @@ def test_global_normalizer_makes_micro_batches_sum_to_the_full_token_mean():
     parts = sum(policy_loss(logp[i:i + 1], logp_old[i:i + 1], adv[i:i + 1], mask[i:i + 1], normalizer=tokens).loss
                 for i in range(3))
     assert parts.item() == pytest.approx(full.item(), rel=1e-6)
-    seq = policy_loss(logp, logp_old, adv, mask, aggregation="seq_mean_token_mean").loss
-    parts = sum(policy_loss(logp[i:i + 1], logp_old[i:i + 1], adv[i:i + 1], mask[i:i + 1],
-                            aggregation="seq_mean_token_mean", normalizer=3.0).loss for i in range(3))
+    seq = policy_loss(logp, logp_old, adv, mask, LossSettings(aggregation="seq_mean_token_mean")).loss
+    parts = sum(policy_loss(logp[i:i + 1], logp_old[i:i + 1], adv[i:i + 1], mask[i:i + 1], LossSettings(aggregation="seq_mean_token_mean"), normalizer=3.0).loss for i in range(3))
     assert parts.item() == pytest.approx(seq.item(), rel=1e-6)

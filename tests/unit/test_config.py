@@ -88,7 +88,7 @@ def test_cross_field_errors_name_full_keys(tmp_path):
 
 
 def test_colocation_is_refused_until_the_runtime_puts_engines_to_sleep(tmp_path):
-    text = MINIMAL + "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 4, gpus: 1}, learner: {replicas: 4, gpus: 1}, genrm: {replicas: 0}}\n"
+    text = MINIMAL + "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 4, gpus: 1}, learner: {replicas: 4, gpus: 1}, genrm: {replicas: 1}}\n"
     with pytest.raises(ConfigError, match=r"cluster\.colocate: true is not supported yet"):
         load_config(_write(tmp_path, text))
     assert not load_config(_write(tmp_path, text.replace("colocate: true", "colocate: false"))).cluster.colocate

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
+from rlmr.core.records import Group, PromptRow, Response, TokenBatch, TrainBatch
 from rlmr.data.prompts import DataError, PromptSampler, load_prompts, parse_rows
-from rlmr.core.records import Group, PromptRow, Response, build_train_batch
 
 ROWS = [
     {"id": "a", "prompt": "Write a poem about rain.", "constraints": [{"type": "word_count", "max_words": 50}]},
@@ -105,10 +106,11 @@ def test_sampler_is_seeded_resumable_and_covers_every_row():
         PromptSampler(rows, seed=4).load_state_dict(state)
 
 
-def test_build_train_batch_aligns_response_tokens_with_targets():
+def test_train_batch_aligns_response_tokens_with_targets():
     row = PromptRow(id="a", prompt="x")
     g = Group(row, "x", (5, 6), (Response("r", (7, 8, 9), (-0.1, -0.2, -0.3), "stop"), Response("s", (7,), (-0.5,), "length")))
-    batch = build_train_batch([g], torch.tensor([[1.0, -1.0]]), pad_token_id=0)
+    tokens = TokenBatch.from_groups([g], pad_token_id=0)
+    batch = TrainBatch.of(tokens, torch.tensor([[1.0, -1.0]]))
     assert batch.input_ids.tolist() == [[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]]
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     # Targets are input_ids[:, 1:] = [6, 7, 8, 9]: the response starts at target index 1.
@@ -116,9 +118,15 @@ def test_build_train_batch_aligns_response_tokens_with_targets():
     assert batch.rollout_logprobs[0].tolist() == pytest.approx([0.0, -0.1, -0.2, -0.3])
     assert batch.advantages.tolist() == [1.0, -1.0]
     halves = batch.split(2)
-    assert [len(h) for h in halves] == [1, 1]
-    with pytest.raises(ValueError, match="advantages: expected shape"):
-        build_train_batch([g], torch.tensor([1.0, -1.0]), pad_token_id=0)
+    assert [len(h) for h in halves] == [1, 1] and all(isinstance(h, TrainBatch) for h in halves)
+    assert halves[1].advantages.tolist() == [-1.0] and halves[1].input_ids.tolist() == [[5, 6, 7, 0, 0]]
+    assert [len(c) for c in tokens.chunks(3)] == [1, 1]  # never an empty chunk
+    with pytest.raises(ValueError, match=r"advantages: expected shape \[2\]"):
+        TrainBatch.of(tokens, torch.tensor([1.0, -1.0, 0.5]))
+    with pytest.raises(ValueError, match=r"ref_logprobs: expected shape \[2, 4\]"):
+        TrainBatch.of(tokens, torch.tensor([1.0, -1.0]), ref_logprobs=torch.zeros(2, 5))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        batch.advantages = torch.zeros(2)
 
 
 def test_rows_the_run_cannot_use_are_refused_before_training():

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from rlmr.config import load_config
-from rlmr.training.driver import train
-from rlmr.core.records import PromptRow, WritingScores
+from rlmr.core.algo import group_advantages
+from rlmr.core.records import PromptRow, RewardSignals, ScoredGroup, WritingScores
+from rlmr.core.rewards import mix_rewards
+from rlmr.training.driver import run_training
 from rlmr.training.run_dir import RunDir, RunDirError
 from tests.fake_services import FakeServices
 
@@ -31,12 +33,12 @@ def test_steps_write_metrics_samples_checkpoints_and_curves(tmp_path):
     cfg = _cfg(tmp_path)
     services = FakeServices()
     run = RunDir(cfg)
-    rows = train(cfg, services, run, ROWS, HELD_OUT)
+    rows = run_training(cfg, services, run, ROWS, HELD_OUT)
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     assert "eval/pass_rate" in rows[0] and "eval/pass_rate" in rows[2] and "eval/pass_rate" not in rows[1]
     for key in ("reward_mean", "writing_mean", "pass_rate", "adv_mean", "adv_std", "response_len_mean",
                 "response_len_max", "frac_zero_std", "clip_frac", "entropy", "kl", "time/rollout_s",
-                "time/reward_s", "time/train_s", "time/sync_s", "time/step_s"):
+                "time/reward_s", "time/update_s", "time/sync_s", "time/step_s"):
         assert key in rows[1], key
     lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [0, 1, 2, 3]
@@ -50,7 +52,7 @@ def test_steps_write_metrics_samples_checkpoints_and_curves(tmp_path):
 def test_every_violator_in_a_mixed_group_gets_a_negative_advantage(tmp_path):
     cfg = _cfg(tmp_path)
     services = FakeServices()
-    rows = train(cfg, services, RunDir(cfg), ROWS)
+    rows = run_training(cfg, services, RunDir(cfg), ROWS)
     for batch in services.batches:
         adv = batch.advantages.reshape(2, 4)
         # Responses 1, 3 contain "ok" (pass); 0, 2 do not (violate). Writing grows with
@@ -70,7 +72,7 @@ def test_dynamic_sampling_replaces_zero_variance_groups(tmp_path):
         return "same" if prompt in flat else ("ok" if i % 2 else "bad")
 
     services = FakeServices(respond)
-    rows = train(cfg, services, RunDir(cfg), ROWS, ())
+    rows = run_training(cfg, services, RunDir(cfg), ROWS, ())
     assert services.sampled_prompt_ids == [["p0", "p1"], ["p2", "p3"], ["p4", "p5"], ["p6", "p7"]]
     adv = services.batches[0].advantages.reshape(2, 4)
     assert (adv != 0).all()  # only informative groups reached the learner
@@ -80,7 +82,7 @@ def test_dynamic_sampling_replaces_zero_variance_groups(tmp_path):
 def test_without_dynamic_sampling_flat_groups_are_kept_and_counted(tmp_path):
     cfg = _cfg(tmp_path, "trainer.steps=1", "data.shuffle=false")
     services = FakeServices(lambda prompt, i: "same" if prompt == "Write piece 0." else ("ok" if i % 2 else "x"))
-    rows = train(cfg, services, RunDir(cfg), ROWS, ())
+    rows = run_training(cfg, services, RunDir(cfg), ROWS, ())
     assert services.sampled_prompt_ids == [["p0", "p1"]]
     adv = services.batches[0].advantages.reshape(2, 4)
     assert (adv[0] == 0).all() and (adv[1] != 0).all()
@@ -94,46 +96,72 @@ def test_kl_in_reward_keeps_every_violator_negative(tmp_path):
 
     class FarFromReference(FakeServices):
         def score(self, groups, judge=True):
-            verdicts, writing = super().score(groups, judge)
-            flat = [WritingScores(scores=tuple(0.5 for _ in g.texts)) for g in groups] if judge else None
-            return verdicts, flat
+            return [ScoredGroup(s.group, s.verdicts, WritingScores(scores=tuple(0.5 for _ in s.group.texts)))
+                    for s in super().score(groups, judge)]
 
-        def reference_logprobs(self, batch):
+        def reference_logprobs(self, tokens):
             self.reference_calls += 1
             # Rollout log-probs are -1 per token; make passing responses (odd index) diverge more.
-            far = torch.tensor([(i % 2) * 3.0 for i in range(len(batch))])[:, None]
-            return (batch.rollout_logprobs - far) * batch.response_mask
+            far = torch.tensor([(i % 2) * 3.0 for i in range(len(tokens))])[:, None]
+            return (tokens.rollout_logprobs - far) * tokens.response_mask
 
     services = FarFromReference()
-    rows = train(cfg, services, RunDir(cfg), ROWS, ())
+    rows = run_training(cfg, services, RunDir(cfg), ROWS, ())
     for batch in services.batches:
         adv = batch.advantages.reshape(2, 4)
         assert (adv[:, [0, 2]] < 0).all()
     assert all(r["violator_adv_max"] < 0 for r in rows)
 
 
-def test_kl_in_reward_uses_the_reference_and_lowers_rewards(tmp_path):
-    cfg = _cfg(tmp_path, "algo.kl={beta: 0.1, estimator: k1, in_loss: false}", "trainer.steps=1")
-    services = FakeServices()
-    rows = train(cfg, services, RunDir(cfg), ROWS, ())
+class RecordingServices(FakeServices):
+    """Keeps what the judge and the verifier said, to recompute the step's rewards by hand."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.scored = []
+
+    def score(self, groups, judge=True):
+        out = super().score(groups, judge)
+        self.scored.append(out)
+        return out
+
+
+def test_kl_in_reward_is_subtracted_from_the_writing_score_before_mixing(tmp_path):
+    beta = 0.1
+    cfg = _cfg(tmp_path / "kl", f"algo.kl={{beta: {beta}, estimator: k1, in_loss: false}}", "trainer.steps=1",
+               "trainer.eval_every=0")
+    services = RecordingServices()
+    rows = run_training(cfg, services, RunDir(cfg), ROWS, ())
     assert services.reference_calls == 1
-    assert services.batches[0].ref_logprobs is not None
-    assert rows[0]["kl_reward_mean"] != 0
+    batch = services.batches[0]
+    assert batch.ref_logprobs is None  # KL in the reward: the learner gets no reference log-probs
+    signals = RewardSignals.of(services.scored[0])
+    # The fake reference gives -1.5 per response token: k1 = logp - logp_ref summed over the response.
+    kl = ((batch.rollout_logprobs + 1.5) * batch.response_mask).sum(-1).double().reshape(2, 4)
+    assert (kl != 0).all()
+    rewards = mix_rewards(signals.writing - beta * kl, signals.passed, passed_fraction=signals.passed_fraction)
+    assert torch.equal(batch.advantages, group_advantages(rewards).reshape(-1).float())
+    assert rows[0]["kl_reward_mean"] == pytest.approx(float(kl.mean()))
+    assert rows[0]["reward_mean"] == pytest.approx(float(rewards.mean()))
+
+    plain_cfg = _cfg(tmp_path / "plain", "trainer.steps=1", "trainer.eval_every=0")
+    plain = run_training(plain_cfg, FakeServices(), RunDir(plain_cfg), ROWS, ())
+    assert rows[0]["reward_mean"] < plain[0]["reward_mean"]  # a positive KL lowers the reward
 
 
 def test_resume_continues_with_the_same_data_order(tmp_path):
     straight = FakeServices()
     cfg = _cfg(tmp_path / "a", "trainer.eval_every=0")
-    train(cfg, straight, RunDir(cfg), ROWS, ())
+    run_training(cfg, straight, RunDir(cfg), ROWS, ())
 
     cfg2 = _cfg(tmp_path / "b", "trainer.eval_every=0", "trainer.steps=2")
     first = FakeServices()
-    train(cfg2, first, RunDir(cfg2), ROWS, ())
+    run_training(cfg2, first, RunDir(cfg2), ROWS, ())
     with pytest.raises(RunDirError, match="already holds a run"):
         RunDir(cfg2)
     cfg3 = _cfg(tmp_path / "b", "trainer.eval_every=0", "trainer.steps=3")
     resumed = FakeServices()
-    rows = train(cfg3, resumed, RunDir(cfg3, resume=True), ROWS, ())
+    rows = run_training(cfg3, resumed, RunDir(cfg3, resume=True), ROWS, ())
     assert [r["step"] for r in rows] == [3]
     assert resumed.loaded_from.endswith("step_000002")
     assert resumed.sampled_prompt_ids == straight.sampled_prompt_ids[2:]
@@ -149,13 +177,13 @@ def test_resume_without_checkpoint_is_refused(tmp_path):
 
 
 def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path, monkeypatch):
-    import rlmr.training.driver as driver
+    import rlmr.training.metrics as metrics
 
     cfg = _cfg(tmp_path, "trainer.steps=50", "trainer.max_wall_minutes=1", "trainer.eval_every=0",
                "checkpoint.every=0")
     clock = iter(range(0, 10_000, 25))  # every monotonic() call advances 25 s
-    monkeypatch.setattr(driver.time, "monotonic", lambda: next(clock))
-    rows = train(cfg, FakeServices(), RunDir(cfg), ROWS, HELD_OUT)
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: next(clock))
+    rows = run_training(cfg, FakeServices(), RunDir(cfg), ROWS, HELD_OUT)
     steps = [r["step"] for r in rows]
     assert steps[-1] < 50
     assert "eval/pass_rate" in rows[-1]  # the final step is evaluated
@@ -166,11 +194,11 @@ def test_resume_auto_starts_fresh_then_resumes(tmp_path):
     cfg = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=1")
     run = RunDir(cfg, resume="auto")
     assert not run.resuming
-    train(cfg, FakeServices(), run, ROWS, ())
+    run_training(cfg, FakeServices(), run, ROWS, ())
     cfg2 = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=2")
     run2 = RunDir(cfg2, resume="auto")
     assert run2.resuming
-    assert [r["step"] for r in train(cfg2, FakeServices(), run2, ROWS, ())] == [2]
+    assert [r["step"] for r in run_training(cfg2, FakeServices(), run2, ROWS, ())] == [2]
 
 
 def test_object_store_output_dir_resumes_from_the_uri_alone(tmp_path, monkeypatch):
@@ -179,7 +207,7 @@ def test_object_store_output_dir_resumes_from_the_uri_alone(tmp_path, monkeypatc
     monkeypatch.setenv("RLMR_CACHE", str(tmp_path / "cache-1"))
     uri = f"file://{tmp_path}/bucket"
     cfg = _cfg(tmp_path / "c", f"logging.output_dir={uri}", "trainer.eval_every=0", "trainer.steps=2")
-    train(cfg, FakeServices(), RunDir(cfg), ROWS, ())
+    run_training(cfg, FakeServices(), RunDir(cfg), ROWS, ())
     remote = tmp_path / "bucket" / "run"
     assert (remote / "checkpoints" / "latest").read_text() == "step_000002"
     assert (remote / "checkpoints" / "step_000002" / "learner.json").exists()
@@ -191,7 +219,7 @@ def test_object_store_output_dir_resumes_from_the_uri_alone(tmp_path, monkeypatc
     monkeypatch.setenv("RLMR_CACHE", str(tmp_path / "cache-2"))  # a fresh machine
     cfg3 = _cfg(tmp_path / "c", f"logging.output_dir={uri}", "trainer.eval_every=0", "trainer.steps=3")
     services = FakeServices()
-    rows = train(cfg3, services, RunDir(cfg3, resume=True), ROWS, ())
+    rows = run_training(cfg3, services, RunDir(cfg3, resume=True), ROWS, ())
     assert [r["step"] for r in rows] == [3] and services.updates == 3
     assert (remote / "checkpoints" / "latest").read_text() == "step_000003"
     assert not (remote / "checkpoints" / "step_000001").exists()  # keep_last = 2 applies remotely too
@@ -222,14 +250,14 @@ def test_resume_without_optimizer_state_is_refused_clearly(tmp_path):
 
     no_optimizer = FakeServices()
     no_optimizer.save_optimizer = False
-    train(cfg, no_optimizer, RunDir(cfg), ROWS, ())
+    run_training(cfg, no_optimizer, RunDir(cfg), ROWS, ())
     cfg2 = _cfg(tmp_path, "trainer.eval_every=0", "trainer.steps=2")
     with pytest.raises(RunDirError, match="holds no optimizer state"):
-        train(cfg2, FakeServices(), RunDir(cfg2, resume=True), ROWS, ())
+        run_training(cfg2, FakeServices(), RunDir(cfg2, resume=True), ROWS, ())
 
 
 def test_progress_bar_total_follows_the_wall_clock_budget():
-    from rlmr.training.driver import expected_last_step
+    from rlmr.training.metrics import expected_last_step
 
     assert expected_last_step(200, 10, 45.0, None) == 200
     # 10 steps done at 45 s each, 17 minutes left: 22 more full steps fit, plus the one that crosses.

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from rlmr.judge import GenerativeJudge, JudgeSettings
 from rlmr.cli import judge as judge_cli
+from rlmr.judge import GenerativeJudge, JudgeSettings
 from rlmr.judge.evaluation import (
     PreferencePair,
     agreement,
@@ -15,7 +15,14 @@ from rlmr.judge.evaluation import (
     expected_calibration_error,
     read_pairs,
 )
-from rlmr.tools.preference_pairs import KINDS, PAIRS, PASSAGES, make_pairs, read_jsonl, split_sentences
+from rlmr.tools.preference_pairs import (
+    KINDS,
+    PAIRS,
+    PASSAGES,
+    make_pairs,
+    read_jsonl,
+    split_sentences,
+)
 from tests.fakes import FakeEngine, preferring, tiny_cache  # noqa: F401 (fixture)
 
 

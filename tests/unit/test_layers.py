@@ -11,7 +11,6 @@ the config layer with torch and Ray blocked.
 from __future__ import annotations
 
 import ast
-import re
 import subprocess
 import sys
 from pathlib import Path

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+from rlmr.core.records import ConstraintOutcome
 from rlmr.verify import (
     ConstraintError,
     GroupCheck,
@@ -75,9 +76,11 @@ def test_group_verdicts_leave_unverifiable_constraints_out_of_the_reward():
     assert verdicts.passed == (True, False)
     assert verdicts.passed_fraction == (1.0, 0.5)  # no_comma and the guard checked; the soft one left out
     first = verdicts.details[0]
-    assert [d["type"] for d in first] == ["punctuation:no_comma", "soft:requirement", "guard:judge_directed_text"]
-    assert first[1]["passed"] is None and first[1]["verdict"] == "unverifiable" and "no text engine" in first[1]["reason"]
-    assert verdicts.details[1][0] == {"type": "punctuation:no_comma", "index": 0, "verdict": "fail", "passed": False}
+    assert [o.type for o in first] == ["punctuation:no_comma", "soft:requirement", "guard:judge_directed_text"]
+    assert first[1].passed is None and "no text engine" in first[1].reason
+    assert first[2].index is None  # the built-in guard is not in the prompt's list
+    assert verdicts.details[1][0] == ConstraintOutcome(type="punctuation:no_comma", index=0, passed=False)
+    assert verdicts.failed_types(1) == ["punctuation:no_comma"] and verdicts.failed_types(0) == []
 
 
 def test_very_long_and_unicode_responses():

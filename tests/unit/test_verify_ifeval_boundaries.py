@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlmr.verify import verify_batch
 from rlmr.tools.ifeval_reference import ReferenceRow, reference_verdicts
+from rlmr.verify import verify_batch
 
 
 def words(n: int, word: str = "word") -> str:

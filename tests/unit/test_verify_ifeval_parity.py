@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from rlmr.verify.ifeval_eval import evaluate_rows, read_ifeval_rows, read_responses, write_outputs
 from rlmr.tools.ifeval_reference import (
     ReferenceRow,
     random_letter_instructions,
     reference_outputs,
     write_reference_outputs,
 )
+from rlmr.verify.ifeval_eval import evaluate_rows, read_ifeval_rows, read_responses, write_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("RLMR_IFEVAL_DATA", REPO.parent / "shared" / "data" / "ifeval"))

@@ -5,18 +5,6 @@ from __future__ import annotations
 import os
 
 
-def chunks(items: list, parts: int) -> list[list]:
-    """Split into at most `parts` contiguous, nearly equal, non-empty chunks (order kept): work for replicas."""
-    parts = max(1, min(parts, len(items)))
-    size, extra = divmod(len(items), parts)
-    out, start = [], 0
-    for i in range(parts):
-        end = start + size + (1 if i < extra else 0)
-        out.append(items[start:end])
-        start = end
-    return out
-
-
 def setup_process(device: str) -> None:
     """Threads and accelerator selection for a model-holding actor.
 
