@@ -1,7 +1,7 @@
 """Benchmark: rlmr's constraint verifier against Google's reference IFEval checker, on one CPU core.
 
-    python bench/verifier.py                          # shared IFEval data, 541 and 5,410 responses
-    python bench/verifier.py --data ../shared/data/ifeval --repeat 10 --rounds 3
+    python bench/verifier.py                          # tests/data/ifeval: 541 and 5,410 responses
+    python bench/verifier.py --data tests/data/ifeval --repeat 10 --rounds 3
 
 Both run in this process, pinned to one core (os.sched_setaffinity), on the
 same rows: the 541 IFEval prompts with GPT-4's responses, then the same rows
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ifeval"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "ifeval"
 RESPONSES = "input_response_data_gpt4_20231107_145030.jsonl"
 
 

@@ -83,7 +83,7 @@ def _run_check(args) -> int:
         lines = list(iter_jsonl(args.input))
     except OSError as exc:
         return _fail(str(exc))
-    for line_no, row, problem in lines:
+    for line_no, row, problem, _ in lines:
         if problem:
             problems.append(f"line {line_no}: {problem}")
             continue

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from rlmr.config import RLMRConfig, read_yaml, validate_config
+from rlmr.config import LearnerConfig, RLMRConfig, read_yaml, validate_config
 from rlmr.config.placement import PlacementPlan, plan_placement
 
 GB = 1e9
@@ -70,36 +70,30 @@ MODELS = {
 
 # --------------------------------------------------------------------------- learner
 
-def learner_bytes_per_gpu(params: float, zero_stage: int, ranks: int,
-                          offload_optimizer: bool = False, offload_params: bool = False) -> float:
+def learner_bytes_per_gpu(params: float, learner: LearnerConfig, ranks: int) -> float:
     """bf16 weights + bf16 gradients + fp32 Adam state held on one learner GPU.
 
+    `learner` is a validated section, so its ZeRO stage admits its offload flags.
     Gradients are counted on the GPU even with `offload_optimizer` (DeepSpeed
     streams ZeRO-3 gradient partitions to the host, so this is conservative).
     """
     if ranks < 1:
         raise ValueError(f"ranks: must be at least 1, got {ranks}")
-    if zero_stage not in (0, 1, 2, 3):
-        raise ValueError(f"zero_stage: must be 0..3, got {zero_stage}")
-    if offload_optimizer and zero_stage == 0:
-        raise ValueError("offload_optimizer: needs zero_stage >= 1 (DeepSpeed offloads ZeRO partitions)")
-    if offload_params and zero_stage != 3:
-        raise ValueError(f"offload_params: needs zero_stage 3, got {zero_stage}")
-    weights = 0.0 if offload_params else BF16_BYTES * params / (ranks if zero_stage == 3 else 1)
-    grads = BF16_BYTES * params / (ranks if zero_stage >= 2 else 1)
-    adam = 0.0 if offload_optimizer else ADAM_STATE_BYTES * params / (ranks if zero_stage >= 1 else 1)
+    stage = learner.zero_stage
+    weights = 0.0 if learner.offload_params else BF16_BYTES * params / (ranks if stage == 3 else 1)
+    grads = BF16_BYTES * params / (ranks if stage >= 2 else 1)
+    adam = 0.0 if learner.offload_optimizer else ADAM_STATE_BYTES * params / (ranks if stage >= 1 else 1)
     return weights + grads + adam
 
 
-def learner_host_bytes_per_rank(params: float, zero_stage: int, ranks: int,
-                                offload_optimizer: bool = False, offload_params: bool = False) -> float:
+def learner_host_bytes_per_rank(params: float, learner: LearnerConfig, ranks: int) -> float:
     """Host memory one learner rank needs for what it offloads (0 without offload)."""
     per_param = 0.0
-    if offload_optimizer:
+    if learner.offload_optimizer:
         per_param += ADAM_STATE_BYTES + CPU_ADAM_GRAD_BYTES
-    if offload_params:
+    if learner.offload_params:
         per_param += BF16_BYTES
-    return per_param * params / (ranks if zero_stage >= 1 else 1)
+    return per_param * params / (ranks if learner.zero_stage >= 1 else 1)
 
 
 def _layer_working_bytes_per_token(shape: ModelShape) -> float:
@@ -227,8 +221,7 @@ def memory_report(cfg: RLMRConfig, policy: ModelShape, judge: ModelShape | None 
     plan = plan or plan_placement(cluster)
     seq = min(cfg.model.max_model_len, cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens)
     tokens = learner.micro_batch_size * seq
-    states = learner_bytes_per_gpu(policy.params, learner.zero_stage, cluster.learner.replicas,
-                                   learner.offload_optimizer, learner.offload_params)
+    states = learner_bytes_per_gpu(policy.params, learner, cluster.learner.replicas)
     acts = activation_bytes(policy, tokens, cfg.model.gradient_checkpointing)
     use_ref = cfg.uses_reference and cluster.reference.replicas > 0
     ref = reference_bytes_per_gpu(policy.params, cluster.reference.replicas, learner.zero_stage == 3) if use_ref else 0.0
@@ -264,9 +257,7 @@ def memory_report(cfg: RLMRConfig, policy: ModelShape, judge: ModelShape | None 
 
     host: dict[int, float] = {}
     for r in plan.replicas.get("learner", []):
-        host[r.node] = host.get(r.node, 0.0) + learner_host_bytes_per_rank(
-            policy.params, learner.zero_stage, cluster.learner.replicas,
-            learner.offload_optimizer, learner.offload_params)
+        host[r.node] = host.get(r.node, 0.0) + learner_host_bytes_per_rank(policy.params, learner, cluster.learner.replicas)
 
     return MemoryReport(
         learner_states=states, learner_activations=acts, learner_tokens=tokens, reference=ref,

@@ -1,6 +1,6 @@
 """GRPO maths: group advantages, KL estimators and the token-level clipped policy loss.
 
-Definitions follow `ALGORITHMS.md` section 1. Everything here is pure torch on
+Definitions follow `docs/ALGORITHMS.md` section 1. Everything here is pure torch on
 tensors, with no Ray, vLLM or DeepSpeed, so the learner, the driver and the
 tests share one implementation. Group statistics are computed in float64 and
 scale-normalised per group, so scores anywhere from 1e-8 to 1e8 keep the sign

@@ -1,4 +1,4 @@
-"""Mixing the writing reward with the constraint verifier's verdicts (RLMR, ALGORITHMS.md section 2).
+"""Mixing the writing reward with the constraint verifier's verdicts (RLMR, `docs/ALGORITHMS.md` section 2).
 
 `mix_rewards(writing, passed)` turns per-response writing scores `w` and
 pass/fail flags `c` into GRPO rewards. The default `dynamic` strategy applies

@@ -1,28 +1,61 @@
-"""Reading JSONL with line numbers: every reader of user files reports bad lines the same way."""
+"""Reading JSONL with line numbers: every reader of user files reports bad lines the same way.
+
+    for line in iter_jsonl(path):
+        if line.problem: report(f"{path}:{line.number}: {line.problem}")
+        else: use(line.row)
+
+A line that is not valid JSON, not a JSON object, or not valid UTF-8 yields its
+problem instead of raising, so the caller can name it and keep reading. With
+`bad_utf8="replace"` undecodable bytes become U+FFFD and the line is marked
+`repaired` instead (for text where a stray byte should not cost the row).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict | None, str | None]]:
-    """Yield `(line_number, object, None)` for each JSON object line, or `(line_number, None, problem)`.
+class JsonlLine(NamedTuple):
+    number: int  # 1-based line number in the file
+    row: dict | None  # the object, or None when the line has a problem
+    problem: str | None = None  # what is wrong with the line
+    repaired: bool = False  # undecodable bytes were replaced (bad_utf8="replace")
 
-    Blank lines are skipped; a line that is not valid JSON, or not an object, yields its problem so the
-    caller can report it and keep going with the other lines.
-    """
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
+
+def iter_jsonl(path: str | Path, bad_utf8: Literal["problem", "replace"] = "problem") -> Iterator[JsonlLine]:
+    """Every non-blank line of `path`, parsed; problems are yielded, never raised."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
+            repaired = False
             try:
-                obj = json.loads(line)
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if bad_utf8 == "problem":
+                    yield JsonlLine(number, None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                                                  f"{exc.start + 1})")
+                    continue
+                text, repaired = raw.decode("utf-8", errors="replace"), True
+            try:
+                obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield line_no, None, f"not valid JSON ({exc.msg})"
+                yield JsonlLine(number, None, f"not valid JSON ({exc.msg})", repaired)
                 continue
             if not isinstance(obj, dict):
-                yield line_no, None, f"expected a JSON object, got {type(obj).__name__}"
+                yield JsonlLine(number, None, f"expected a JSON object, got {type(obj).__name__}", repaired)
                 continue
-            yield line_no, obj, None
+            yield JsonlLine(number, obj, None, repaired)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every object of a file the project wrote itself; the first bad line raises `ValueError` naming it."""
+    rows = []
+    for line in iter_jsonl(path):
+        if line.problem:
+            raise ValueError(f"{path}:{line.number}: {line.problem}")
+        rows.append(line.row)
+    return rows

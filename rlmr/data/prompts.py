@@ -53,7 +53,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     from rlmr.data.jsonl import iter_jsonl
 
     rows, errors = [], []
-    for lineno, row, problem in iter_jsonl(path):
+    for lineno, row, problem, _ in iter_jsonl(path):
         if problem:
             errors.append(f"{path}:{lineno}: {problem}")
             continue

@@ -1,6 +1,6 @@
 """The generative reward model (GenRM): a pairwise judge that reasons, then gives a verdict probability.
 
-ALGORITHMS.md sections 3-4. Pure core, importable without a model:
+`docs/ALGORITHMS.md` sections 3-4. Pure core, importable without a model:
 - `prompts`: Jinja templates (`templates/`), fencing of judged text, middle truncation;
 - `verdict`: label choice, verdict probability `P(X) / (P(X) + P(Y))`, swap combination, entropy;
 - `strategies`: `pivot`, `round_robin`, `reference`, `pointwise` group scoring;

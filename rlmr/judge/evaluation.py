@@ -13,13 +13,13 @@ orders averaged with swap). Reported:
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlmr.data.jsonl import iter_jsonl
 from rlmr.engine.prompt_text import clean_text
 from rlmr.judge.types import PairJudgment
 
@@ -44,20 +44,10 @@ def read_pairs(path: str | Path) -> tuple[list[PreferencePair], int]:
     if not p.is_file():
         raise FileNotFoundError(f"{p}: preference file not found")
     pairs, bad_utf8 = [], 0
-    for lineno, raw in enumerate(p.read_bytes().splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            line = raw.decode("utf-8", errors="replace")
-            bad_utf8 += 1
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{p}:{lineno}: not valid JSON: {err}") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
+    for lineno, row, problem, repaired in iter_jsonl(p, bad_utf8="replace"):
+        if problem:
+            raise ValueError(f"{p}:{lineno}: {problem}")
+        bad_utf8 += repaired
         missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str)]
         if missing:
             raise ValueError(f"{p}:{lineno}: missing or non-string field(s) {', '.join(missing)}")

@@ -1,7 +1,7 @@
 """Reading a judge's decision from its next-token distribution, never from parsed text.
 
 Pairwise: after the analysis and the cue `Verdict:`, the judge's log-probs of
-the two label tokens give `p = P(X) / (P(X) + P(Y))` (ALGORITHMS.md section 3).
+the two label tokens give `p = P(X) / (P(X) + P(Y))` (`docs/ALGORITHMS.md` section 3).
 Pointwise: after `Score:`, the expectation of the score under the judge's
 distribution over the score tokens 1..10, renormalised over them.
 
@@ -152,7 +152,7 @@ def split_ten(distribution_1_to_9: Sequence[float], p_zero_after_one: float) -> 
 def combine_orders(p_forward: float, p_backward: float) -> float:
     """P(a > b) from both orders: forward judged a as X, backward judged b as X.
 
-    Average of `p_forward` and `1 - p_backward` (ALGORITHMS.md section 3).
+    Average of `p_forward` and `1 - p_backward` (`docs/ALGORITHMS.md` section 3).
     """
     return 0.5 * (p_forward + (1.0 - p_backward))
 

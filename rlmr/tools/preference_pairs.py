@@ -28,6 +28,8 @@ import random
 import re
 from pathlib import Path
 
+from rlmr.data.jsonl import read_jsonl
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "preferences"
 PASSAGES = ASSETS / "passages.jsonl"
 PAIRS = ASSETS / "pairs.jsonl"
@@ -100,10 +102,6 @@ def make_pairs(passages: list[dict], seed: int = 0) -> list[dict]:
         pairs.append({"id": f"{row['id']}/constraint", "kind": "constraint", **constrained, "chosen": text,
                       "rejected": keyword_removed(text, row["keyword"], row["substitute"])})
     return pairs
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:

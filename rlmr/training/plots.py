@@ -10,8 +10,9 @@ the `writing_only` baseline). Dense per-step series are drawn faint with a bold
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from rlmr.data.jsonl import read_jsonl
 
 PANELS = (
     ("eval/pass_rate", "held-out constraint pass rate"),
@@ -87,10 +88,6 @@ def plot_metrics(rows_or_runs, out: Path, title: str = "") -> Path:
     return out
 
 
-def _read(path: Path) -> list[dict]:
-    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("metrics", nargs="+", type=Path, help="metrics.jsonl files (one per run)")
@@ -100,7 +97,7 @@ def main(argv=None) -> int:
     labels = args.labels or [m.parent.name for m in args.metrics]
     if len(labels) != len(args.metrics):
         p.error("--labels needs one label per metrics file")
-    runs = {label: _read(m) for label, m in zip(labels, args.metrics)}
+    runs = {label: read_jsonl(m) for label, m in zip(labels, args.metrics)}
     print(plot_metrics(runs, args.out))
     return 0
 

@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from rlmr.config import RLMRConfig, save_resolved
+from rlmr.data.jsonl import read_jsonl
 from rlmr.training import storage
 
 CHECKPOINT_PREFIX = "step_"
@@ -158,7 +159,7 @@ class RunDir:
         p = self.path / "metrics.jsonl"
         if not p.exists():
             return []
-        return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return read_jsonl(p)
 
     def truncate_after(self, step: int) -> None:
         """On resume, forget lines logged after the checkpoint (they will be produced again), and any

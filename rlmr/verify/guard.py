@@ -10,7 +10,7 @@ judge prompt's fences (chat-template tokens, </response>, "END OF RESPONSE A").
 pattern that caught it; the built-in constraint `guard:judge_directed_text`
 (kwarg `extra_patterns`: more regular expressions, case-insensitive) passes
 only when there is none. The verifier applies it to every response unless
-`judge_directed_text` is off in the config (ALGORITHMS.md section 3).
+`judge_directed_text` is off in the config (`docs/ALGORITHMS.md` section 3).
 
 The patterns aim at text no story, poem or essay has a reason to contain:
 verdict letters must stand alone (a capital A/B/X/Y or 1/2 followed by the end

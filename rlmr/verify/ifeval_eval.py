@@ -118,7 +118,7 @@ def _row_from_json(data, line: int, responses: dict[str, str] | None) -> IFEvalR
 def read_responses(path: str | Path) -> dict[str, str]:
     """The reference's prompt -> response mapping (a later line with the same prompt wins)."""
     out = {}
-    for line_no, data, problem in iter_jsonl(path):
+    for line_no, data, problem, _ in iter_jsonl(path):
         if problem is None and isinstance(data.get("prompt"), str) and isinstance(data.get("response"), str):
             out[data["prompt"]] = data["response"]
         else:
@@ -130,7 +130,7 @@ def read_responses(path: str | Path) -> dict[str, str]:
 def read_ifeval_rows(path: str | Path, responses: dict[str, str] | None = None) -> tuple[list[IFEvalRow], list[str]]:
     """Valid rows, and one message per rejected line (`line N: key: problem`)."""
     rows, problems = [], []
-    for line_no, data, problem in iter_jsonl(path):
+    for line_no, data, problem, _ in iter_jsonl(path):
         if problem:
             problems.append(f"line {line_no}: {problem}")
             continue

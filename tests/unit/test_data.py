@@ -138,3 +138,25 @@ def test_rows_the_run_cannot_use_are_refused_before_training():
         check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=50)
     with pytest.raises(DataError, match=r"p.jsonl: id 'a': reference: required by .*group_strategy: reference"):
         check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=200, need_reference=True)
+
+
+def test_a_prompt_file_with_bytes_that_are_not_utf8_names_the_line(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_bytes(b'{"prompt": "fine"}\n{"prompt": "caf\xe9"}\n{"prompt": "also fine"}\n')
+    with pytest.raises(DataError, match=r"p\.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 16\)"):
+        load_prompts(f)
+
+
+def test_iter_jsonl_reports_every_kind_of_bad_line_and_keeps_reading(tmp_path):
+    from rlmr.data.jsonl import iter_jsonl, read_jsonl
+
+    f = tmp_path / "x.jsonl"
+    f.write_bytes(b'{"a": 1}\n\n[1, 2]\n{"b": \n\xff{"c": 3}\n{"d": 4}\n')
+    lines = list(iter_jsonl(f))
+    assert [(x.number, x.row) for x in lines] == [(1, {"a": 1}), (3, None), (4, None), (5, None), (6, {"d": 4})]
+    assert [x.problem.split(" (")[0] for x in lines if x.problem] == [
+        "expected a JSON object, got list", "not valid JSON", "not valid UTF-8"]
+    repaired = [x for x in iter_jsonl(f, bad_utf8="replace") if x.repaired]
+    assert [x.number for x in repaired] == [5] and repaired[0].problem == "not valid JSON (Expecting value)"
+    with pytest.raises(ValueError, match=r"x\.jsonl:3: expected a JSON object"):
+        read_jsonl(f)

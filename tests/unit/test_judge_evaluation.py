@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rlmr.cli import judge as judge_cli
+from rlmr.data.jsonl import read_jsonl
 from rlmr.judge import GenerativeJudge, JudgeSettings
 from rlmr.judge.evaluation import (
     PreferencePair,
@@ -20,7 +21,6 @@ from rlmr.tools.preference_pairs import (
     PAIRS,
     PASSAGES,
     make_pairs,
-    read_jsonl,
     split_sentences,
 )
 from tests.fakes import FakeEngine, preferring, tiny_cache  # noqa: F401 (fixture)

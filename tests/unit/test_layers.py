@@ -11,6 +11,7 @@ the config layer with torch and Ray blocked.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -224,3 +225,13 @@ def test_cli_help_is_instant_and_imports_no_torch():
 def test_no_source_file_exceeds_500_lines(path):
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 500
 
+
+
+def test_the_gpu_extra_lists_only_what_the_code_imports():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    imported = {name.split(".")[0] for path in MODULES.values() for name, _ in _imports(path)}
+    for requirement in project["optional-dependencies"]["gpu"]:
+        dist = re.split(r"[<>=!~\[ ;]", requirement)[0].lower().replace("-", "_")
+        assert dist in imported, f"the gpu extra lists {requirement}, which nothing in rlmr/ or actors/ imports"

@@ -1,7 +1,7 @@
 """Property tests of RLMR's dynamic reward mixing through every advantage estimator.
 
 Thousands of random groups (n = 2..64, ties, score scales from 1e-8 to 1e8,
-float32 and float64) check the four guarantees of ALGORITHMS.md section 2.
+float32 and float64) check the four guarantees of `docs/ALGORITHMS.md` section 2.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from rlmr.config import ClusterConfig, load_config
+from rlmr.config import ClusterConfig, LearnerConfig, load_config
 from rlmr.config.memory import (
     GB,
     MODELS,
@@ -40,35 +41,40 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 
 # --------------------------------------------------------------------------- the arithmetic itself
 
+def _learner(stage: int, **offload) -> LearnerConfig:
+    return LearnerConfig(zero_stage=stage, **offload)
+
+
 def test_learner_bytes_follow_the_zero_table():
     p, n = 1e9, 8
-    assert learner_bytes_per_gpu(p, 0, n) == 16 * p
-    assert learner_bytes_per_gpu(p, 1, n) == 2 * p + 2 * p + 12 * p / n
-    assert learner_bytes_per_gpu(p, 2, n) == 2 * p + (2 * p + 12 * p) / n
-    assert learner_bytes_per_gpu(p, 3, n) == 16 * p / n
-    assert learner_bytes_per_gpu(p, 3, n, offload_optimizer=True) == 4 * p / n
-    assert learner_bytes_per_gpu(p, 3, n, offload_optimizer=True, offload_params=True) == 2 * p / n
-    assert learner_host_bytes_per_rank(p, 3, n, offload_optimizer=True) == 16 * p / n
-    assert learner_host_bytes_per_rank(p, 3, n) == 0
+    assert learner_bytes_per_gpu(p, _learner(0), n) == 16 * p
+    assert learner_bytes_per_gpu(p, _learner(1), n) == 2 * p + 2 * p + 12 * p / n
+    assert learner_bytes_per_gpu(p, _learner(2), n) == 2 * p + (2 * p + 12 * p) / n
+    assert learner_bytes_per_gpu(p, _learner(3), n) == 16 * p / n
+    assert learner_bytes_per_gpu(p, _learner(3, offload_optimizer=True), n) == 4 * p / n
+    assert learner_bytes_per_gpu(p, _learner(3, offload_optimizer=True, offload_params=True), n) == 2 * p / n
+    assert learner_host_bytes_per_rank(p, _learner(3, offload_optimizer=True), n) == 16 * p / n
+    assert learner_host_bytes_per_rank(p, _learner(3), n) == 0
 
 
 def test_learner_bytes_reject_what_deepspeed_rejects():
-    with pytest.raises(ValueError, match="offload_optimizer"):
-        learner_bytes_per_gpu(1e9, 0, 2, offload_optimizer=True)
-    with pytest.raises(ValueError, match="offload_params"):
-        learner_bytes_per_gpu(1e9, 2, 2, offload_params=True)
+    # The config section holds the one offload rule; the arithmetic takes only what it admits.
+    with pytest.raises(ValidationError, match="offload_optimizer"):
+        _learner(0, offload_optimizer=True)
+    with pytest.raises(ValidationError, match="offload_params"):
+        _learner(2, offload_params=True)
     with pytest.raises(ValueError, match="ranks"):
-        learner_bytes_per_gpu(1e9, 3, 0)
+        learner_bytes_per_gpu(1e9, _learner(3), 0)
 
 
 def test_figures_the_configs_and_the_document_quote():
     # configs/qwen2.5-7b-rlmr.yaml: 7.6B x 16 B / 2 ranks ~= 61 GB.
-    assert learner_bytes_per_gpu(7.6e9, 3, 2) / GB == pytest.approx(60.8)
+    assert learner_bytes_per_gpu(7.6e9, _learner(3), 2) / GB == pytest.approx(60.8)
     # configs/qwen2.5-32b-rlmr-4node.yaml: 32.8B x 4 B / 8 ranks ~= 16 GB; reference 8 GB per GPU.
-    assert learner_bytes_per_gpu(32.8e9, 3, 8, offload_optimizer=True) / GB == pytest.approx(16.4)
+    assert learner_bytes_per_gpu(32.8e9, _learner(3, offload_optimizer=True), 8) / GB == pytest.approx(16.4)
     assert reference_bytes_per_gpu(32.8e9, 8, sharded=True) / GB == pytest.approx(8.2)
     # SCALING.md: 32B on 4 nodes needs 525 GB of host RAM on the learner's node.
-    assert 8 * learner_host_bytes_per_rank(32.8e9, 3, 8, offload_optimizer=True) / GB == pytest.approx(524.8)
+    assert 8 * learner_host_bytes_per_rank(32.8e9, _learner(3, offload_optimizer=True), 8) / GB == pytest.approx(524.8)
     # SCALING.md: per-token KV cost at TP1.
     kib = {name: kv_bytes_per_token_per_gpu(shape, 1) / 1024 for name, shape in MODELS.items()}
     assert kib == {"qwen2.5-7b": 56, "qwen2.5-32b": 256, "qwen2.5-72b": 320}

@@ -3,12 +3,11 @@
 The reference (`eval_framework.tasks.ifeval` from the dev dependency
 llm-eval-framework) runs live in this test, offline (`rlmr.tools.ifeval_reference`).
 Every strict and loose per-instruction verdict, the four accuracies, and the
-output files must be identical. Data: ../shared/data/ifeval (or $RLMR_IFEVAL_DATA).
+output files must be identical. Data: tests/data/ifeval (its README says where it comes from).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from rlmr.tools.ifeval_reference import (
 from rlmr.verify.ifeval_eval import evaluate_rows, read_ifeval_rows, read_responses, write_outputs
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("RLMR_IFEVAL_DATA", REPO.parent / "shared" / "data" / "ifeval"))
+DATA = REPO / "tests" / "data" / "ifeval"
 RESPONSES = DATA / "input_response_data_gpt4_20231107_145030.jsonl"
 
 
@@ -34,9 +33,6 @@ def accuracies(verdicts: list[list[bool]]) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def rows():
-    if not RESPONSES.is_file():
-        pytest.fail(f"IFEval data not found in {DATA}; set RLMR_IFEVAL_DATA to the folder with input_data.jsonl "
-                    "and input_response_data_gpt4_20231107_145030.jsonl")
     parsed, problems = read_ifeval_rows(DATA / "input_data.jsonl", read_responses(RESPONSES))
     assert problems == []
     assert len(parsed) == 541
@@ -73,8 +69,8 @@ def test_four_accuracies_match_the_reference_to_the_last_digit(reference, ours):
     for mode in ("strict", "loose"):
         theirs = accuracies([list(o.follow_instruction_list) for o in reference[mode]])
         assert (acc[f"prompt_{mode}"], acc[f"instruction_{mode}"]) == theirs
-    # The strict figures published in ../shared/data/ifeval/SOURCE.md. Its loose figures (0.7948, 0.8549) are
-    # one draw of llm-eval-framework's random letter on prompts 19 and 22 (see the next test); with the letter
+    # The figures of tests/data/ifeval/README.md. Loose figures of 0.7948 / 0.8549 seen elsewhere are one
+    # draw of llm-eval-framework's random letter on prompts 19 and 22 (see the next test); with the letter
     # the prompt gives, as upstream Google counts it, loose is 0.7967 / 0.8561 on every run.
     assert round(acc["prompt_strict"], 4) == 0.7708
     assert round(acc["instruction_strict"], 4) == 0.8369
