@@ -30,23 +30,42 @@ class GenRMWorker:
         if engine_cfg.type == "hf" and engine_cfg.device == "auto":
             engine_cfg = engine_cfg.model_copy(update={"device": device})
         source = writing.model or model.source
-        self.engine = build_engine(source, engine_cfg, dtype=writing.dtype, max_model_len=writing.max_judge_len,
-                                   seed=seed)
+        self.engine = build_engine(
+            source, engine_cfg, dtype=writing.dtype, max_model_len=writing.max_judge_len, seed=seed
+        )
         self.judge = GenerativeJudge(self.engine, JudgeSettings.from_config(writing, seed=seed))
 
     def score(self, groups: list[Group]) -> list[WritingScores]:
         """Writing scores for whole groups, every comparison of every group in one engine batch."""
         from rlmr.judge import JudgeGroup
 
-        judged = self.judge.score_groups([
-            JudgeGroup(prompt=g.row.brief(), responses=tuple(g.texts), context=g.row.context,
-                       reference=g.row.reference) for g in groups])
-        return [WritingScores(scores=s.writing, entropies=s.entropies, position_consistency=s.position_consistency)
-                for s in judged]
+        judged = self.judge.score_groups(
+            [
+                JudgeGroup(
+                    prompt=g.row.brief(),
+                    responses=tuple(g.texts),
+                    context=g.row.context,
+                    reference=g.row.reference,
+                )
+                for g in groups
+            ]
+        )
+        return [
+            WritingScores(
+                scores=s.writing, entropies=s.entropies, position_consistency=s.position_consistency
+            )
+            for s in judged
+        ]
 
     def info(self) -> dict:
         """Engine, model and judge settings, and the judge's running counts (prompts, truncations, empties)."""
         info = self.engine.info()
-        return {"engine": info.name, "model": info.model, "device": info.device, "max_model_len": info.max_model_len,
-                "strategy": self.judge.settings.strategy, "labels": (self.judge.labels.first, self.judge.labels.second),
-                **self.judge.stats}
+        return {
+            "engine": info.name,
+            "model": info.model,
+            "device": info.device,
+            "max_model_len": info.max_model_len,
+            "strategy": self.judge.settings.strategy,
+            "labels": (self.judge.labels.first, self.judge.labels.second),
+            **self.judge.stats,
+        }

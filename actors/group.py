@@ -39,10 +39,13 @@ class ActorGroup:
         self.actors = list(actors)
 
     @classmethod
-    def start(cls, actor_cls, placements: Sequence, options_for: Callable[[object], dict], *args,
-              **kwargs) -> ActorGroup:
+    def start(
+        cls, actor_cls, placements: Sequence, options_for: Callable[[object], dict], *args, **kwargs
+    ) -> ActorGroup:
         """One `actor_cls` per placement, with `options_for(placement)` (bundle, CPUs, GPUs) and these args."""
-        return cls([actor_cls.options(**options_for(p)).remote(*args, **kwargs) for p in placements])
+        return cls(
+            [actor_cls.options(**options_for(p)).remote(*args, **kwargs) for p in placements]
+        )
 
     def __len__(self) -> int:
         return len(self.actors)
@@ -50,7 +53,9 @@ class ActorGroup:
     def map_async(self, method: str, items: Sequence, *args) -> Pending:
         """Split `items` into contiguous, nearly equal chunks, one per actor (fewer when items are few)."""
         chunks = split_evenly(list(items), len(self.actors))
-        return Pending([getattr(a, method).remote(chunk, *args) for a, chunk in zip(self.actors, chunks)])
+        return Pending(
+            [getattr(a, method).remote(chunk, *args) for a, chunk in zip(self.actors, chunks)]
+        )
 
     def map(self, method: str, items: Sequence, *args) -> list:
         """`map_async(...).get()`: one result per item, in the order of `items`."""
@@ -60,7 +65,9 @@ class ActorGroup:
         """Actor i gets `parts[i]` (one part per actor at most); returns their answers in order."""
         if len(parts) > len(self.actors):
             raise ValueError(f"{len(parts)} parts for {len(self.actors)} actors")
-        return ray.get([getattr(a, method).remote(part, *args) for a, part in zip(self.actors, parts)])
+        return ray.get(
+            [getattr(a, method).remote(part, *args) for a, part in zip(self.actors, parts)]
+        )
 
     def call_all_async(self, method: str, *args) -> list:
         """The same call on every actor; returns the object refs."""

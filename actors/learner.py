@@ -47,15 +47,25 @@ class LearnerWorker:
         from rlmr.training.learner import PolicyLearner, RankInfo
 
         self.rank = rank
-        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
-                          WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
+        os.environ.update(
+            MASTER_ADDR=master_addr,
+            MASTER_PORT=str(master_port),
+            RANK=str(rank),
+            WORLD_SIZE=str(self.world_size),
+            LOCAL_RANK="0",
+        )
         cfg = self.cfg
         self.learner = PolicyLearner(
-            str(resolve_model_dir(cfg.model.source)), cfg.model.dtype, cfg.learner, cfg.algo,
+            str(resolve_model_dir(cfg.model.source)),
+            cfg.model.dtype,
+            cfg.learner,
+            cfg.algo,
             RankInfo(rank, self.world_size, self.device),
             samples_per_step=cfg.rollout.prompts_per_step * cfg.rollout.n,
-            gradient_checkpointing=cfg.model.gradient_checkpointing, seed=cfg.trainer.seed,
-            save_optimizer=cfg.checkpoint.save_optimizer)
+            gradient_checkpointing=cfg.model.gradient_checkpointing,
+            seed=cfg.trainer.seed,
+            save_optimizer=cfg.checkpoint.save_optimizer,
+        )
 
     def update(self, shard: TrainBatch) -> dict:
         return self.learner.update(shard)
@@ -85,7 +95,11 @@ class LearnerWorker:
         if remote:
             from rlmr.training.storage import upload_files
 
-            fresh = [p for p in Path(directory).rglob("*") if p.is_file() and p.stat().st_mtime >= started - 1]
+            fresh = [
+                p
+                for p in Path(directory).rglob("*")
+                if p.is_file() and p.stat().st_mtime >= started - 1
+            ]
             mine = [p for p in fresh if owned_by_rank(p.name, self.rank)]
             upload_files(Path(directory), mine, remote)
             for p in mine:  # the remote copy is the checkpoint: no node keeps a staging copy

@@ -18,7 +18,8 @@ def create_placement_group(plan: PlacementPlan, timeout_s: float = 300.0):
         remove_placement_group(pg)
         raise RuntimeError(
             f"the cluster could not reserve {len(bundles)} bundles within {timeout_s:.0f} s "
-            f"(asked: {bundles}; available: {ray.available_resources()})")
+            f"(asked: {bundles}; available: {ray.available_resources()})"
+        )
     return pg
 
 
@@ -28,7 +29,9 @@ def actor_options(pg, replica: ReplicaPlacement, env: dict[str, str] | None = No
         "num_cpus": replica.cpus,
         "num_gpus": replica.gpus_per_bundle if len(replica.bundles) == 1 else 0,
         "scheduling_strategy": PlacementGroupSchedulingStrategy(
-            placement_group=pg, placement_group_bundle_index=replica.bundles[0],
-            placement_group_capture_child_tasks=True),
+            placement_group=pg,
+            placement_group_bundle_index=replica.bundles[0],
+            placement_group_capture_child_tasks=True,
+        ),
         "runtime_env": {"env_vars": dict(env or {})},
     }

@@ -21,7 +21,9 @@ class ReferenceWorker:
 
         setup_process(device)
         self.device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
-        self.model, _ = load_model_and_tokenizer(cfg.model.source, cfg.model.dtype, str(self.device))
+        self.model, _ = load_model_and_tokenizer(
+            cfg.model.source, cfg.model.dtype, str(self.device)
+        )
         self.micro_batch = cfg.learner.micro_batch_size
 
     @torch.no_grad()
@@ -32,6 +34,8 @@ class ReferenceWorker:
         out = []
         for start in range(0, len(tokens), self.micro_batch):
             mb = tokens.select(slice(start, start + self.micro_batch))
-            lp, _ = sequence_token_logprobs(self.model, mb.input_ids.to(self.device), mb.attention_mask.to(self.device))
+            lp, _ = sequence_token_logprobs(
+                self.model, mb.input_ids.to(self.device), mb.attention_mask.to(self.device)
+            )
             out.append((lp.float() * mb.response_mask.to(self.device)).cpu())
         return torch.cat(out)

@@ -17,8 +17,13 @@ class RolloutWorker:
 
         setup_process(device)
         self.cfg = cfg
-        self.engine = build_engine(cfg.model.source, cfg.rollout.engine, dtype=cfg.model.dtype,
-                                   max_model_len=cfg.model.max_model_len, seed=cfg.trainer.seed)
+        self.engine = build_engine(
+            cfg.model.source,
+            cfg.rollout.engine,
+            dtype=cfg.model.dtype,
+            max_model_len=cfg.model.max_model_len,
+            seed=cfg.trainer.seed,
+        )
 
     def pad_token_id(self) -> int:
         tok = self.engine.tokenizer
@@ -36,7 +41,9 @@ class RolloutWorker:
     def tensor_parallel_size(self) -> int:
         return getattr(self.engine, "tensor_parallel_size", 1)
 
-    def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
+    def init_weight_group(
+        self, master_address: str, master_port: int, rank_offset: int, world_size: int
+    ) -> None:
         """GPU path: join learner rank 0's NCCL group (vLLM workers take ranks rank_offset..)."""
         self.engine.init_weight_group(master_address, master_port, rank_offset, world_size)
 

@@ -37,8 +37,13 @@ def soft_engine_factory(cfg: RLMRConfig):
 
     writing = cfg.reward.writing
     source = writing.model or cfg.model.source
-    return partial(build_engine, source, HFEngine(device="cpu", batch_size=8), dtype="float32",
-                   max_model_len=writing.max_judge_len)
+    return partial(
+        build_engine,
+        source,
+        HFEngine(device="cpu", batch_size=8),
+        dtype="float32",
+        max_model_len=writing.max_judge_len,
+    )
 
 
 class RayServices:
@@ -49,16 +54,28 @@ class RayServices:
         self.plan = plan_placement(cfg.cluster)
         self.pg = create_placement_group(self.plan)
         world = len(self.plan.replicas["learner"])
-        self.learner = LearnerGroup(self._start("learner", LearnerWorker, cfg, world, self._device("learner")))
+        self.learner = LearnerGroup(
+            self._start("learner", LearnerWorker, cfg, world, self._device("learner"))
+        )
         self.rollout = self._start("rollout", RolloutWorker, cfg, self._device("rollout"))
-        self.verifier = self._start("verifier", VerifierWorker, cfg.reward.verifier, soft_engine_factory(cfg))
+        self.verifier = self._start(
+            "verifier", VerifierWorker, cfg.reward.verifier, soft_engine_factory(cfg)
+        )
         self.genrm = None
         if cfg.reward.writing.type == "genrm":
-            self.genrm = self._start("genrm", GenRMWorker, cfg.reward.writing, cfg.model, self._device("genrm"),
-                                     seed=cfg.trainer.seed)
+            self.genrm = self._start(
+                "genrm",
+                GenRMWorker,
+                cfg.reward.writing,
+                cfg.model,
+                self._device("genrm"),
+                seed=cfg.trainer.seed,
+            )
         self.reference = None
         if cfg.uses_reference:
-            self.reference = self._start("reference", ReferenceWorker, cfg, self._device("reference"))
+            self.reference = self._start(
+                "reference", ReferenceWorker, cfg, self._device("reference")
+            )
         self.pad_token_id = ray.get(self.rollout.actors[0].pad_token_id.remote())
         # vLLM engines get weights by NCCL broadcast from learner rank 0; HF engines through the object store.
         self.nccl_sync = cfg.rollout.engine.type == "vllm"
@@ -73,7 +90,9 @@ class RayServices:
         placements = self.plan.replicas.get(role, [])
         if not placements:
             raise ValueError(f"cluster.{role}.replicas: is 0, but this run needs the {role} role")
-        return ActorGroup.start(actor_cls, placements, lambda r: actor_options(self.pg, r), *args, **kwargs)
+        return ActorGroup.start(
+            actor_cls, placements, lambda r: actor_options(self.pg, r), *args, **kwargs
+        )
 
     # ------------------------------------------------------------------ Services
 
@@ -97,9 +116,13 @@ class RayServices:
         world = 1 + sum(tps)
         addr, port = ray.get(self.learner.rank0.address.remote())
         offsets = [1 + sum(tps[:i]) for i in range(len(tps))]
-        ray.get([self.learner.rank0.init_weight_group.remote(addr, port, world)]
-                + [w.init_weight_group.remote(addr, port, off, world)
-                   for w, off in zip(self.rollout.actors, offsets)])
+        ray.get(
+            [self.learner.rank0.init_weight_group.remote(addr, port, world)]
+            + [
+                w.init_weight_group.remote(addr, port, off, world)
+                for w, off in zip(self.rollout.actors, offsets)
+            ]
+        )
         self.weight_metas = ray.get(self.learner.rank0.weight_metas.remote())
 
     def sync_weights(self) -> None:
@@ -108,7 +131,9 @@ class RayServices:
             sent = ray.get(self.learner.broadcast_weights_refs())[0]
             counts = ray.get(receive)
             if sent != len(self.weight_metas) or any(c != sent for c in counts):
-                raise RuntimeError(f"NCCL weight sync sent {sent} tensors, engines received {counts}")
+                raise RuntimeError(
+                    f"NCCL weight sync sent {sent} tensors, engines received {counts}"
+                )
             return
         counts = self.rollout.call_all("load_weights", self.learner.export_weights_ref())
         if len(set(counts)) != 1 or counts[0] == 0:

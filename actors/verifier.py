@@ -30,27 +30,43 @@ class VerifierWorker:
         self.soft_checker = None
         if config.soft_constraints == "engine":
             if engine is None:
-                raise ValueError("reward.verifier.soft_constraints: engine needs a text engine: pass engine= (a "
-                                 "TextEngine or a factory) to VerifierWorker, or set soft_constraints: unverifiable")
+                raise ValueError(
+                    "reward.verifier.soft_constraints: engine needs a text engine: pass engine= (a "
+                    "TextEngine or a factory) to VerifierWorker, or set soft_constraints: unverifiable"
+                )
             self.soft_checker = SoftConstraintChecker(engine() if callable(engine) else engine)
         self.checked = 0
         # Load the language profiles, the Punkt model and NLTK's tokenizer now, not on the first group.
-        verify_response("Warm up the verifier. It is READY now.",
-                        [{"type": "language:response_language", "language": "en"},
-                         {"type": "change_case:capital_word_frequency", "capital_frequency": 1,
-                          "capital_relation": "at least"}])
+        verify_response(
+            "Warm up the verifier. It is READY now.",
+            [
+                {"type": "language:response_language", "language": "en"},
+                {
+                    "type": "change_case:capital_word_frequency",
+                    "capital_frequency": 1,
+                    "capital_relation": "at least",
+                },
+            ],
+        )
 
     def check(self, groups: list[Group]) -> list[Verdicts]:
         """The verdicts on every response of every group, against its prompt's constraints."""
         from rlmr.verify import VerifyGroup, verify_groups
         from rlmr.verify.api import group_verdicts
 
-        checks = verify_groups([VerifyGroup(g.row.constraints, g.texts) for g in groups],
-                               loose=self.config.loose, judge_directed_text=self.config.judge_directed_text,
-                               soft_checker=self.soft_checker)
+        checks = verify_groups(
+            [VerifyGroup(g.row.constraints, g.texts) for g in groups],
+            loose=self.config.loose,
+            judge_directed_text=self.config.judge_directed_text,
+            soft_checker=self.soft_checker,
+        )
         self.checked += sum(len(c.responses) for c in checks)
         return [group_verdicts(c) for c in checks]
 
     def info(self) -> dict:
-        return {"pid": os.getpid(), "checked": self.checked, "config": self.config.model_dump(),
-                "soft_constraints": "engine" if self.soft_checker else "unverifiable"}
+        return {
+            "pid": os.getpid(),
+            "checked": self.checked,
+            "config": self.config.model_dump(),
+            "soft_constraints": "engine" if self.soft_checker else "unverifiable",
+        }

@@ -32,7 +32,7 @@ def sign_test_p(wins: int, losses: int) -> float:
     if n == 0:
         return 1.0
     k = min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -43,8 +43,10 @@ def evaluate(engine, rows, cfg, samples: int, seed: int) -> dict:
     params = sampling_params(cfg.rollout, n=samples, seed=seed)
     t0 = time.perf_counter()
     groups = sample_groups(engine, rows, params, chat_template=cfg.model.chat_template)
-    checks = verify_groups([VerifyGroup(g.row.constraints, g.texts) for g in groups],
-                           judge_directed_text=cfg.reward.verifier.judge_directed_text)
+    checks = verify_groups(
+        [VerifyGroup(g.row.constraints, g.texts) for g in groups],
+        judge_directed_text=cfg.reward.verifier.judge_directed_text,
+    )
     per_type = defaultdict(lambda: [0, 0])
     passed_per_prompt, flags, fractions, lengths = [], [], [], []
     for g, check in zip(groups, checks):
@@ -58,7 +60,8 @@ def evaluate(engine, rows, cfg, samples: int, seed: int) -> dict:
                     per_type[res.type][0] += res.verdict.value == "pass"
                     per_type[res.type][1] += 1
     return {
-        "responses": len(flags), "pass_rate": sum(flags) / len(flags),
+        "responses": len(flags),
+        "pass_rate": sum(flags) / len(flags),
         "passed_fraction_mean": sum(fractions) / len(fractions),
         "response_len_mean": sum(lengths) / len(lengths),
         "pass_rate_by_type": {t: round(p / n, 4) for t, (p, n) in sorted(per_type.items())},
@@ -71,8 +74,13 @@ def evaluate(engine, rows, cfg, samples: int, seed: int) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--policy", action="append", required=True, metavar="NAME=PATH",
-                   help="a policy folder (HF format) to evaluate; NAME= with no path is the config's model")
+    p.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="a policy folder (HF format) to evaluate; NAME= with no path is the config's model",
+    )
     p.add_argument("--samples", type=int, default=4, help="responses per held-out prompt")
     p.add_argument("--seed", type=int, default=1234)
     args = p.parse_args(argv)
@@ -87,10 +95,18 @@ def main(argv=None) -> int:
     for spec in args.policy:
         name, _, path = spec.partition("=")
         source = LocalModel(path=path) if path else cfg.model.source
-        engine = HFEngine.from_source(source, dtype=cfg.model.dtype, device="cpu",
-                                      batch_size=cfg.rollout.engine.batch_size, max_model_len=cfg.model.max_model_len)
+        engine = HFEngine.from_source(
+            source,
+            dtype=cfg.model.dtype,
+            device="cpu",
+            batch_size=cfg.rollout.engine.batch_size,
+            max_model_len=cfg.model.max_model_len,
+        )
         results[name] = evaluate(engine, heldout, cfg, args.samples, args.seed)
-        print(f"{name}: pass rate {results[name]['pass_rate']:.3f} ({results[name]['seconds']} s)", file=sys.stderr)
+        print(
+            f"{name}: pass rate {results[name]['pass_rate']:.3f} ({results[name]['seconds']} s)",
+            file=sys.stderr,
+        )
     base_name = args.policy[0].partition("=")[0]
     base = results[base_name]["_passed_per_prompt"]
     comparisons = {}
@@ -101,13 +117,27 @@ def main(argv=None) -> int:
         wins = sum(m > b for m, b in zip(mine, base))
         losses = sum(m < b for m, b in zip(mine, base))
         comparisons[f"{name}_vs_{base_name}"] = {
-            "prompts_better": wins, "prompts_worse": losses, "prompts_same": len(base) - wins - losses,
+            "prompts_better": wins,
+            "prompts_worse": losses,
+            "prompts_same": len(base) - wins - losses,
             "sign_test_p": round(sign_test_p(wins, losses), 4),
-            "pass_rate_change": round(r["pass_rate"] - results[base_name]["pass_rate"], 4)}
+            "pass_rate_change": round(r["pass_rate"] - results[base_name]["pass_rate"], 4),
+        }
     for r in results.values():
         r.pop("_passed_per_prompt")
-    print(json.dumps({"config": args.config, "heldout_prompts": len(heldout), "samples_per_prompt": args.samples,
-                      "seed": args.seed, "policies": results, "paired": comparisons}, indent=1))
+    print(
+        json.dumps(
+            {
+                "config": args.config,
+                "heldout_prompts": len(heldout),
+                "samples_per_prompt": args.samples,
+                "seed": args.seed,
+                "policies": results,
+                "paired": comparisons,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

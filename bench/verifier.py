@@ -53,9 +53,15 @@ def best_time(fn, rounds: int, before=None) -> tuple[float, object]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with input_data.jsonl and the responses")
-    parser.add_argument("--repeat", type=int, default=10, help="size of the large set, in copies of the 541 rows")
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs per figure (the best is kept)")
+    parser.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="folder with input_data.jsonl and the responses"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=10, help="size of the large set, in copies of the 541 rows"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="timed runs per figure (the best is kept)"
+    )
     args = parser.parse_args(argv)
 
     core = pin_to_one_core()
@@ -77,8 +83,15 @@ def main(argv=None) -> int:
 
     logging.disable(logging.ERROR)  # the reference logs every langdetect failure
     with offline_reference() as evaluation:
-        examples = [evaluation.InputExample(key=i, instruction_id_list=list(r.instruction_id_list), prompt=r.prompt,
-                                            kwargs=[dict(k) for k in r.kwargs]) for i, r in enumerate(ref_rows)]
+        examples = [
+            evaluation.InputExample(
+                key=i,
+                instruction_id_list=list(r.instruction_id_list),
+                prompt=r.prompt,
+                kwargs=[dict(k) for k in r.kwargs],
+            )
+            for i, r in enumerate(ref_rows)
+        ]
         prompt_to_response = {r.prompt: r.response for r in ref_rows}
 
         def reference(examples_, modes=("strict", "loose")):
@@ -90,41 +103,67 @@ def main(argv=None) -> int:
 
         def ours_full(rows_):
             report = evaluate_rows(rows_)
-            return {"strict": [list(o.strict) for o in report.outcomes],
-                    "loose": [list(o.loose) for o in report.outcomes]}
+            return {
+                "strict": [list(o.strict) for o in report.outcomes],
+                "loose": [list(o.loose) for o in report.outcomes],
+            }
 
         def ours_mode(rows_, loose):
-            checks = verify_batch([(r.response, r.constraints) for r in rows_], loose=loose, judge_directed_text=False)
+            checks = verify_batch(
+                [(r.response, r.constraints) for r in rows_], loose=loose, judge_directed_text=False
+            )
             return [[res.passed for res in c.results] for c in checks]
 
         reference(examples[:40])  # warm up: langdetect profiles, Punkt, NLTK
         ours_full(rows[:40])
 
         results = {}
-        for label, copies, rounds in (("541", 1, args.rounds),
-                                      (str(len(rows) * args.repeat), args.repeat, min(args.rounds, 2))):
+        for label, copies, rounds in (
+            ("541", 1, args.rounds),
+            (str(len(rows) * args.repeat), args.repeat, min(args.rounds, 2)),
+        ):
             ex, rs = examples * copies, rows * copies
             t_ref, v_ref = best_time(lambda ex=ex: reference(ex), rounds)
             t_ours, v_ours = best_time(lambda rs=rs: ours_full(rs), rounds, before=cold)
             n = len(rs)
-            results[label] = {"responses": n, "reference_responses_per_s": round(n / t_ref, 1),
-                              "rlmr_responses_per_s": round(n / t_ours, 1), "ratio": round(t_ref / t_ours, 2),
-                              "reference_s": round(t_ref, 3), "rlmr_s": round(t_ours, 3),
-                              "identical_verdicts": v_ref == v_ours}
+            results[label] = {
+                "responses": n,
+                "reference_responses_per_s": round(n / t_ref, 1),
+                "rlmr_responses_per_s": round(n / t_ours, 1),
+                "ratio": round(t_ref / t_ours, 2),
+                "reference_s": round(t_ref, 3),
+                "rlmr_s": round(t_ours, 3),
+                "identical_verdicts": v_ref == v_ours,
+            }
         for mode in ("strict", "loose"):
-            t_ref, v_ref = best_time(lambda mode=mode: reference(examples, (mode,))[mode], args.rounds)
-            t_ours, v_ours = best_time(lambda mode=mode: ours_mode(rows, mode == "loose"), args.rounds, before=cold)
-            results[f"541_{mode}_only"] = {"responses": len(rows), "reference_responses_per_s": round(len(rows) / t_ref, 1),
-                                           "rlmr_responses_per_s": round(len(rows) / t_ours, 1),
-                                           "ratio": round(t_ref / t_ours, 2), "identical_verdicts": v_ref == v_ours}
+            t_ref, v_ref = best_time(
+                lambda mode=mode: reference(examples, (mode,))[mode], args.rounds
+            )
+            t_ours, v_ours = best_time(
+                lambda mode=mode: ours_mode(rows, mode == "loose"), args.rounds, before=cold
+            )
+            results[f"541_{mode}_only"] = {
+                "responses": len(rows),
+                "reference_responses_per_s": round(len(rows) / t_ref, 1),
+                "rlmr_responses_per_s": round(len(rows) / t_ours, 1),
+                "ratio": round(t_ref / t_ours, 2),
+                "identical_verdicts": v_ref == v_ours,
+            }
     logging.disable(logging.NOTSET)
 
-    print(json.dumps({
-        "benchmark": "IFEval strict+loose verdicts, rlmr.verify vs the reference checker",
-        "cpu_core": core, "python": platform.python_version(), "machine": platform.machine(),
-        "workloads": results,
-        "identical_verdicts": all(r["identical_verdicts"] for r in results.values()),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "IFEval strict+loose verdicts, rlmr.verify vs the reference checker",
+                "cpu_core": core,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "workloads": results,
+                "identical_verdicts": all(r["identical_verdicts"] for r in results.values()),
+            },
+            indent=2,
+        )
+    )
     return 0 if all(r["identical_verdicts"] for r in results.values()) else 1
 
 

@@ -25,7 +25,9 @@ class FakeServices:
     save_optimizer = True
 
     def __init__(self, respond=None):
-        self.engine = FakeEngine(respond=respond or (lambda prompt, i: "ok " * (i + 1) if i % 2 else "no" * (i + 1)))
+        self.engine = FakeEngine(
+            respond=respond or (lambda prompt, i: "ok " * (i + 1) if i % 2 else "no" * (i + 1))
+        )
         self.sampled_prompt_ids: list[list[str]] = []
         self.batches = []
         self.reference_calls = 0
@@ -40,11 +42,19 @@ class FakeServices:
     def score(self, groups, judge=True):
         out = []
         for g in groups:
-            verdicts = Verdicts(passed=tuple("ok" in t for t in g.texts),
-                                passed_fraction=tuple(1.0 if "ok" in t else 0.0 for t in g.texts),
-                                details=tuple((ConstraintOutcome("contains_ok", 0, "ok" in t),) for t in g.texts))
-            writing = WritingScores(scores=tuple(min(1.0, len(t) / 100) for t in g.texts),
-                                    entropies=tuple(0.5 for _ in g.texts)) if judge else None
+            verdicts = Verdicts(
+                passed=tuple("ok" in t for t in g.texts),
+                passed_fraction=tuple(1.0 if "ok" in t else 0.0 for t in g.texts),
+                details=tuple((ConstraintOutcome("contains_ok", 0, "ok" in t),) for t in g.texts),
+            )
+            writing = (
+                WritingScores(
+                    scores=tuple(min(1.0, len(t) / 100) for t in g.texts),
+                    entropies=tuple(0.5 for _ in g.texts),
+                )
+                if judge
+                else None
+            )
             out.append(ScoredGroup(g, verdicts, writing))
         return out
 

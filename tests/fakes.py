@@ -59,8 +59,12 @@ class FakeEngine:
     Every call is recorded in `calls` so tests can check batching.
     """
 
-    def __init__(self, next_token: Callable[[str, Sequence[int]], Sequence[float]] | None = None,
-                 respond: Callable[[str, int], str] | None = None, max_model_len: int = 4096):
+    def __init__(
+        self,
+        next_token: Callable[[str, Sequence[int]], Sequence[float]] | None = None,
+        respond: Callable[[str, int], str] | None = None,
+        max_model_len: int = 4096,
+    ):
         self.tokenizer = FakeTokenizer()
         self._next_token = next_token or (lambda prompt, cands: [1.0 / len(cands)] * len(cands))
         self._respond = respond or (lambda prompt, i: f"response {i}")
@@ -87,7 +91,11 @@ class FakeEngine:
                         reply = reply[: reply.index(stop)]
                 ids = tuple(self.tokenizer.encode(reply))[: params.max_new_tokens]
                 finish = "length" if len(ids) < len(reply) else "stop"
-                group.append(Generation(p_ids, ids, tuple(-1.0 for _ in ids), self.tokenizer.decode(ids), finish))
+                group.append(
+                    Generation(
+                        p_ids, ids, tuple(-1.0 for _ in ids), self.tokenizer.decode(ids), finish
+                    )
+                )
             out.append(group)
         return out
 
@@ -130,7 +138,9 @@ def fenced_responses(prompt: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in _FENCE.finditer(prompt)]
 
 
-def preferring(quality: Callable[[str], float], mass: float = 0.9) -> Callable[[str, Sequence[int]], list[float]]:
+def preferring(
+    quality: Callable[[str], float], mass: float = 0.9
+) -> Callable[[str, Sequence[int]], list[float]]:
     """A `next_token` function for FakeEngine: a judge whose P(X) : P(Y) = quality(x) : quality(y).
 
     With two candidates it splits `mass` between the fenced responses by their
@@ -158,6 +168,7 @@ def preferring(quality: Callable[[str], float], mass: float = 0.9) -> Callable[[
 
 
 # --------------------------------------------------------------------------- a fake vLLM
+
 
 @dataclass
 class FakeLogprob:
@@ -188,7 +199,15 @@ class FakeSamplingParams:
 
     def __init__(self, **kwargs):
         self.kwargs = kwargs
-        for key in ("n", "max_tokens", "logprobs", "prompt_logprobs", "stop", "seed", "temperature"):
+        for key in (
+            "n",
+            "max_tokens",
+            "logprobs",
+            "prompt_logprobs",
+            "stop",
+            "seed",
+            "temperature",
+        ):
             setattr(self, key, kwargs.get(key))
         self.n = kwargs.get("n") or 1
 
@@ -204,7 +223,9 @@ class FakeVLLM:
 
     def __init__(self, tokenizer=None, token_logprob=None, respond=None, score_sequence=None):
         self.tokenizer = tokenizer or FakeTokenizer()
-        self.token_logprob = token_logprob or (lambda prefix, tok: -float(1 + (tok + len(prefix)) % 7))
+        self.token_logprob = token_logprob or (
+            lambda prefix, tok: -float(1 + (tok + len(prefix)) % 7)
+        )
         self.respond = respond or (lambda ids, i: [ord(c) + 3 for c in f"reply {i}"])
         self.score_sequence = score_sequence
         self.calls: list[tuple] = []
@@ -220,15 +241,31 @@ class FakeVLLM:
             ids = list(prompt["prompt_token_ids"])
             prompt_lp = None
             if params.prompt_logprobs is not None:
-                scores = (self.score_sequence(ids) if self.score_sequence
-                          else [self.token_logprob(ids[:t], ids[t]) for t in range(1, len(ids))])
-                prompt_lp = [None] + [{ids[t]: FakeLogprob(scores[t - 1])} for t in range(1, len(ids))]
+                scores = (
+                    self.score_sequence(ids)
+                    if self.score_sequence
+                    else [self.token_logprob(ids[:t], ids[t]) for t in range(1, len(ids))]
+                )
+                prompt_lp = [None] + [
+                    {ids[t]: FakeLogprob(scores[t - 1])} for t in range(1, len(ids))
+                ]
             comps = []
             for i in range(params.n):
                 toks = list(self.respond(ids, i))[: params.max_tokens]
-                lps = [{t: FakeLogprob(self.token_logprob(ids + toks[:k], t))} for k, t in enumerate(toks)]
+                lps = [
+                    {t: FakeLogprob(self.token_logprob(ids + toks[:k], t))}
+                    for k, t in enumerate(toks)
+                ]
                 reason = "length" if len(toks) == params.max_tokens else "stop"
-                comps.append(FakeCompletion(i, self.tokenizer.decode(toks), toks, lps if params.logprobs is not None else None, reason))
+                comps.append(
+                    FakeCompletion(
+                        i,
+                        self.tokenizer.decode(toks),
+                        toks,
+                        lps if params.logprobs is not None else None,
+                        reason,
+                    )
+                )
             outs.append(FakeRequestOutput(ids, prompt_lp, comps))
         return outs
 

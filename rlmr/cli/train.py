@@ -20,11 +20,20 @@ def add_arguments(p) -> None:
     from rlmr.cli import add_config_args
 
     add_config_args(p)
-    p.add_argument("--resume", nargs="?", const="always", choices=("always", "auto"), default=None,
-                   help="continue from the run directory's last complete checkpoint; `--resume auto` starts "
-                        "fresh when there is none (for job retries)")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster to join ('auto' for one started with `ray start`); default: start a local Ray")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="always",
+        choices=("always", "auto"),
+        default=None,
+        help="continue from the run directory's last complete checkpoint; `--resume auto` starts "
+        "fresh when there is none (for job retries)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join ('auto' for one started with `ray start`); default: start a local Ray",
+    )
 
 
 def load_prompt_sets(cfg):
@@ -46,8 +55,13 @@ def load_prompt_sets(cfg):
     sets = []
     for path in (cfg.data.train, cfg.data.eval):
         rows = load_prompts(path, check_constraints) if path else []
-        check_prompt_rows(rows, str(path), tokens, cfg.data.max_prompt_tokens,
-                          need_reference=need_reference and path == cfg.data.train)
+        check_prompt_rows(
+            rows,
+            str(path),
+            tokens,
+            cfg.data.max_prompt_tokens,
+            need_reference=need_reference and path == cfg.data.train,
+        )
         sets.append(rows)
     return sets[0], sets[1]
 
@@ -62,7 +76,9 @@ def init_ray(address: str | None, cfg) -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # A job's own runtime env (ray job submit) may set variables too: merge, don't refuse.
     os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
-    passed = ("RLMR_CACHE", "TORCH_EXTENSIONS_DIR", "HF_HOME") + (("RAY_AUTH_MODE",) if local else ())
+    passed = ("RLMR_CACHE", "TORCH_EXTENSIONS_DIR", "HF_HOME") + (
+        ("RAY_AUTH_MODE",) if local else ()
+    )
     env = {k: os.environ[k] for k in passed if k in os.environ}
     env["HF_HUB_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
@@ -84,8 +100,11 @@ def run(args) -> int:
     except (DataError, RunDirError) as err:
         print(f"rlmr train: {err}", file=sys.stderr)
         return 2
-    print(f"rlmr train: run directory {run_dir.path} ({len(train_rows)} training prompts, "
-          f"{len(eval_rows)} held-out)", file=sys.stderr)
+    print(
+        f"rlmr train: run directory {run_dir.path} ({len(train_rows)} training prompts, "
+        f"{len(eval_rows)} held-out)",
+        file=sys.stderr,
+    )
 
     import ray
 
@@ -102,6 +121,8 @@ def run(args) -> int:
             services.shutdown()
         ray.shutdown()
     last = rows[-1] if rows else {}
-    summary = {k: last[k] for k in ("step", "reward_mean", "pass_rate", "eval/pass_rate") if k in last}
+    summary = {
+        k: last[k] for k in ("step", "reward_mean", "pass_rate", "eval/pass_rate") if k in last
+    }
     print(f"rlmr train: done; {summary}; curves in {run_dir.path / 'curves.png'}", file=sys.stderr)
     return 0

@@ -20,22 +20,36 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="verify_command", required=True, metavar="{ifeval,check,types}")
-    p = sub.add_parser("ifeval", help="IFEval strict/loose evaluation, in the reference's output format")
-    p.add_argument("--input", required=True, help="JSONL rows: prompt, instruction_id_list, kwargs[, response]")
-    p.add_argument("--responses", help="JSONL {prompt, response} lines, for input rows without a response")
-    p.add_argument("--output-dir", required=True, help="where eval_results_strict.jsonl / _loose.jsonl go")
+    sub = parser.add_subparsers(
+        dest="verify_command", required=True, metavar="{ifeval,check,types}"
+    )
+    p = sub.add_parser(
+        "ifeval", help="IFEval strict/loose evaluation, in the reference's output format"
+    )
+    p.add_argument(
+        "--input", required=True, help="JSONL rows: prompt, instruction_id_list, kwargs[, response]"
+    )
+    p.add_argument(
+        "--responses", help="JSONL {prompt, response} lines, for input rows without a response"
+    )
+    p.add_argument(
+        "--output-dir", required=True, help="where eval_results_strict.jsonl / _loose.jsonl go"
+    )
     p.add_argument("--quiet", action="store_true", help="print only the four accuracies")
     p = sub.add_parser("check", help="check rows of {response, constraints}")
     p.add_argument("--input", required=True, help="JSONL rows with `response` and `constraints`")
     p.add_argument("--output", help="JSONL verdicts, one per valid row (default: stdout)")
     p.add_argument("--loose", action="store_true", help="IFEval loose variants for IFEval types")
-    p.add_argument("--no-judge-guard", action="store_true", help="do not add the judge-directed-text guard")
+    p.add_argument(
+        "--no-judge-guard", action="store_true", help="do not add the judge-directed-text guard"
+    )
     sub.add_parser("types", help="list constraint types and their kwargs")
 
 
 def run(args) -> int:
-    return {"ifeval": _run_ifeval, "check": _run_check, "types": _run_types}[args.verify_command](args)
+    return {"ifeval": _run_ifeval, "check": _run_check, "types": _run_types}[args.verify_command](
+        args
+    )
 
 
 def _fail(message: str) -> int:
@@ -108,7 +122,10 @@ def _run_check(args) -> int:
         if args.output:
             out.close()
     passed = sum(c.passed for c in checks)
-    print(f"{len(checks)} rows checked, {passed} passed every constraint, {len(problems)} rejected", file=sys.stderr)
+    print(
+        f"{len(checks)} rows checked, {passed} passed every constraint, {len(problems)} rejected",
+        file=sys.stderr,
+    )
     return 1 if problems or not checks else 0
 
 
@@ -116,7 +133,10 @@ def _run_types(args) -> int:
     from rlmr.verify.constraints import registry
 
     for name, ctype in sorted(registry().items()):
-        kwargs = ", ".join(f"{k}{'' if spec.required else '?'}" for k, spec in ctype.kwargs.items()) or "(no kwargs)"
+        kwargs = (
+            ", ".join(f"{k}{'' if spec.required else '?'}" for k, spec in ctype.kwargs.items())
+            or "(no kwargs)"
+        )
         print(f"{name:48s} [{ctype.family}] {kwargs}")
         if ctype.description:
             print(f"{'':48s} {ctype.description}")

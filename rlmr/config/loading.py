@@ -49,7 +49,9 @@ def _dotted(loc: tuple, raw: Any) -> str:
 _KEYED_MESSAGE = re.compile(r"^([A-Za-z_][\w.]*): (.*)$", re.S)
 
 
-def format_validation_error(err: ValidationError, raw: Any, source: str, override_keys=frozenset()) -> str:
+def format_validation_error(
+    err: ValidationError, raw: Any, source: str, override_keys=frozenset()
+) -> str:
     """One line per problem: `SOURCE: dotted.key: message` (SOURCE is `--set` for overridden keys)."""
     lines = []
     for e in err.errors():
@@ -67,7 +69,11 @@ def format_validation_error(err: ValidationError, raw: Any, source: str, overrid
             msg = "required key is missing"
         elif "input" in e and not isinstance(e["input"], dict):
             msg = f"{msg} (got {e['input']!r})"
-        touched = [k for k in override_keys if k == key or key.startswith(k + ".") or k.startswith(key + ".")]
+        touched = [
+            k
+            for k in override_keys
+            if k == key or key.startswith(k + ".") or k.startswith(key + ".")
+        ]
         where = f"--set {touched[0]}" if touched else source
         lines.append(f"{where}: {key or '<top level>'}: {msg}")
     return "invalid config:\n  " + "\n  ".join(lines)
@@ -101,7 +107,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> tuple[dict, set[str]]:
             if nxt is None:
                 nxt = node[part] = {}
             elif not isinstance(nxt, dict):
-                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a section")
+                raise ConfigError(
+                    f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a section"
+                )
             node = nxt
         node[parts[-1]] = value
         keys.add(key)
@@ -119,11 +127,15 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{p}: top level must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 
-def validate_config(raw: dict, source: str = "<dict>", override_keys: set[str] = frozenset()) -> RLMRConfig:
+def validate_config(
+    raw: dict, source: str = "<dict>", override_keys: set[str] = frozenset()
+) -> RLMRConfig:
     try:
         return RLMRConfig.model_validate(raw)
     except ValidationError as err:

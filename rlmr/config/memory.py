@@ -70,6 +70,7 @@ MODELS = {
 
 # --------------------------------------------------------------------------- learner
 
+
 def learner_bytes_per_gpu(params: float, learner: LearnerConfig, ranks: int) -> float:
     """bf16 weights + bf16 gradients + fp32 Adam state held on one learner GPU.
 
@@ -82,7 +83,11 @@ def learner_bytes_per_gpu(params: float, learner: LearnerConfig, ranks: int) -> 
     stage = learner.zero_stage
     weights = 0.0 if learner.offload_params else BF16_BYTES * params / (ranks if stage == 3 else 1)
     grads = BF16_BYTES * params / (ranks if stage >= 2 else 1)
-    adam = 0.0 if learner.offload_optimizer else ADAM_STATE_BYTES * params / (ranks if stage >= 1 else 1)
+    adam = (
+        0.0
+        if learner.offload_optimizer
+        else ADAM_STATE_BYTES * params / (ranks if stage >= 1 else 1)
+    )
     return weights + grads + adam
 
 
@@ -128,12 +133,15 @@ def reference_bytes_per_gpu(params: float, ranks: int, sharded: bool) -> float:
 
 # --------------------------------------------------------------------------- vLLM
 
+
 def vllm_weight_bytes_per_gpu(params: float, tp: int) -> float:
     """bf16 weights of one engine, split over its tensor-parallel GPUs."""
     return BF16_BYTES * params / tp
 
 
-def vllm_kv_bytes_per_gpu(gpu_bytes: float, gpu_memory_utilization: float, weight_bytes: float) -> float:
+def vllm_kv_bytes_per_gpu(
+    gpu_bytes: float, gpu_memory_utilization: float, weight_bytes: float
+) -> float:
     """KV cache left inside vLLM's budget after weights and its own overhead (negative: does not fit)."""
     return gpu_memory_utilization * gpu_bytes - weight_bytes - VLLM_OVERHEAD_BYTES
 
@@ -150,6 +158,7 @@ def kv_cache_tokens(shape: ModelShape, tp: int, kv_bytes_per_gpu: float) -> int:
 
 
 # --------------------------------------------------------------------------- one run
+
 
 @dataclass(frozen=True)
 class EngineMemory:
@@ -190,15 +199,21 @@ class MemoryReport:
         if self.gpu_peak > self.gpu_bytes:
             out.append(f"a GPU needs {self.gpu_peak / GB:.1f} GB of {self.gpu_bytes / GB:.0f} GB")
         if self.rollout and self.rollout.kv_tokens < self.group_size * self.rollout.sequence_tokens:
-            out.append(f"rollout KV cache holds {self.rollout.kv_tokens} tokens, less than one group "
-                       f"({self.group_size} x {self.rollout.sequence_tokens})")
+            out.append(
+                f"rollout KV cache holds {self.rollout.kv_tokens} tokens, less than one group "
+                f"({self.group_size} x {self.rollout.sequence_tokens})"
+            )
         if self.genrm and self.genrm.sequences < 1:
-            out.append(f"GenRM KV cache holds {self.genrm.kv_tokens} tokens, less than one judge prompt "
-                       f"({self.genrm.sequence_tokens})")
+            out.append(
+                f"GenRM KV cache holds {self.genrm.kv_tokens} tokens, less than one judge prompt "
+                f"({self.genrm.sequence_tokens})"
+            )
         return out
 
 
-def _engine_memory(shape: ModelShape, engine, replicas: int, gpu_bytes: float, seq: int) -> EngineMemory | None:
+def _engine_memory(
+    shape: ModelShape, engine, replicas: int, gpu_bytes: float, seq: int
+) -> EngineMemory | None:
     if engine.type != "vllm" or replicas == 0:
         return None
     tp = engine.tensor_parallel_size
@@ -207,8 +222,13 @@ def _engine_memory(shape: ModelShape, engine, replicas: int, gpu_bytes: float, s
     return EngineMemory(replicas, tp, weights, kv, kv_cache_tokens(shape, tp, kv), seq)
 
 
-def memory_report(cfg: RLMRConfig, policy: ModelShape, judge: ModelShape | None = None,
-                  gpu_bytes: float = 80 * GB, plan: PlacementPlan | None = None) -> MemoryReport:
+def memory_report(
+    cfg: RLMRConfig,
+    policy: ModelShape,
+    judge: ModelShape | None = None,
+    gpu_bytes: float = 80 * GB,
+    plan: PlacementPlan | None = None,
+) -> MemoryReport:
     """Per-GPU memory of `cfg`'s layout for a policy of shape `policy` (and a judge of shape `judge`).
 
     The reference model is counted sharded over its replicas when the learner
@@ -224,14 +244,20 @@ def memory_report(cfg: RLMRConfig, policy: ModelShape, judge: ModelShape | None 
     states = learner_bytes_per_gpu(policy.params, learner, cluster.learner.replicas)
     acts = activation_bytes(policy, tokens, cfg.model.gradient_checkpointing)
     use_ref = cfg.uses_reference and cluster.reference.replicas > 0
-    ref = reference_bytes_per_gpu(policy.params, cluster.reference.replicas, learner.zero_stage == 3) if use_ref else 0.0
+    ref = (
+        reference_bytes_per_gpu(policy.params, cluster.reference.replicas, learner.zero_stage == 3)
+        if use_ref
+        else 0.0
+    )
     ref_acts = scoring_activation_bytes(policy, tokens) if use_ref else 0.0
 
     rollout = _engine_memory(policy, cfg.rollout.engine, cluster.rollout.replicas, gpu_bytes, seq)
     genrm = None
     writing = cfg.reward.writing
     if writing.type == "genrm":
-        judge_seq = writing.max_judge_len + (writing.max_analysis_tokens if writing.reasoning else VERDICT_TOKENS)
+        judge_seq = writing.max_judge_len + (
+            writing.max_analysis_tokens if writing.reasoning else VERDICT_TOKENS
+        )
         genrm = _engine_memory(judge, writing.engine, cluster.genrm.replicas, gpu_bytes, judge_seq)
 
     roles_on: dict[int, set[str]] = {}
@@ -243,31 +269,52 @@ def memory_report(cfg: RLMRConfig, policy: ModelShape, judge: ModelShape | None 
     peaks: dict[int, tuple[float, str]] = {}  # bundle -> (bytes, the phase that fills it)
     for b, roles in roles_on.items():
         trains = roles & {"learner", "reference"}
-        resident = (states if "learner" in roles else 0.0) + (ref if "reference" in roles and use_ref else 0.0)
+        resident = (states if "learner" in roles else 0.0) + (
+            ref if "reference" in roles and use_ref else 0.0
+        )
         # No engine sleeps: a vLLM engine holds its whole budget for the run, beside any training on its GPU.
-        vllm = sum(e.gpu_memory_utilization * gpu_bytes for role, e in
-                   (("rollout", cfg.rollout.engine), ("genrm", getattr(writing, "engine", None)))
-                   if role in roles and e is not None and e.type == "vllm")
+        vllm = sum(
+            e.gpu_memory_utilization * gpu_bytes
+            for role, e in (
+                ("rollout", cfg.rollout.engine),
+                ("genrm", getattr(writing, "engine", None)),
+            )
+            if role in roles and e is not None and e.type == "vllm"
+        )
         work = 0.0
         if trains:
-            work = max(acts if "learner" in roles else 0.0, ref_acts if "reference" in roles else 0.0)
+            work = max(
+                acts if "learner" in roles else 0.0, ref_acts if "reference" in roles else 0.0
+            )
             work += LEARNER_RESERVE_BYTES
         peaks[b] = (resident + vllm + work, "train" if trains else "generate" if vllm else "idle")
     learner_bundles = {b for r in plan.replicas.get("learner", []) for b in r.bundles}
 
     host: dict[int, float] = {}
     for r in plan.replicas.get("learner", []):
-        host[r.node] = host.get(r.node, 0.0) + learner_host_bytes_per_rank(policy.params, learner, cluster.learner.replicas)
+        host[r.node] = host.get(r.node, 0.0) + learner_host_bytes_per_rank(
+            policy.params, learner, cluster.learner.replicas
+        )
 
     return MemoryReport(
-        learner_states=states, learner_activations=acts, learner_tokens=tokens, reference=ref,
+        learner_states=states,
+        learner_activations=acts,
+        learner_tokens=tokens,
+        reference=ref,
         gpu_peak=max((p[0] for p in peaks.values()), default=0.0),
-        learner_gpu_peak=max((peaks[b] for b in learner_bundles if b in peaks), default=(0.0, "idle")),
-        rollout=rollout, genrm=genrm, host_per_node=max(host.values(), default=0.0),
-        gpu_bytes=gpu_bytes, group_size=cfg.rollout.n)
+        learner_gpu_peak=max(
+            (peaks[b] for b in learner_bundles if b in peaks), default=(0.0, "idle")
+        ),
+        rollout=rollout,
+        genrm=genrm,
+        host_per_node=max(host.values(), default=0.0),
+        gpu_bytes=gpu_bytes,
+        group_size=cfg.rollout.n,
+    )
 
 
 # --------------------------------------------------------------------------- scaling scenarios
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -296,7 +343,9 @@ def deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def load_scenarios(path: str | Path, root: str | Path | None = None) -> tuple[float, list[Scenario]]:
+def load_scenarios(
+    path: str | Path, root: str | Path | None = None
+) -> tuple[float, list[Scenario]]:
     """Read the scaling table; config paths are relative to `root` (default: the folder above the file's)."""
     path = Path(path)
     root = Path(root) if root else path.resolve().parent.parent
@@ -307,8 +356,17 @@ def load_scenarios(path: str | Path, root: str | Path | None = None) -> tuple[fl
         base = row.get("config") or row["base"]
         raw = deep_merge(read_yaml(root / base), row.get("set") or {})
         cfg = validate_config(raw, f"{path}: {row['name']}")
-        out.append(Scenario(row["name"], cfg, MODELS[row["policy"]], MODELS[row.get("judge", row["policy"])],
-                            row.get("config"), row.get("set") or {}, row.get("note", "")))
+        out.append(
+            Scenario(
+                row["name"],
+                cfg,
+                MODELS[row["policy"]],
+                MODELS[row.get("judge", row["policy"])],
+                row.get("config"),
+                row.get("set") or {},
+                row.get("note", ""),
+            )
+        )
     return gpu_bytes, out
 
 
@@ -327,22 +385,35 @@ def _engines(res, engine, shape: ModelShape | None = None) -> str:
 
 def layout_table(scenarios: list[Scenario]) -> str:
     """Markdown: who runs where, and how many GPUs the placement plan gives each role."""
-    head = ("| scenario | nodes x GPUs | learner ranks, ZeRO | reference | rollout engines | GenRM engines "
-            "| GPUs learner / ref / rollout / GenRM | verifier |")
+    head = (
+        "| scenario | nodes x GPUs | learner ranks, ZeRO | reference | rollout engines | GenRM engines "
+        "| GPUs learner / ref / rollout / GenRM | verifier |"
+    )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for s in scenarios:
         c, lr = s.cfg.cluster, s.cfg.learner
         plan = plan_placement(c)
-        offloaded = [k for k, on in (("optimizer", lr.offload_optimizer), ("params", lr.offload_params)) if on]
+        offloaded = [
+            k
+            for k, on in (("optimizer", lr.offload_optimizer), ("params", lr.offload_params))
+            if on
+        ]
         offload = " + offload " + "/".join(offloaded) if offloaded else ""
-        ref = f"{c.reference.replicas} x {c.reference.gpus:g} GPU" if s.cfg.uses_reference and c.reference.replicas else "- (KL off)"
+        ref = (
+            f"{c.reference.replicas} x {c.reference.gpus:g} GPU"
+            if s.cfg.uses_reference and c.reference.replicas
+            else "- (KL off)"
+        )
         judge = s.judge if s.judge is not s.policy else None
-        gpus = " / ".join(_gpu_count(plan, role) for role in ("learner", "reference", "rollout", "genrm"))
+        gpus = " / ".join(
+            _gpu_count(plan, role) for role in ("learner", "reference", "rollout", "genrm")
+        )
         lines.append(
             f"| {s.name} | {c.nodes} x {c.gpus_per_node} | {c.learner.replicas} x {c.learner.gpus:g} GPU, "
             f"ZeRO-{lr.zero_stage}{offload} | {ref} | {_engines(c.rollout, s.cfg.rollout.engine)} "
             f"| {_engines(c.genrm, s.cfg.reward.writing.engine, judge)} "
-            f"| {gpus} | {c.verifier.replicas} |")
+            f"| {gpus} | {c.verifier.replicas} |"
+        )
     return "\n".join(lines)
 
 
@@ -353,9 +424,11 @@ def _gpu_count(plan: PlacementPlan, role: str) -> str:
 
 def memory_table(scenarios: list[Scenario], gpu_bytes: float) -> str:
     """Markdown: per-GPU memory of every role, the peak GPU, and host memory for offloaded state."""
-    head = ("| scenario | learner states | activations (tokens) | reference | learner GPU peak "
-            "| rollout weights + KV | rollout KV (sequences) | GenRM weights + KV | GenRM KV (prompts) "
-            "| host per node |")
+    head = (
+        "| scenario | learner states | activations (tokens) | reference | learner GPU peak "
+        "| rollout weights + KV | rollout KV (sequences) | GenRM weights + KV | GenRM KV (prompts) "
+        "| host per node |"
+    )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for s in scenarios:
         r = s.report(gpu_bytes)
@@ -367,7 +440,8 @@ def memory_table(scenarios: list[Scenario], gpu_bytes: float) -> str:
             f"| {f'{ro.kv_tokens // 1000}k ({ro.sequences} x {ro.sequence_tokens})' if ro else '-'} "
             f"| {_gb(g.weights) + ' + ' + _gb(g.kv) if g else '-'} "
             f"| {f'{g.kv_tokens // 1000}k ({g.sequences} x {g.sequence_tokens})' if g else '-'} "
-            f"| {_gb(r.host_per_node) if r.host_per_node else '-'} |")
+            f"| {_gb(r.host_per_node) if r.host_per_node else '-'} |"
+        )
     return "\n".join(lines)
 
 

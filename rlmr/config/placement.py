@@ -82,14 +82,21 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
         if res.gpus == 0:
             continue
         for rep in range(res.replicas):
-            assignment[(role, rep)] = _take(role, rep, res.gpus, demand, nodes, cluster.gpus_per_node)
+            assignment[(role, rep)] = _take(
+                role, rep, res.gpus, demand, nodes, cluster.gpus_per_node
+            )
 
     plan = PlacementPlan(bundles=bundles, bundle_nodes=nodes)
-    for (role, rep), bs in sorted(assignment.items(), key=lambda kv: (ALL_ROLES.index(kv[0][0]), kv[0][1])):
+    for (role, rep), bs in sorted(
+        assignment.items(), key=lambda kv: (ALL_ROLES.index(kv[0][0]), kv[0][1])
+    ):
         res = getattr(cluster, role)
         bundles[bs[0]]["CPU"] += res.cpus
         plan.replicas.setdefault(role, []).append(
-            ReplicaPlacement(role, rep, nodes[bs[0]], tuple(bs), _round(min(res.gpus, 1.0)), res.cpus))
+            ReplicaPlacement(
+                role, rep, nodes[bs[0]], tuple(bs), _round(min(res.gpus, 1.0)), res.cpus
+            )
+        )
 
     # CPU-only roles (the verifier; GPU roles configured with gpus: 0) get CPU bundles.
     for role in ALL_ROLES:
@@ -101,7 +108,8 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
             node = rep % cluster.nodes
             nodes.append(node)
             plan.replicas.setdefault(role, []).append(
-                ReplicaPlacement(role, rep, node, (len(bundles) - 1,), 0.0, res.cpus))
+                ReplicaPlacement(role, rep, node, (len(bundles) - 1,), 0.0, res.cpus)
+            )
     for b in bundles:
         if b.get("CPU", 0.0) == 0.0:
             b["CPU"] = 0.0
@@ -142,5 +150,6 @@ def _plan_cpu(cluster: ClusterConfig) -> PlacementPlan:
             node = rep % cluster.nodes
             plan.bundle_nodes.append(node)
             plan.replicas.setdefault(role, []).append(
-                ReplicaPlacement(role, rep, node, (len(plan.bundles) - 1,), 0.0, res.cpus))
+                ReplicaPlacement(role, rep, node, (len(plan.bundles) - 1,), 0.0, res.cpus)
+            )
     return plan

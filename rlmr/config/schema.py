@@ -24,49 +24,76 @@ DEFAULT_MARGIN = 0.1
 
 # --------------------------------------------------------------------------- data
 
+
 class DataConfig(Strict):
     """Prompt sets: rows with `prompt`, `constraints`, optional `context`, `reference`, `id`."""
 
-    train: str = Field(description="JSONL / Parquet file or saved dataset folder of training prompts.")
+    train: str = Field(
+        description="JSONL / Parquet file or saved dataset folder of training prompts."
+    )
     eval: str | None = Field(None, description="Held-out prompts for periodic evaluation.")
     shuffle: bool = True
     seed: int = Field(0, ge=0, description="Seed of the data order (kept across --resume).")
-    max_prompt_tokens: int = Field(512, ge=8, le=1_048_576, description="Longer prompts are rejected at load time.")
-    eval_size: int | None = Field(None, ge=1, description="Evaluate on the first N held-out prompts (all when unset).")
+    max_prompt_tokens: int = Field(
+        512, ge=8, le=1_048_576, description="Longer prompts are rejected at load time."
+    )
+    eval_size: int | None = Field(
+        None, ge=1, description="Evaluate on the first N held-out prompts (all when unset)."
+    )
 
 
 # --------------------------------------------------------------------------- rollout
+
 
 class RolloutConfig(Strict):
     """Group sampling from the current policy."""
 
     n: int = Field(8, ge=2, le=256, description="Responses sampled per prompt (GRPO group size).")
-    prompts_per_step: int = Field(8, ge=1, le=65536, description="Prompts (groups) per training step.")
+    prompts_per_step: int = Field(
+        8, ge=1, le=65536, description="Prompts (groups) per training step."
+    )
     max_new_tokens: int = Field(256, ge=1, le=1_048_576)
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(-1, ge=-1, description="-1 disables top-k.")
-    dynamic_sampling: bool = Field(False, description="Replace zero-variance groups with fresh prompts (DAPO).")
-    max_refill_rounds: int = Field(2, ge=0, le=100, description="Extra sampling rounds allowed per step for dynamic sampling.")
+    dynamic_sampling: bool = Field(
+        False, description="Replace zero-variance groups with fresh prompts (DAPO)."
+    )
+    max_refill_rounds: int = Field(
+        2, ge=0, le=100, description="Extra sampling rounds allowed per step for dynamic sampling."
+    )
     engine: EngineConfig = Field(default_factory=HFEngine)
 
 
 # --------------------------------------------------------------------------- rewards
 
+
 class GenRMReward(Strict):
     """Writing quality from a generative pairwise judge (RLCS GenRM)."""
 
     type: Literal["genrm"] = "genrm"
-    model: ModelSource | None = Field(None, description="Judge weights; the policy's initial weights when unset.")
+    model: ModelSource | None = Field(
+        None, description="Judge weights; the policy's initial weights when unset."
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     engine: EngineConfig = Field(default_factory=HFEngine)
     group_strategy: Literal["pivot", "round_robin", "reference", "pointwise"] = Field(
-        "pivot", description="How pairwise verdicts become per-response scores.")
-    reasoning: bool = Field(True, description="Write an analysis before reading the verdict; false = verdict only.")
+        "pivot", description="How pairwise verdicts become per-response scores."
+    )
+    reasoning: bool = Field(
+        True, description="Write an analysis before reading the verdict; false = verdict only."
+    )
     swap: bool = Field(True, description="Judge both orders and average (position debiasing).")
     max_analysis_tokens: int = Field(256, ge=1, le=65536)
-    max_judge_len: int = Field(4096, ge=128, le=1_048_576, description="Judge prompt budget; longer responses are cut in the middle.")
-    temperature: float = Field(0.0, ge=0.0, le=5.0, description="Sampling temperature of the analysis.")
+    max_judge_len: int = Field(
+        4096,
+        ge=128,
+        le=1_048_576,
+        description="Judge prompt budget; longer responses are cut in the middle.",
+    )
+    temperature: float = Field(
+        0.0, ge=0.0, le=5.0, description="Sampling temperature of the analysis."
+    )
 
 
 class NoWritingReward(Strict):
@@ -82,46 +109,72 @@ class VerifierConfig(Strict):
     """The constraint verifier (how many VerifierWorkers: `cluster.verifier.replicas`)."""
 
     soft_constraints: Literal["engine", "unverifiable"] = Field(
-        "unverifiable", description="engine = ask the judge's text engine yes/no; unverifiable = report them as such.")
-    judge_directed_text: bool = Field(True, description="Always flag text addressed to the reward model.")
-    loose: bool = Field(False, description="Use IFEval's loose variants when checking IFEval instruction types.")
+        "unverifiable",
+        description="engine = ask the judge's text engine yes/no; unverifiable = report them as such.",
+    )
+    judge_directed_text: bool = Field(
+        True, description="Always flag text addressed to the reward model."
+    )
+    loose: bool = Field(
+        False, description="Use IFEval's loose variants when checking IFEval instruction types."
+    )
 
 
 class RewardConfig(Strict):
     """How writing quality and constraint verdicts become one reward (RLMR)."""
 
     strategy: Literal["dynamic", "writing_only", "verifier_only", "fixed"] = Field(
-        "dynamic", description="dynamic = RLMR's per-group penalty; the others are the paper's baselines.")
+        "dynamic",
+        description="dynamic = RLMR's per-group penalty; the others are the paper's baselines.",
+    )
     all_violate: Literal["zero", "writing", "fraction"] = Field(
-        "zero", description="Dynamic strategy, group where every response violates.")
-    fixed_weight: float = Field(1.0, ge=0.0, le=1e6, description="lambda of the fixed strategy: r = w + lambda * c.")
-    margin: float = Field(DEFAULT_MARGIN, gt=0.0, le=100.0, description="Penalty margin, as a fraction of the group's writing spread.")
+        "zero", description="Dynamic strategy, group where every response violates."
+    )
+    fixed_weight: float = Field(
+        1.0, ge=0.0, le=1e6, description="lambda of the fixed strategy: r = w + lambda * c."
+    )
+    margin: float = Field(
+        DEFAULT_MARGIN,
+        gt=0.0,
+        le=100.0,
+        description="Penalty margin, as a fraction of the group's writing spread.",
+    )
     writing: WritingReward = Field(default_factory=GenRMReward)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
 
     @model_validator(mode="after")
     def _writing_needed(self):
         if self.strategy != "verifier_only" and self.writing.type == "none":
-            raise ValueError(f"writing.type: none leaves strategy {self.strategy!r} without a writing reward; use genrm or strategy verifier_only")
+            raise ValueError(
+                f"writing.type: none leaves strategy {self.strategy!r} without a writing reward; use genrm or strategy verifier_only"
+            )
         return self
 
 
 # --------------------------------------------------------------------------- algorithm
+
 
 class ClipConfig(Strict):
     """PPO ratio clipping, asymmetric (clip-higher, DAPO)."""
 
     low: float = Field(0.2, ge=0.0, lt=1.0, description="eps_low: ratio floor is 1 - low.")
     high: float = Field(0.28, ge=0.0, le=10.0, description="eps_high: ratio ceiling is 1 + high.")
-    dual: float | None = Field(None, gt=1.0, description="Dual-clip bound c for negative advantages (off when unset).")
+    dual: float | None = Field(
+        None, gt=1.0, description="Dual-clip bound c for negative advantages (off when unset)."
+    )
 
 
 class KLConfig(Strict):
     """KL regularisation towards the frozen reference model."""
 
-    beta: float = Field(0.0, ge=0.0, le=100.0, description="Coefficient; 0 skips the reference model entirely.")
+    beta: float = Field(
+        0.0, ge=0.0, le=100.0, description="Coefficient; 0 skips the reference model entirely."
+    )
     estimator: Literal["k1", "k2", "k3"] = Field("k3", description="Per-token estimator.")
-    in_loss: bool = Field(True, description="true: beta * KL added to the loss; false: beta * sum k1 subtracted from the reward.")
+    in_loss: bool = Field(
+        True,
+        description="true: beta * KL added to the loss; false: beta * sum k1 subtracted from the reward.",
+    )
 
 
 class AlgoConfig(Strict):
@@ -132,16 +185,21 @@ class AlgoConfig(Strict):
     clip: ClipConfig = Field(default_factory=ClipConfig)
     kl: KLConfig = Field(default_factory=KLConfig)
     loss_aggregation: Literal["token_mean", "seq_mean_token_mean"] = "token_mean"
-    log_ratio_clamp: float = Field(20.0, gt=0.0, le=100.0, description="Clamp on log-ratios so exp() never overflows.")
+    log_ratio_clamp: float = Field(
+        20.0, gt=0.0, le=100.0, description="Clamp on log-ratios so exp() never overflows."
+    )
 
     @model_validator(mode="after")
     def _kl_estimator_for_reward(self):
         if self.kl.beta > 0 and not self.kl.in_loss and self.kl.estimator != "k1":
-            raise ValueError("kl.estimator: must be k1 when kl.in_loss is false (KL in reward uses k1)")
+            raise ValueError(
+                "kl.estimator: must be k1 when kl.in_loss is false (KL in reward uses k1)"
+            )
         return self
 
 
 # --------------------------------------------------------------------------- learner
+
 
 class LearnerConfig(Strict):
     """The DeepSpeed policy learner."""
@@ -152,9 +210,15 @@ class LearnerConfig(Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float = Field(1.0, gt=0.0, le=1e6)
-    micro_batch_size: int = Field(4, ge=1, le=65536, description="Sequences per forward/backward on one rank.")
-    updates_per_step: int = Field(1, ge=1, le=1024, description="Optimizer steps per rollout batch (1 = strictly on-policy).")
-    backend: Literal["auto", "gloo", "nccl"] = Field("auto", description="auto = nccl with GPUs, gloo on CPU.")
+    micro_batch_size: int = Field(
+        4, ge=1, le=65536, description="Sequences per forward/backward on one rank."
+    )
+    updates_per_step: int = Field(
+        1, ge=1, le=1024, description="Optimizer steps per rollout batch (1 = strictly on-policy)."
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="auto = nccl with GPUs, gloo on CPU."
+    )
     offload_optimizer: bool = Field(False, description="ZeRO optimizer-state offload to CPU.")
     offload_params: bool = Field(False, description="ZeRO-3 parameter offload to CPU.")
 
@@ -171,13 +235,17 @@ class LearnerConfig(Strict):
 
 # --------------------------------------------------------------------------- cluster
 
+
 class RoleResources(Strict):
     """How many actors a role gets and what each one holds."""
 
     replicas: int = Field(1, ge=0, le=4096)
     gpus: float = Field(
-        0.0, ge=0.0, le=8.0,
-        description="GPUs per replica; a fraction below 1 shares a GPU with another role's replica.")
+        0.0,
+        ge=0.0,
+        le=8.0,
+        description="GPUs per replica; a fraction below 1 shares a GPU with another role's replica.",
+    )
     cpus: float = Field(1.0, ge=0.0, le=256.0, description="CPUs per replica.")
 
 
@@ -189,11 +257,14 @@ class ClusterConfig(Strict):
     colocate: bool = Field(
         False,
         description="Rollout engines on the learner's GPUs. Not supported yet: nothing puts the engines "
-        "to sleep while the learner trains, so true is refused.")
+        "to sleep while the learner trains, so true is refused.",
+    )
     rollout: RoleResources = Field(default_factory=RoleResources)
     genrm: RoleResources = Field(default_factory=RoleResources)
     reference: RoleResources = Field(default_factory=RoleResources)
-    learner: RoleResources = Field(default_factory=RoleResources, description="replicas = DeepSpeed ranks.")
+    learner: RoleResources = Field(
+        default_factory=RoleResources, description="replicas = DeepSpeed ranks."
+    )
     verifier: RoleResources = Field(default_factory=lambda: RoleResources(replicas=1, cpus=1.0))
 
     @model_validator(mode="after")
@@ -201,7 +272,8 @@ class ClusterConfig(Strict):
         if self.colocate:
             raise ValueError(
                 "colocate: true is not supported yet (nothing puts the rollout engines to sleep while the "
-                "learner trains); give the rollout engines GPUs of their own")
+                "learner trains); give the rollout engines GPUs of their own"
+            )
         if self.learner.replicas < 1:
             raise ValueError("learner.replicas: must be at least 1")
         if self.rollout.replicas < 1:
@@ -222,9 +294,8 @@ class ClusterConfig(Strict):
         return self
 
 
-
-
 # --------------------------------------------------------------------------- outputs
+
 
 class WandbConfig(Strict):
     """Weights & Biases; the API key comes from WANDB_API_KEY in the environment only."""
@@ -237,9 +308,13 @@ class WandbConfig(Strict):
 class LoggingConfig(Strict):
     """Run directory, metrics, samples."""
 
-    output_dir: str = Field("runs", description="Parent of run directories: a local path or an fsspec URI.")
+    output_dir: str = Field(
+        "runs", description="Parent of run directories: a local path or an fsspec URI."
+    )
     run_name: str = Field("run", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    samples_per_step: int = Field(4, ge=0, le=4096, description="Full responses written to samples.jsonl per step.")
+    samples_per_step: int = Field(
+        4, ge=0, le=4096, description="Full responses written to samples.jsonl per step."
+    )
     tensorboard: bool = True
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     progress_bar: bool = True
@@ -258,12 +333,23 @@ class TrainerConfig(Strict):
 
     steps: int = Field(100, ge=1, le=10_000_000)
     seed: int = Field(0, ge=0)
-    eval_every: int = Field(0, ge=0, description="Evaluate on the held-out prompts every N steps (0 = off).")
-    eval_at_start: bool = Field(True, description="Evaluate before the first step (the step-0 baseline).")
-    eval_samples_per_prompt: int = Field(2, ge=1, le=256, description="Responses sampled per held-out prompt.")
+    eval_every: int = Field(
+        0, ge=0, description="Evaluate on the held-out prompts every N steps (0 = off)."
+    )
+    eval_at_start: bool = Field(
+        True, description="Evaluate before the first step (the step-0 baseline)."
+    )
+    eval_samples_per_prompt: int = Field(
+        2, ge=1, le=256, description="Responses sampled per held-out prompt."
+    )
     max_wall_minutes: float | None = Field(
-        None, gt=0.0, description="Stop after the step that crosses this wall-clock budget (then eval + checkpoint).")
-    eval_temperature: float | None = Field(None, ge=0.0, le=5.0, description="Held-out sampling temperature (rollout's when unset).")
+        None,
+        gt=0.0,
+        description="Stop after the step that crosses this wall-clock budget (then eval + checkpoint).",
+    )
+    eval_temperature: float | None = Field(
+        None, ge=0.0, le=5.0, description="Held-out sampling temperature (rollout's when unset)."
+    )
 
 
 class RLMRConfig(Strict):
@@ -284,27 +370,49 @@ class RLMRConfig(Strict):
     def _cross_checks(self):
         gpu = self.cluster.gpus_per_node > 0
         if self.rollout.engine.type == "vllm" and not gpu:
-            raise ValueError("rollout.engine.type: vllm needs GPUs but cluster.gpus_per_node is 0; use type: hf on CPU")
-        if self.reward.writing.type == "genrm" and self.reward.writing.engine.type == "vllm" and not gpu:
-            raise ValueError("reward.writing.engine.type: vllm needs GPUs but cluster.gpus_per_node is 0")
+            raise ValueError(
+                "rollout.engine.type: vllm needs GPUs but cluster.gpus_per_node is 0; use type: hf on CPU"
+            )
+        if (
+            self.reward.writing.type == "genrm"
+            and self.reward.writing.engine.type == "vllm"
+            and not gpu
+        ):
+            raise ValueError(
+                "reward.writing.engine.type: vllm needs GPUs but cluster.gpus_per_node is 0"
+            )
         if self.learner.backend == "nccl" and not gpu:
-            raise ValueError("learner.backend: nccl needs GPUs but cluster.gpus_per_node is 0; use gloo or auto")
+            raise ValueError(
+                "learner.backend: nccl needs GPUs but cluster.gpus_per_node is 0; use gloo or auto"
+            )
         samples = self.rollout.prompts_per_step * self.rollout.n
-        per_update = self.cluster.learner.replicas * self.learner.micro_batch_size * self.learner.updates_per_step
+        per_update = (
+            self.cluster.learner.replicas
+            * self.learner.micro_batch_size
+            * self.learner.updates_per_step
+        )
         if samples % per_update:
             raise ValueError(
                 f"rollout.prompts_per_step: prompts_per_step * rollout.n = {samples} responses per step must be divisible by "
-                f"cluster.learner.replicas * learner.micro_batch_size * learner.updates_per_step = {per_update}")
+                f"cluster.learner.replicas * learner.micro_batch_size * learner.updates_per_step = {per_update}"
+            )
         if self.reward.writing.type == "genrm" and self.cluster.genrm.replicas == 0:
-            raise ValueError("cluster.genrm.replicas: is 0 but reward.writing.type genrm needs a judge")
+            raise ValueError(
+                "cluster.genrm.replicas: is 0 but reward.writing.type genrm needs a judge"
+            )
         if self.uses_reference and self.cluster.reference.replicas == 0:
-            raise ValueError("cluster.reference.replicas: is 0 but algo.kl.beta > 0 needs the reference model")
+            raise ValueError(
+                "cluster.reference.replicas: is 0 but algo.kl.beta > 0 needs the reference model"
+            )
         if self.reward.verifier.soft_constraints == "engine" and self.reward.writing.type == "none":
-            raise ValueError("reward.verifier.soft_constraints: engine needs the judge's engine; reward.writing.type is none")
+            raise ValueError(
+                "reward.verifier.soft_constraints: engine needs the judge's engine; reward.writing.type is none"
+            )
         if self.data.max_prompt_tokens + self.rollout.max_new_tokens > self.model.max_model_len:
             raise ValueError(
                 f"data.max_prompt_tokens: {self.data.max_prompt_tokens} + rollout.max_new_tokens "
-                f"{self.rollout.max_new_tokens} exceed model.max_model_len {self.model.max_model_len}")
+                f"{self.rollout.max_new_tokens} exceed model.max_model_len {self.model.max_model_len}"
+            )
         if self.trainer.eval_every and not self.data.eval:
             raise ValueError("trainer.eval_every: is set but data.eval names no held-out prompts")
         return self

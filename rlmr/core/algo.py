@@ -183,8 +183,16 @@ class PolicyLossOutput:
     tokens: int
 
 
-def policy_loss(logp, logp_old, advantages, mask, settings: LossSettings = LossSettings(), *,
-                logp_ref=None, normalizer: float | None = None) -> PolicyLossOutput:
+def policy_loss(
+    logp,
+    logp_old,
+    advantages,
+    mask,
+    settings: LossSettings = LossSettings(),
+    *,
+    logp_ref=None,
+    normalizer: float | None = None,
+) -> PolicyLossOutput:
     """Token-level clipped surrogate loss (PPO/GRPO with clip-higher), to be minimised.
 
     Shapes: `logp`, `logp_old`, `mask` are `[batch, T]` (log-probs of the sampled
@@ -214,8 +222,10 @@ def policy_loss(logp, logp_old, advantages, mask, settings: LossSettings = LossS
     if adv.shape == logp.shape[:1]:
         adv = adv.unsqueeze(-1).expand_as(logp)
     elif adv.shape != logp.shape:
-        raise ValueError(f"advantages: expected shape {tuple(logp.shape[:1])} or {tuple(logp.shape)}, "
-                         f"got {tuple(adv.shape)}")
+        raise ValueError(
+            f"advantages: expected shape {tuple(logp.shape[:1])} or {tuple(logp.shape)}, "
+            f"got {tuple(adv.shape)}"
+        )
     m = _as_mask(mask, logp.shape)
     for name, t in (("logp", logp), ("logp_old", logp_old), ("advantages", adv)):
         check_finite(name, t)

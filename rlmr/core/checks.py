@@ -25,7 +25,9 @@ def check_finite(name: str, t: torch.Tensor) -> None:
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
         n_nan = int(torch.isnan(t).sum())
         n_inf = int(torch.isinf(t).sum())
-        raise ValueError(f"{name}: contains {n_nan} NaN and {n_inf} inf value(s); all values must be finite")
+        raise ValueError(
+            f"{name}: contains {n_nan} NaN and {n_inf} inf value(s); all values must be finite"
+        )
 
 
 def check_groups(name: str, t: torch.Tensor) -> None:
@@ -38,7 +40,9 @@ def check_groups(name: str, t: torch.Tensor) -> None:
 
 def check_same_shape(names: tuple[str, str], a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -107,8 +107,10 @@ class ScoredGroup:
 
     def __post_init__(self):
         n = len(self.group.responses)
-        sizes = {"verdicts.passed": len(self.verdicts.passed),
-                 "verdicts.passed_fraction": len(self.verdicts.passed_fraction)}
+        sizes = {
+            "verdicts.passed": len(self.verdicts.passed),
+            "verdicts.passed_fraction": len(self.verdicts.passed_fraction),
+        }
         if self.writing is not None:
             sizes["writing.scores"] = len(self.writing.scores)
         wrong = {k: v for k, v in sizes.items() if v != n}
@@ -165,7 +167,9 @@ class TokenBatch:
 
     def chunks(self, parts: int) -> list:
         """At most `parts` contiguous, nearly equal, non-empty slices (order kept): work for replicas."""
-        return [self.select(slice(c[0], c[-1] + 1)) for c in split_evenly(list(range(len(self))), parts)]
+        return [
+            self.select(slice(c[0], c[-1] + 1)) for c in split_evenly(list(range(len(self))), parts)
+        ]
 
     @classmethod
     def from_groups(cls, groups: Sequence[Group], pad_token_id: int) -> TokenBatch:
@@ -173,7 +177,9 @@ class TokenBatch:
         seqs, resp_starts, lps = [], [], []
         for group in groups:
             if not group.prompt_token_ids:
-                raise ValueError(f"prompt {group.row.id!r}: empty prompt token ids (a prompt needs at least one token)")
+                raise ValueError(
+                    f"prompt {group.row.id!r}: empty prompt token ids (a prompt needs at least one token)"
+                )
             for resp in group.responses:
                 seqs.append(list(group.prompt_token_ids) + list(resp.token_ids))
                 resp_starts.append(len(group.prompt_token_ids))
@@ -191,8 +197,12 @@ class TokenBatch:
             if len(seq) > start:
                 resp_mask[i, start - 1 : len(seq) - 1] = True
                 rollout_lp[i, start - 1 : len(seq) - 1] = torch.tensor(lp, dtype=torch.float32)
-        return cls(input_ids=input_ids, attention_mask=attention, response_mask=resp_mask,
-                   rollout_logprobs=rollout_lp)
+        return cls(
+            input_ids=input_ids,
+            attention_mask=attention,
+            response_mask=resp_mask,
+            rollout_logprobs=rollout_lp,
+        )
 
 
 @dataclass(frozen=True)
@@ -201,23 +211,34 @@ class TrainBatch(TokenBatch):
 
     advantages: torch.Tensor  # [B] float32, one per sequence
     ref_logprobs: torch.Tensor | None = None  # [B, T-1]: the frozen reference's (KL in the loss)
-    old_logprobs: torch.Tensor | None = None  # [B, T-1]: the learner's before the update (several updates)
+    old_logprobs: torch.Tensor | None = (
+        None  # [B, T-1]: the learner's before the update (several updates)
+    )
 
     def __post_init__(self):
         b, t = len(self), self.input_ids.shape[1] - 1
         if tuple(self.advantages.shape) != (b,):
-            raise ValueError(f"advantages: expected shape [{b}], got {tuple(self.advantages.shape)}")
+            raise ValueError(
+                f"advantages: expected shape [{b}], got {tuple(self.advantages.shape)}"
+            )
         for name in ("response_mask", "rollout_logprobs", "ref_logprobs", "old_logprobs"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != (b, t):
                 raise ValueError(f"{name}: expected shape [{b}, {t}], got {tuple(value.shape)}")
 
     @classmethod
-    def of(cls, tokens: TokenBatch, advantages: torch.Tensor, ref_logprobs: torch.Tensor | None = None) -> TrainBatch:
+    def of(
+        cls, tokens: TokenBatch, advantages: torch.Tensor, ref_logprobs: torch.Tensor | None = None
+    ) -> TrainBatch:
         """`tokens` with one advantage per sequence (`[groups, n]` advantages are flattened in order)."""
-        return cls(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
-                   response_mask=tokens.response_mask, rollout_logprobs=tokens.rollout_logprobs,
-                   advantages=advantages.reshape(-1).to(torch.float32), ref_logprobs=ref_logprobs)
+        return cls(
+            input_ids=tokens.input_ids,
+            attention_mask=tokens.attention_mask,
+            response_mask=tokens.response_mask,
+            rollout_logprobs=tokens.rollout_logprobs,
+            advantages=advantages.reshape(-1).to(torch.float32),
+            ref_logprobs=ref_logprobs,
+        )
 
 
 def split_evenly(items: list, parts: int) -> list[list]:

@@ -57,7 +57,9 @@ def mix_rewards(
     check_groups("writing", w)
     check_finite("writing", w)
     if w.dtype in (torch.float16, torch.bfloat16):
-        raise ValueError(f"writing: dtype {w.dtype} cannot hold the penalty margin exactly; pass float32 or float64")
+        raise ValueError(
+            f"writing: dtype {w.dtype} cannot hold the penalty margin exactly; pass float32 or float64"
+        )
     c = passed if isinstance(passed, torch.Tensor) else torch.as_tensor(passed)
     if c.dtype != torch.bool:
         raise ValueError(f"passed: expected a bool tensor, got dtype {c.dtype}")
@@ -76,7 +78,9 @@ def mix_rewards(
         if bool(((frac < 0) | (frac > 1)).any()):
             raise ValueError("passed_fraction: values must lie in [0, 1]")
         if bool((c & (frac != 1)).any()):
-            raise ValueError("passed_fraction: a response that passed must have passed_fraction == 1")
+            raise ValueError(
+                "passed_fraction: a response that passed must have passed_fraction == 1"
+            )
 
     if strategy == "writing_only":
         return w.clone()
@@ -87,7 +91,9 @@ def mix_rewards(
     return _dynamic(w, c, all_violate, margin, frac)
 
 
-def _dynamic(w: torch.Tensor, c: torch.Tensor, all_violate: str, margin: float, frac) -> torch.Tensor:
+def _dynamic(
+    w: torch.Tensor, c: torch.Tensor, all_violate: str, margin: float, frac
+) -> torch.Tensor:
     x = w.to(torch.float64)
     n = x.shape[1]
     violates = ~c

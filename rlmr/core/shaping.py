@@ -26,7 +26,9 @@ def binary_entropy(p, name: str = "p") -> torch.Tensor:
     if bool(((p < 0) | (p > 1)).any()):
         raise ValueError(f"{name}: probabilities must lie in [0, 1]")
     x = p.to(torch.float64)
-    h = -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)) / torch.log(torch.tensor(2.0, dtype=torch.float64))
+    h = -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)) / torch.log(
+        torch.tensor(2.0, dtype=torch.float64)
+    )
     return h.clamp(0.0, 1.0).to(p.dtype)
 
 
@@ -38,7 +40,9 @@ def vote_entropy(verdicts) -> torch.Tensor:
     """
     v = verdicts if isinstance(verdicts, torch.Tensor) else torch.as_tensor(verdicts)
     if v.dtype != torch.bool or v.dim() != 2:
-        raise ValueError(f"verdicts: expected a bool tensor shaped [groups, k], got {v.dtype} {tuple(v.shape)}")
+        raise ValueError(
+            f"verdicts: expected a bool tensor shaped [groups, k], got {v.dtype} {tuple(v.shape)}"
+        )
     share = v.to(torch.float64).mean(dim=1, keepdim=True)
     return binary_entropy(share).expand(v.shape).to(torch.get_default_dtype())
 

@@ -25,7 +25,9 @@ class JsonlLine(NamedTuple):
     repaired: bool = False  # undecodable bytes were replaced (bad_utf8="replace")
 
 
-def iter_jsonl(path: str | Path, bad_utf8: Literal["problem", "replace"] = "problem") -> Iterator[JsonlLine]:
+def iter_jsonl(
+    path: str | Path, bad_utf8: Literal["problem", "replace"] = "problem"
+) -> Iterator[JsonlLine]:
     """Every non-blank line of `path`, parsed; problems are yielded, never raised."""
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
@@ -36,8 +38,11 @@ def iter_jsonl(path: str | Path, bad_utf8: Literal["problem", "replace"] = "prob
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 if bad_utf8 == "problem":
-                    yield JsonlLine(number, None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
-                                                  f"{exc.start + 1})")
+                    yield JsonlLine(
+                        number,
+                        None,
+                        f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+                    )
                     continue
                 text, repaired = raw.decode("utf-8", errors="replace"), True
             try:
@@ -46,7 +51,9 @@ def iter_jsonl(path: str | Path, bad_utf8: Literal["problem", "replace"] = "prob
                 yield JsonlLine(number, None, f"not valid JSON ({exc.msg})", repaired)
                 continue
             if not isinstance(obj, dict):
-                yield JsonlLine(number, None, f"expected a JSON object, got {type(obj).__name__}", repaired)
+                yield JsonlLine(
+                    number, None, f"expected a JSON object, got {type(obj).__name__}", repaired
+                )
                 continue
             yield JsonlLine(number, obj, None, repaired)
 

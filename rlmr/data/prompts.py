@@ -35,7 +35,9 @@ def _read_rows(path: Path) -> list[dict]:
             raise DataError(f"{path}: not a saved dataset folder ({exc})") from None
         if isinstance(ds, datasets.DatasetDict):
             if "train" not in ds:
-                raise DataError(f"{path}: dataset has splits {list(ds)}, expected one or a 'train' split")
+                raise DataError(
+                    f"{path}: dataset has splits {list(ds)}, expected one or a 'train' split"
+                )
             ds = ds["train"]
         return ds.to_list()
     suffix = path.suffix.lower()
@@ -43,7 +45,9 @@ def _read_rows(path: Path) -> list[dict]:
         return _read_jsonl(path)
     if suffix == ".parquet":
         return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()
-    raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .parquet or a saved dataset folder")
+    raise DataError(
+        f"{path}: unsupported file type {suffix!r}; use .jsonl, .parquet or a saved dataset folder"
+    )
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -73,15 +77,20 @@ def _check_messages(value) -> str | None:
     if not isinstance(value, list) or not value:
         return "chat prompt must be a non-empty list of {role, content} messages"
     for i, m in enumerate(value):
-        if not isinstance(m, dict) or set(m) - {"role", "content"} or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, dict)
+            or set(m) - {"role", "content"}
+            or not isinstance(m.get("content"), str)
+        ):
             return f"message {i} must be {{role, content}} with string content"
         if m.get("role") not in ("system", "user", "assistant"):
             return f"message {i} has role {m.get('role')!r}; expected system, user or assistant"
     return None
 
 
-def parse_rows(raw: Sequence[dict], source: str,
-               check_constraints: Callable[[list], None] | None = None) -> list[PromptRow]:
+def parse_rows(
+    raw: Sequence[dict], source: str, check_constraints: Callable[[list], None] | None = None
+) -> list[PromptRow]:
     """Validate raw rows into `PromptRow`s; raises `DataError` listing every bad row."""
     rows, errors, seen = [], [], {}
     for idx, r in enumerate(raw):
@@ -89,7 +98,9 @@ def parse_rows(raw: Sequence[dict], source: str,
         r = {k: v for k, v in r.items() if k != "__line__"}
         extra = sorted(set(r) - ALLOWED_KEYS)
         if extra:
-            errors.append(f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(ALLOWED_KEYS))}")
+            errors.append(
+                f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(ALLOWED_KEYS))}"
+            )
             continue
         prompt = r.get("prompt")
         if isinstance(prompt, str):
@@ -106,8 +117,10 @@ def parse_rows(raw: Sequence[dict], source: str,
             errors.append(f"{where}: prompt: required, text or a list of chat messages")
             continue
         constraints = r.get("constraints") or []
-        if not isinstance(constraints, list) or not all(isinstance(c, dict) and "type" in c for c in constraints):
-            errors.append(f"{where}: constraints: must be a list of {{\"type\": ..., ...}} objects")
+        if not isinstance(constraints, list) or not all(
+            isinstance(c, dict) and "type" in c for c in constraints
+        ):
+            errors.append(f'{where}: constraints: must be a list of {{"type": ..., ...}} objects')
             continue
         # Parquet / saved datasets store constraints as one struct type: drop the null fields.
         constraints = [{k: v for k, v in c.items() if v is not None} for c in constraints]
@@ -127,8 +140,15 @@ def parse_rows(raw: Sequence[dict], source: str,
                 errors.append(f"{where}: id: {row_id!r} repeats the id of {seen[row_id]}")
                 continue
             seen[row_id] = where
-            rows.append(PromptRow(id=row_id, prompt=prompt, constraints=tuple(constraints),
-                                  context=r.get("context"), reference=r.get("reference")))
+            rows.append(
+                PromptRow(
+                    id=row_id,
+                    prompt=prompt,
+                    constraints=tuple(constraints),
+                    context=r.get("context"),
+                    reference=r.get("reference"),
+                )
+            )
     if errors:
         raise DataError(_summary(errors))
     if not rows:
@@ -136,7 +156,9 @@ def parse_rows(raw: Sequence[dict], source: str,
     return rows
 
 
-def load_prompts(path: str | Path, check_constraints: Callable[[list], None] | None = None) -> list[PromptRow]:
+def load_prompts(
+    path: str | Path, check_constraints: Callable[[list], None] | None = None
+) -> list[PromptRow]:
     """Load and validate a prompt file or dataset folder."""
     p = Path(path)
     if not p.exists():
@@ -144,18 +166,27 @@ def load_prompts(path: str | Path, check_constraints: Callable[[list], None] | N
     return parse_rows(_read_rows(p), str(p), check_constraints)
 
 
-def check_prompt_rows(rows: Sequence[PromptRow], source: str, count_tokens: Callable[[PromptRow], int],
-                      max_tokens: int, need_reference: bool = False) -> None:
+def check_prompt_rows(
+    rows: Sequence[PromptRow],
+    source: str,
+    count_tokens: Callable[[PromptRow], int],
+    max_tokens: int,
+    need_reference: bool = False,
+) -> None:
     """Refuse, before any model starts, prompts the run cannot use: longer than `max_tokens` once formatted
     (`count_tokens` applies the chat template), or without the `reference` the judge's strategy needs."""
     errors = []
     for r in rows:
         n = count_tokens(r)
         if n > max_tokens:
-            errors.append(f"{source}: id {r.id!r}: prompt is {n} tokens with the chat template; "
-                          f"data.max_prompt_tokens is {max_tokens}")
+            errors.append(
+                f"{source}: id {r.id!r}: prompt is {n} tokens with the chat template; "
+                f"data.max_prompt_tokens is {max_tokens}"
+            )
         if need_reference and not r.reference:
-            errors.append(f"{source}: id {r.id!r}: reference: required by reward.writing.group_strategy: reference")
+            errors.append(
+                f"{source}: id {r.id!r}: reference: required by reward.writing.group_strategy: reference"
+            )
     if errors:
         raise DataError(_summary(errors))
 
@@ -190,13 +221,19 @@ class PromptSampler:
         return out
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "size": len(self.rows)}
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "size": len(self.rows),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("size") != len(self.rows) or state.get("seed") != self.seed:
             raise DataError(
                 f"checkpoint's data position is for {state.get('size')} prompts with seed {state.get('seed')}, "
-                f"but the config loads {len(self.rows)} prompts with seed {self.seed}")
+                f"but the config loads {len(self.rows)} prompts with seed {self.seed}"
+            )
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self._order = self._permutation(self.epoch)

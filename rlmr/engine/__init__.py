@@ -17,4 +17,12 @@ from rlmr.engine.base import (
 )
 from rlmr.engine.factory import build_engine
 
-__all__ = ["EngineInfo", "Generation", "Prompt", "SamplingParams", "TextEngine", "WeightSyncEngine", "build_engine"]
+__all__ = [
+    "EngineInfo",
+    "Generation",
+    "Prompt",
+    "SamplingParams",
+    "TextEngine",
+    "WeightSyncEngine",
+    "build_engine",
+]

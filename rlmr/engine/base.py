@@ -54,13 +54,17 @@ class Generation:
 
     prompt_token_ids: tuple[int, ...]
     token_ids: tuple[int, ...]
-    logprobs: tuple[float, ...]  # log-prob of each sampled token under the engine's model (temperature 1)
+    logprobs: tuple[
+        float, ...
+    ]  # log-prob of each sampled token under the engine's model (temperature 1)
     text: str
     finish_reason: str  # "stop" (EOS or a stop string) or "length"
 
     def __post_init__(self):
         if len(self.token_ids) != len(self.logprobs):
-            raise ValueError(f"token_ids ({len(self.token_ids)}) and logprobs ({len(self.logprobs)}) differ in length")
+            raise ValueError(
+                f"token_ids ({len(self.token_ids)}) and logprobs ({len(self.logprobs)}) differ in length"
+            )
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,17 @@ class TextEngine(Protocol):
 
     def info(self) -> EngineInfo: ...
 
-    def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]: ...
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams
+    ) -> list[list[Generation]]: ...
 
-    def next_token_logprobs(self, prompts: Sequence[Prompt], candidate_ids: Sequence[int]) -> list[list[float]]: ...
+    def next_token_logprobs(
+        self, prompts: Sequence[Prompt], candidate_ids: Sequence[int]
+    ) -> list[list[float]]: ...
 
-    def sequence_logprobs(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]) -> list[list[float]]: ...
+    def sequence_logprobs(
+        self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]: ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
@@ -95,4 +105,6 @@ class TextEngine(Protocol):
 class WeightSyncEngine(Protocol):
     """An engine whose weights the learner can replace between steps (rollout engines)."""
 
-    def load_weights(self, named_tensors) -> int: ...  # (state-dict name, tensor) pairs; returns how many were loaded
+    def load_weights(
+        self, named_tensors
+    ) -> int: ...  # (state-dict name, tensor) pairs; returns how many were loaded

@@ -29,7 +29,15 @@ from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
 class HFEngine:
     """A `TextEngine` over a transformers causal LM and its tokenizer."""
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 16, max_model_len: int | None = None, name: str = ""):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        batch_size: int = 16,
+        max_model_len: int | None = None,
+        name: str = "",
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         self.model = model
@@ -40,7 +48,11 @@ class HFEngine:
         self.pad_id = tokenizer.pad_token_id
         limit = getattr(model.config, "max_position_embeddings", None) or max_model_len or 2048
         self.max_model_len = min(max_model_len or limit, limit)
-        eos = getattr(model.generation_config, "eos_token_id", None) if getattr(model, "generation_config", None) else None
+        eos = (
+            getattr(model.generation_config, "eos_token_id", None)
+            if getattr(model, "generation_config", None)
+            else None
+        )
         ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
             ids.add(tokenizer.eos_token_id)
@@ -48,21 +60,44 @@ class HFEngine:
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
 
     @classmethod
-    def from_source(cls, source, *, dtype: str = "float32", device: str = "auto", batch_size: int = 16,
-                    max_model_len: int | None = None) -> HFEngine:
+    def from_source(
+        cls,
+        source,
+        *,
+        dtype: str = "float32",
+        device: str = "auto",
+        batch_size: int = 16,
+        max_model_len: int | None = None,
+    ) -> HFEngine:
         """Load any `ModelSource` (see `rlmr.engine.loading`) onto `device` (auto = cuda if visible)."""
         from rlmr.engine.loading import describe_source, load_model_and_tokenizer, resolve_device
 
-        model, tokenizer = load_model_and_tokenizer(source, dtype=dtype, device=resolve_device(device))
-        return cls(model, tokenizer, batch_size=batch_size, max_model_len=max_model_len, name=describe_source(source))
+        model, tokenizer = load_model_and_tokenizer(
+            source, dtype=dtype, device=resolve_device(device)
+        )
+        return cls(
+            model,
+            tokenizer,
+            batch_size=batch_size,
+            max_model_len=max_model_len,
+            name=describe_source(source),
+        )
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def info(self) -> EngineInfo:
-        return EngineInfo(name="hf", model=self.name, device=str(self.device), max_model_len=self.max_model_len,
-                          extra={"batch_size": self.batch_size, "dtype": str(next(self.model.parameters()).dtype)})
+        return EngineInfo(
+            name="hf",
+            model=self.name,
+            device=str(self.device),
+            max_model_len=self.max_model_len,
+            extra={
+                "batch_size": self.batch_size,
+                "dtype": str(next(self.model.parameters()).dtype),
+            },
+        )
 
     # ---------------------------------------------------------------- helpers
 
@@ -73,18 +108,22 @@ class HFEngine:
 
     def _check_len(self, index: int, length: int, extra: int = 0) -> None:
         if length + extra > self.max_model_len:
-            raise ValueError(f"prompt {index}: {length} tokens (+{extra}) exceed max_model_len {self.max_model_len}")
+            raise ValueError(
+                f"prompt {index}: {length} tokens (+{extra}) exceed max_model_len {self.max_model_len}"
+            )
         if length == 0:
             raise ValueError(f"prompt {index}: is empty")
 
-    def _left_pad(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _left_pad(
+        self, seqs: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for row, s in enumerate(seqs):
             if s:
-                ids[row, width - len(s):] = torch.tensor(s, dtype=torch.long)
-                mask[row, width - len(s):] = 1
+                ids[row, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+                mask[row, width - len(s) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         dev = self.device
         return ids.to(dev), mask.to(dev), positions.to(dev)
@@ -93,12 +132,14 @@ class HFEngine:
         """Indices grouped into batches of similar length (longest first, so memory errors come early)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         for start in range(0, len(order), self.batch_size):
-            yield order[start: start + self.batch_size]
+            yield order[start : start + self.batch_size]
 
     # ---------------------------------------------------------------- TextEngine
 
     @torch.inference_mode()
-    def next_token_logprobs(self, prompts: Sequence[Prompt], candidate_ids: Sequence[int]) -> list[list[float]]:
+    def next_token_logprobs(
+        self, prompts: Sequence[Prompt], candidate_ids: Sequence[int]
+    ) -> list[list[float]]:
         cands = [int(c) for c in candidate_ids]
         vocab = self.model.get_output_embeddings().weight.shape[0]
         bad = [c for c in cands if not 0 <= c < vocab]
@@ -111,22 +152,33 @@ class HFEngine:
         index = torch.tensor(cands, dtype=torch.long, device=self.device)
         for batch in self._batches([len(e) for e in encoded]):
             ids, mask, pos = self._left_pad([encoded[i] for i in batch])
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
-                                logits_to_keep=1).logits[:, -1, :]
+            logits = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                use_cache=False,
+                logits_to_keep=1,
+            ).logits[:, -1, :]
             logp = torch.log_softmax(logits.float(), dim=-1).index_select(-1, index)
             for row, i in enumerate(batch):
                 out[i] = logp[row].tolist()
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def sequence_logprobs(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]) -> list[list[float]]:
+    def sequence_logprobs(
+        self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]:
         if len(prompt_ids) != len(response_ids):
-            raise ValueError(f"prompt_ids ({len(prompt_ids)}) and response_ids ({len(response_ids)}) differ in length")
+            raise ValueError(
+                f"prompt_ids ({len(prompt_ids)}) and response_ids ({len(response_ids)}) differ in length"
+            )
         full = [list(map(int, p)) + list(map(int, r)) for p, r in zip(prompt_ids, response_ids)]
         for i, (p, seq) in enumerate(zip(prompt_ids, full)):
             self._check_len(i, len(seq))
             if not p:
-                raise ValueError(f"prompt {i}: is empty; the first response token needs a context to be scored")
+                raise ValueError(
+                    f"prompt {i}: is empty; the first response token needs a context to be scored"
+                )
         out: list[list[float] | None] = [None] * len(full)
         for batch in self._batches([len(s) for s in full]):
             ids, mask, pos = self._left_pad([full[i] for i in batch])
@@ -135,14 +187,19 @@ class HFEngine:
                 for i in batch:
                     out[i] = []
                 continue
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
-                                logits_to_keep=longest + 1).logits[:, :-1, :]  # positions predicting the last `longest` tokens
+            logits = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                use_cache=False,
+                logits_to_keep=longest + 1,
+            ).logits[:, :-1, :]  # positions predicting the last `longest` tokens
             logp = torch.log_softmax(logits.float(), dim=-1)
             targets = ids[:, -longest:]
             picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
             for row, i in enumerate(batch):
                 r = len(response_ids[i])
-                out[i] = picked[row, longest - r:].tolist() if r else []
+                out[i] = picked[row, longest - r :].tolist() if r else []
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
@@ -163,20 +220,45 @@ class HFEngine:
             ids, mask, _ = self._left_pad(seqs)
             sample = params.temperature > 0
             config = GenerationConfig(
-                max_new_tokens=max_new, do_sample=sample, temperature=params.temperature if sample else None,
-                top_p=params.top_p if sample else None, top_k=(params.top_k if params.top_k > 0 else 0) if sample else None,
-                pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None, bos_token_id=None,
-                return_dict_in_generate=True, output_logits=True, use_cache=True)
-            criteria = StoppingCriteriaList([_StopStrings(self.tokenizer, params.stop, ids.shape[1])]) if params.stop else None
-            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                      stopping_criteria=criteria)
-            new = out.sequences[:, ids.shape[1]:]
+                max_new_tokens=max_new,
+                do_sample=sample,
+                temperature=params.temperature if sample else None,
+                top_p=params.top_p if sample else None,
+                top_k=(params.top_k if params.top_k > 0 else 0) if sample else None,
+                pad_token_id=self.pad_id,
+                eos_token_id=self.eos_ids or None,
+                bos_token_id=None,
+                return_dict_in_generate=True,
+                output_logits=True,
+                use_cache=True,
+            )
+            criteria = (
+                StoppingCriteriaList([_StopStrings(self.tokenizer, params.stop, ids.shape[1])])
+                if params.stop
+                else None
+            )
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=config,
+                stopping_criteria=criteria,
+            )
+            new = out.sequences[:, ids.shape[1] :]
             picked = _sampled_logprobs(out.logits, new)
             for row, k in enumerate(batch):
-                results[flat[k]] = self._finish(seqs[row], new[row].tolist(), picked[row], params.stop, max_new)
+                results[flat[k]] = self._finish(
+                    seqs[row], new[row].tolist(), picked[row], params.stop, max_new
+                )
         return [[results[(p, s)] for s in range(params.n)] for p in range(len(encoded))]
 
-    def _finish(self, prompt_ids: list[int], tokens: list[int], logps: list[float], stop: Sequence[str], max_new: int) -> Generation:
+    def _finish(
+        self,
+        prompt_ids: list[int],
+        tokens: list[int],
+        logps: list[float],
+        stop: Sequence[str],
+        max_new: int,
+    ) -> Generation:
         """Cut one sampled row at EOS or a stop string; everything after is padding."""
         end, reason = len(tokens), "length"
         for t, tok in enumerate(tokens):
@@ -194,13 +276,19 @@ class HFEngine:
                 lo, hi = 1, len(tokens)
                 while lo < hi:
                     mid = (lo + hi) // 2
-                    if any(s in self.tokenizer.decode(tokens[:mid], skip_special_tokens=True) for s in stop if s):
+                    if any(
+                        s in self.tokenizer.decode(tokens[:mid], skip_special_tokens=True)
+                        for s in stop
+                        if s
+                    ):
                         hi = mid
                     else:
                         lo = mid + 1
                 tokens, logps, reason = tokens[:lo], logps[:lo], "stop"
         if reason == "length" and len(tokens) < max_new:
-            reason = "stop"  # the batch stopped this row early (stopping criteria), not the length limit
+            reason = (
+                "stop"  # the batch stopped this row early (stopping criteria), not the length limit
+            )
         return Generation(tuple(prompt_ids), tuple(tokens), tuple(logps), text, reason)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -218,20 +306,24 @@ class HFEngine:
                 raise KeyError(f"load_weights: the model has no tensor {name!r}")
             target = state[name]
             if tuple(target.shape) != tuple(tensor.shape):
-                raise ValueError(f"load_weights: {name} has shape {tuple(target.shape)}, got {tuple(tensor.shape)}")
+                raise ValueError(
+                    f"load_weights: {name} has shape {tuple(target.shape)}, got {tuple(tensor.shape)}"
+                )
             target.data.copy_(tensor.to(device=target.device, dtype=target.dtype))
             count += 1
         return count
 
 
-def _sampled_logprobs(step_logits: Sequence[torch.Tensor], tokens: torch.Tensor) -> list[list[float]]:
+def _sampled_logprobs(
+    step_logits: Sequence[torch.Tensor], tokens: torch.Tensor
+) -> list[list[float]]:
     """log_softmax of each step's raw logits, read at the token sampled at that step."""
     if not step_logits:
         return [[] for _ in range(tokens.shape[0])]
     cols = []
     for t, logits in enumerate(step_logits):
         logp = torch.log_softmax(logits.float(), dim=-1)
-        cols.append(logp.gather(-1, tokens[:, t: t + 1].to(logp.device)).squeeze(-1))
+        cols.append(logp.gather(-1, tokens[:, t : t + 1].to(logp.device)).squeeze(-1))
     return torch.stack(cols, dim=1).tolist()
 
 
@@ -242,9 +334,15 @@ class _StopStrings(StoppingCriteria):
         self.tokenizer = tokenizer
         self.stops = [s for s in stops if s]
         self.prompt_len = prompt_len
-        self.tail = max(len(s) for s in self.stops) + 2  # tokens: every token holds at least one character
+        self.tail = (
+            max(len(s) for s in self.stops) + 2
+        )  # tokens: every token holds at least one character
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        gen = input_ids[:, self.prompt_len:][:, -self.tail:]
+        gen = input_ids[:, self.prompt_len :][:, -self.tail :]
         texts = self.tokenizer.batch_decode(gen.tolist(), skip_special_tokens=True)
-        return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool, device=input_ids.device)
+        return torch.tensor(
+            [any(s in t for s in self.stops) for t in texts],
+            dtype=torch.bool,
+            device=input_ids.device,
+        )

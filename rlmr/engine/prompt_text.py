@@ -47,9 +47,11 @@ def truncate_middle(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
     ids = token_ids(tokenizer, text)
     if len(ids) <= max_tokens:
         return text, False
-    marker_room = len(token_ids(tokenizer, f" [... {len(ids)} tokens omitted ...] "))  # an upper bound
+    marker_room = len(
+        token_ids(tokenizer, f" [... {len(ids)} tokens omitted ...] ")
+    )  # an upper bound
     keep = max(max_tokens - marker_room, 2)
-    head, tail = ids[: (keep + 1) // 2], ids[len(ids) - keep // 2:]
+    head, tail = ids[: (keep + 1) // 2], ids[len(ids) - keep // 2 :]
     omitted = len(ids) - len(head) - len(tail)
     # A cut can split a multi-byte character: drop the replacement characters that leaves at the seam.
     head_text = tokenizer.decode(head, skip_special_tokens=True).rstrip("\ufffd")

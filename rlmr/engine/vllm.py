@@ -37,20 +37,40 @@ WORKER_EXTENSION = "rlmr.engine.vllm_worker.WeightSyncExtension"
 class VLLMEngine:
     """A `TextEngine` over `vllm.LLM`. Pass `llm=` (and `sampling_params_cls=`) to inject fakes in tests."""
 
-    def __init__(self, model_dir: str | None = None, *, tokenizer_dir: str | None = None, dtype: str = "bfloat16",
-                 max_model_len: int = 4096, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.85,
-                 enable_prefix_caching: bool = True, enforce_eager: bool = False, max_num_seqs: int = 256,
-                 seed: int = 0, llm=None, sampling_params_cls=None):
+    def __init__(
+        self,
+        model_dir: str | None = None,
+        *,
+        tokenizer_dir: str | None = None,
+        dtype: str = "bfloat16",
+        max_model_len: int = 4096,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        enable_prefix_caching: bool = True,
+        enforce_eager: bool = False,
+        max_num_seqs: int = 256,
+        seed: int = 0,
+        llm=None,
+        sampling_params_cls=None,
+    ):
         if llm is None:
             if model_dir is None:
                 raise ValueError("model_dir: required unless an `llm` object is injected")
             from vllm import LLM
 
-            llm = LLM(model=str(model_dir), tokenizer=str(tokenizer_dir or model_dir), dtype=dtype,
-                      max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
-                      gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=enable_prefix_caching,
-                      enforce_eager=enforce_eager, max_num_seqs=max_num_seqs, seed=seed,
-                      worker_extension_cls=WORKER_EXTENSION)
+            llm = LLM(
+                model=str(model_dir),
+                tokenizer=str(tokenizer_dir or model_dir),
+                dtype=dtype,
+                max_model_len=max_model_len,
+                tensor_parallel_size=tensor_parallel_size,
+                gpu_memory_utilization=gpu_memory_utilization,
+                enable_prefix_caching=enable_prefix_caching,
+                enforce_eager=enforce_eager,
+                max_num_seqs=max_num_seqs,
+                seed=seed,
+                worker_extension_cls=WORKER_EXTENSION,
+            )
         if sampling_params_cls is None:
             from vllm import SamplingParams as sampling_params_cls
         self.llm = llm
@@ -62,18 +82,33 @@ class VLLMEngine:
         self.tensor_parallel_size = tensor_parallel_size
 
     @classmethod
-    def from_config(cls, source, cfg, *, dtype: str, max_model_len: int, seed: int = 0) -> VLLMEngine:
+    def from_config(
+        cls, source, cfg, *, dtype: str, max_model_len: int, seed: int = 0
+    ) -> VLLMEngine:
         """Build from a `ModelSource` and the `VLLMEngine` config section (GGUF/tiny sources are converted first)."""
         from rlmr.engine.loading import resolve_model_dir, resolve_tokenizer_dir
 
-        return cls(str(resolve_model_dir(source)), tokenizer_dir=str(resolve_tokenizer_dir(source)), dtype=dtype,
-                   max_model_len=max_model_len, tensor_parallel_size=cfg.tensor_parallel_size,
-                   gpu_memory_utilization=cfg.gpu_memory_utilization, enable_prefix_caching=cfg.enable_prefix_caching,
-                   enforce_eager=cfg.enforce_eager, max_num_seqs=cfg.max_num_seqs, seed=seed)
+        return cls(
+            str(resolve_model_dir(source)),
+            tokenizer_dir=str(resolve_tokenizer_dir(source)),
+            dtype=dtype,
+            max_model_len=max_model_len,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            enable_prefix_caching=cfg.enable_prefix_caching,
+            enforce_eager=cfg.enforce_eager,
+            max_num_seqs=cfg.max_num_seqs,
+            seed=seed,
+        )
 
     def info(self) -> EngineInfo:
-        return EngineInfo(name="vllm", model=self.model_name, device="cuda", max_model_len=self.max_model_len,
-                          extra={"prefix_caching": self.prefix_caching})
+        return EngineInfo(
+            name="vllm",
+            model=self.model_name,
+            device="cuda",
+            max_model_len=self.max_model_len,
+            extra={"prefix_caching": self.prefix_caching},
+        )
 
     def _ids(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
@@ -81,16 +116,27 @@ class VLLMEngine:
         return [int(t) for t in prompt]
 
     def _run(self, token_prompts: list[list[int]], params) -> list:
-        outs = self.llm.generate([{"prompt_token_ids": ids} for ids in token_prompts], params, use_tqdm=False)
+        outs = self.llm.generate(
+            [{"prompt_token_ids": ids} for ids in token_prompts], params, use_tqdm=False
+        )
         if len(outs) != len(token_prompts):
-            raise RuntimeError(f"vLLM returned {len(outs)} outputs for {len(token_prompts)} prompts")
+            raise RuntimeError(
+                f"vLLM returned {len(outs)} outputs for {len(token_prompts)} prompts"
+            )
         return outs
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
         encoded = [self._ids(p) for p in prompts]
-        sp = self._params(n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                          max_tokens=params.max_new_tokens, seed=params.seed, stop=list(params.stop) or None,
-                          logprobs=0)
+        sp = self._params(
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            max_tokens=params.max_new_tokens,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+            logprobs=0,
+        )
         result = []
         for ids, out in zip(encoded, self._run(encoded, sp)):
             group = []
@@ -102,17 +148,23 @@ class VLLMEngine:
             result.append(group)
         return result
 
-    def next_token_logprobs(self, prompts: Sequence[Prompt], candidate_ids: Sequence[int]) -> list[list[float]]:
+    def next_token_logprobs(
+        self, prompts: Sequence[Prompt], candidate_ids: Sequence[int]
+    ) -> list[list[float]]:
         cands = [int(c) for c in candidate_ids]
         encoded = [self._ids(p) for p in prompts]
         requests = [ids + [c] for ids in encoded for c in cands]
         sp = self._params(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         outs = self._run(requests, sp)
-        flat = [float(out.prompt_logprobs[-1][c].logprob) for out, c in zip(outs, cands * len(encoded))]
+        flat = [
+            float(out.prompt_logprobs[-1][c].logprob) for out, c in zip(outs, cands * len(encoded))
+        ]
         k = len(cands)
-        return [flat[i * k:(i + 1) * k] for i in range(len(encoded))]
+        return [flat[i * k : (i + 1) * k] for i in range(len(encoded))]
 
-    def sequence_logprobs(self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]) -> list[list[float]]:
+    def sequence_logprobs(
+        self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]:
         full = [list(map(int, p)) + list(map(int, r)) for p, r in zip(prompt_ids, response_ids)]
         sp = self._params(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         out = []
@@ -126,14 +178,21 @@ class VLLMEngine:
 
     def load_weights(self, named_tensors: Iterable[tuple[str, object]]) -> int:
         """Send new weights to every vLLM worker (CPU tensors, pickled; fine for small models), then drop stale KV."""
-        batch = [(name, tensor.detach().cpu() if hasattr(tensor, "detach") else tensor) for name, tensor in named_tensors]
+        batch = [
+            (name, tensor.detach().cpu() if hasattr(tensor, "detach") else tensor)
+            for name, tensor in named_tensors
+        ]
         self.llm.collective_rpc("rlmr_load_weights", args=(batch,))
         self.llm.reset_prefix_cache()
         return len(batch)
 
-    def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
+    def init_weight_group(
+        self, master_address: str, master_port: int, rank_offset: int, world_size: int
+    ) -> None:
         """Join the learner's NCCL weight-sync group (blocks until every member has joined)."""
-        self.llm.collective_rpc("rlmr_init_weight_group", args=(master_address, master_port, rank_offset, world_size))
+        self.llm.collective_rpc(
+            "rlmr_init_weight_group", args=(master_address, master_port, rank_offset, world_size)
+        )
 
     def receive_weights(self, metas) -> int:
         """Receive one NCCL broadcast per `(name, dtype, shape)` from learner rank 0, then drop stale KV."""

@@ -23,14 +23,18 @@ class WeightSyncExtension:
         self.model_runner.model.load_weights(weights=weights)
         return len(weights)
 
-    def rlmr_init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> int:
+    def rlmr_init_weight_group(
+        self, master_address: str, master_port: int, rank_offset: int, world_size: int
+    ) -> int:
         """Join the NCCL weight-sync group as rank `rank_offset` + this worker's rank in its engine."""
         from vllm.distributed.parallel_state import get_world_group
 
         from rlmr.engine.weight_group import create_weight_group
 
         rank = rank_offset + get_world_group().rank
-        self._rlmr_weight_group = create_weight_group(master_address, master_port, rank, world_size, self.device)
+        self._rlmr_weight_group = create_weight_group(
+            master_address, master_port, rank, world_size, self.device
+        )
         return rank
 
     def rlmr_receive_weights(self, metas) -> int:
@@ -38,9 +42,18 @@ class WeightSyncExtension:
         from rlmr.engine.weight_group import receive_parameters
 
         model = self.model_runner.model
-        return receive_parameters(metas, self._rlmr_weight_group, self.device,
-                                  lambda weights: model.load_weights(weights=weights))
+        return receive_parameters(
+            metas,
+            self._rlmr_weight_group,
+            self.device,
+            lambda weights: model.load_weights(weights=weights),
+        )
 
     def rlmr_weight_checksum(self) -> float:
         """Sum of all parameters, to check that a sync arrived (compare with the learner's)."""
-        return float(sum(p.detach().float().sum().item() for _, p in self.model_runner.model.named_parameters()))
+        return float(
+            sum(
+                p.detach().float().sum().item()
+                for _, p in self.model_runner.model.named_parameters()
+            )
+        )

@@ -28,7 +28,9 @@ def create_weight_group(master_address: str, master_port: int, rank: int, world_
     from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
     from vllm.distributed.utils import StatelessProcessGroup
 
-    pg = StatelessProcessGroup.create(host=master_address, port=master_port, rank=rank, world_size=world_size)
+    pg = StatelessProcessGroup.create(
+        host=master_address, port=master_port, rank=rank, world_size=world_size
+    )
     return PyNcclCommunicator(pg, device=device)
 
 
@@ -45,8 +47,12 @@ def weight_metas(named_params: Iterable[tuple[str, torch.Tensor]]) -> list[Weigh
     return metas
 
 
-def broadcast_parameters(named_params: Iterable[tuple[str, torch.Tensor]], group, is_source: bool,
-                         gather: Callable[[torch.Tensor], object] | None = None) -> int:
+def broadcast_parameters(
+    named_params: Iterable[tuple[str, torch.Tensor]],
+    group,
+    is_source: bool,
+    gather: Callable[[torch.Tensor], object] | None = None,
+) -> int:
     """Send every parameter, in `weight_metas` order, from the source rank.
 
     All learner ranks call this (a ZeRO-3 `gather` is collective among them); only
@@ -54,14 +60,16 @@ def broadcast_parameters(named_params: Iterable[tuple[str, torch.Tensor]], group
     """
     count = 0
     for _, p in named_params:
-        with (gather(p) if gather is not None else nullcontext()):
+        with gather(p) if gather is not None else nullcontext():
             if is_source:
                 group.broadcast(p.data, src=0, stream=_stream())
                 count += 1
     return count
 
 
-def receive_parameters(metas: list[WeightMeta], group, device, load: Callable[[list[tuple[str, torch.Tensor]]], object]) -> int:
+def receive_parameters(
+    metas: list[WeightMeta], group, device, load: Callable[[list[tuple[str, torch.Tensor]]], object]
+) -> int:
     """Receive each broadcast into a fresh buffer and hand it to `load` (vLLM's `model.load_weights`)."""
     for name, dtype_name, shape in metas:
         buf = torch.empty(shape, dtype=getattr(torch, dtype_name), device=device)

@@ -14,5 +14,13 @@ from rlmr.judge.judge import GenerativeJudge, JudgeSettings, PairQuery
 from rlmr.judge.types import GroupScores, JudgeGroup, PairJudgment, PointRating
 from rlmr.judge.verdict import JudgeSetupError
 
-__all__ = ["GenerativeJudge", "GroupScores", "JudgeGroup", "JudgeSettings", "JudgeSetupError", "PairJudgment",
-           "PairQuery", "PointRating"]
+__all__ = [
+    "GenerativeJudge",
+    "GroupScores",
+    "JudgeGroup",
+    "JudgeSettings",
+    "JudgeSetupError",
+    "PairJudgment",
+    "PairQuery",
+    "PointRating",
+]

@@ -51,8 +51,16 @@ def read_pairs(path: str | Path) -> tuple[list[PreferencePair], int]:
         missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str)]
         if missing:
             raise ValueError(f"{p}:{lineno}: missing or non-string field(s) {', '.join(missing)}")
-        pairs.append(PreferencePair(clean_text(row["prompt"]), clean_text(row["chosen"]), clean_text(row["rejected"]),
-                                    clean_text(row.get("context")) or None, str(row.get("id", lineno)), str(row.get("kind", ""))))
+        pairs.append(
+            PreferencePair(
+                clean_text(row["prompt"]),
+                clean_text(row["chosen"]),
+                clean_text(row["rejected"]),
+                clean_text(row.get("context")) or None,
+                str(row.get("id", lineno)),
+                str(row.get("kind", "")),
+            )
+        )
     return pairs, bad_utf8
 
 
@@ -75,7 +83,10 @@ def expected_calibration_error(p_chosen: Sequence[float], bins: int = 10) -> flo
         k = min(int((conf - 0.5) / 0.5 * bins), bins - 1)
         filled[k].append((conf, right))
     n = len(p_chosen)
-    return sum(len(v) / n * abs(sum(r for _, r in v) / len(v) - sum(c for c, _ in v) / len(v)) for v in filled.values())
+    return sum(
+        len(v) / n * abs(sum(r for _, r in v) / len(v) - sum(c for c, _ in v) / len(v))
+        for v in filled.values()
+    )
 
 
 @dataclass
@@ -94,7 +105,11 @@ class EvaluationReport:
     empty: int = 0
 
     def lines(self) -> list[str]:
-        pc = "n/a (no swap)" if self.position_consistency is None else f"{self.position_consistency:.1%}"
+        pc = (
+            "n/a (no swap)"
+            if self.position_consistency is None
+            else f"{self.position_consistency:.1%}"
+        )
         out = [
             f"pairs                 {self.pairs}",
             f"agreement             {self.agreement:.1%}",
@@ -114,8 +129,13 @@ class EvaluationReport:
         return out
 
 
-def evaluate_pairs(judge, pairs: Sequence[PreferencePair], *, batch_pairs: int = 8,
-                   progress: Callable[[int], None] | None = None) -> tuple[EvaluationReport, list[PairJudgment]]:
+def evaluate_pairs(
+    judge,
+    pairs: Sequence[PreferencePair],
+    *,
+    batch_pairs: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[EvaluationReport, list[PairJudgment]]:
     """Judge every pair (chosen as `a`) in batches of `batch_pairs`; `progress(k)` after each batch."""
     from rlmr.judge.judge import PairQuery
 
@@ -123,27 +143,36 @@ def evaluate_pairs(judge, pairs: Sequence[PreferencePair], *, batch_pairs: int =
     judgments: list[PairJudgment] = []
     before = dict(judge.stats)
     for i in range(0, len(pairs), batch_pairs):
-        chunk = pairs[i: i + batch_pairs]
-        judgments += judge.compare([PairQuery(q.prompt, q.chosen, q.rejected, q.context) for q in chunk])
+        chunk = pairs[i : i + batch_pairs]
+        judgments += judge.compare(
+            [PairQuery(q.prompt, q.chosen, q.rejected, q.context) for q in chunk]
+        )
         if progress:
             progress(len(chunk))
     seconds = time.perf_counter() - start
     ps = [j.p for j in judgments]
     flags = [j.consistent for j in judgments if j.consistent is not None]
     # First-position wins: forward shows chosen first, backward shows rejected first.
-    firsts = [j.p_forward for j in judgments] + [j.p_backward for j in judgments if j.p_backward is not None]
+    firsts = [j.p_forward for j in judgments] + [
+        j.p_backward for j in judgments if j.p_backward is not None
+    ]
     kinds: dict[str, list[float]] = defaultdict(list)
     for q, p in zip(pairs, ps):
         if q.kind:
             kinds[q.kind].append(p)
     masses = [j.verdict_mass for j in judgments if j.decided == "judge"]
     report = EvaluationReport(
-        pairs=len(pairs), agreement=agreement(ps),
+        pairs=len(pairs),
+        agreement=agreement(ps),
         position_consistency=(sum(flags) / len(flags)) if flags else None,
-        ece=expected_calibration_error(ps), brier=sum((1.0 - p) ** 2 for p in ps) / max(len(ps), 1),
-        first_position_rate=sum(1.0 if f > 0.5 else 0.5 if f == 0.5 else 0.0 for f in firsts) / max(len(firsts), 1),
-        verdict_mass=sum(masses) / len(masses) if masses else float("nan"), seconds=seconds,
+        ece=expected_calibration_error(ps),
+        brier=sum((1.0 - p) ** 2 for p in ps) / max(len(ps), 1),
+        first_position_rate=sum(1.0 if f > 0.5 else 0.5 if f == 0.5 else 0.0 for f in firsts)
+        / max(len(firsts), 1),
+        verdict_mass=sum(masses) / len(masses) if masses else float("nan"),
+        seconds=seconds,
         by_kind={k: agreement(v) for k, v in kinds.items()},
         truncated=judge.stats.get("truncated", 0) - before.get("truncated", 0),
-        empty=judge.stats.get("empty", 0) - before.get("empty", 0))
+        empty=judge.stats.get("empty", 0) - before.get("empty", 0),
+    )
     return report, judgments

@@ -62,9 +62,16 @@ class JudgeSettings:
 
     @classmethod
     def from_config(cls, cfg, *, chat_template: bool = True, seed: int | None = 0) -> JudgeSettings:
-        return cls(strategy=cfg.group_strategy, reasoning=cfg.reasoning, swap=cfg.swap,
-                   max_analysis_tokens=cfg.max_analysis_tokens, max_judge_len=cfg.max_judge_len,
-                   temperature=cfg.temperature, chat_template=chat_template, seed=seed)
+        return cls(
+            strategy=cfg.group_strategy,
+            reasoning=cfg.reasoning,
+            swap=cfg.swap,
+            max_analysis_tokens=cfg.max_analysis_tokens,
+            max_judge_len=cfg.max_judge_len,
+            temperature=cfg.temperature,
+            chat_template=chat_template,
+            seed=seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,12 +110,22 @@ class GenerativeJudge:
         self.engine = engine
         self.settings = settings
         tokenizer = engine.tokenizer
-        self.labels = choose_verdict_labels(tokenizer)  # fails here, at start-up, for a hopeless tokenizer
-        self.score_tokens = choose_score_tokens(tokenizer) if settings.strategy == "pointwise" else None
+        self.labels = choose_verdict_labels(
+            tokenizer
+        )  # fails here, at start-up, for a hopeless tokenizer
+        self.score_tokens = (
+            choose_score_tokens(tokenizer) if settings.strategy == "pointwise" else None
+        )
         max_len = min(settings.max_judge_len, engine.info().max_model_len)
-        self.prompts = PromptBuilder(tokenizer, self.labels, max_len=max_len, reasoning=settings.reasoning,
-                                     max_analysis_tokens=settings.max_analysis_tokens,
-                                     chat_template=settings.chat_template, score_tokens=self.score_tokens)
+        self.prompts = PromptBuilder(
+            tokenizer,
+            self.labels,
+            max_len=max_len,
+            reasoning=settings.reasoning,
+            max_analysis_tokens=settings.max_analysis_tokens,
+            chat_template=settings.chat_template,
+            score_tokens=self.score_tokens,
+        )
         self.stats = {"judge_prompts": 0, "truncated": 0, "empty": 0}
 
     # ---------------------------------------------------------------- engine calls
@@ -117,11 +134,17 @@ class GenerativeJudge:
         """One generate call for all prompts (reasoning mode), else no analysis."""
         if not self.settings.reasoning or not prompts:
             return [None] * len(prompts)
-        params = SamplingParams(max_new_tokens=self.settings.max_analysis_tokens, temperature=self.settings.temperature,
-                                seed=self.settings.seed, stop=ANALYSIS_STOP)
+        params = SamplingParams(
+            max_new_tokens=self.settings.max_analysis_tokens,
+            temperature=self.settings.temperature,
+            seed=self.settings.seed,
+            stop=ANALYSIS_STOP,
+        )
         return [group[0].text for group in self.engine.generate(prompts, params)]
 
-    def _read(self, prompts: list[str], cue: str, candidate_ids: Sequence[int]) -> tuple[list[list[float]], list[str]]:
+    def _read(
+        self, prompts: list[str], cue: str, candidate_ids: Sequence[int]
+    ) -> tuple[list[list[float]], list[str]]:
         """Analyses (if any) then one next-token read over the candidates for every prompt."""
         analyses = self._analyses(prompts)
         final = [self.prompts.verdict_prompt(p, a, cue) for p, a in zip(prompts, analyses)]
@@ -131,7 +154,9 @@ class GenerativeJudge:
 
     # ---------------------------------------------------------------- pairwise
 
-    def _pair_jobs(self, items: Sequence[tuple[int, int, int, str, str, str | None, str]]) -> list[_Job]:
+    def _pair_jobs(
+        self, items: Sequence[tuple[int, int, int, str, str, str | None, str]]
+    ) -> list[_Job]:
         jobs = []
         for group, a, b, text_a, text_b, context, prompt in items:
             forward = self.prompts.pairwise(prompt, text_a, text_b, context)
@@ -144,19 +169,38 @@ class GenerativeJudge:
 
     def _run_pairs(self, jobs: list[_Job]) -> list[PairJudgment]:
         flat = [p for job in jobs for p in job.prompts]
-        rows, analyses = self._read(flat, self.labels.cue, (self.labels.first_id, self.labels.second_id))
+        rows, analyses = self._read(
+            flat, self.labels.cue, (self.labels.first_id, self.labels.second_id)
+        )
         out, k = [], 0
         for job in jobs:
             reads = [verdict_probability(*rows[k + i]) for i in range(len(job.prompts))]
-            texts = tuple(analyses[k: k + len(job.prompts)])
+            texts = tuple(analyses[k : k + len(job.prompts)])
             k += len(job.prompts)
             p_fwd, mass_fwd = reads[0]
             if len(reads) == 2:
                 p_bwd, mass_bwd = reads[1]
-                p, consistent, mass = combine_orders(p_fwd, p_bwd), orders_consistent(p_fwd, p_bwd), 0.5 * (mass_fwd + mass_bwd)
+                p, consistent, mass = (
+                    combine_orders(p_fwd, p_bwd),
+                    orders_consistent(p_fwd, p_bwd),
+                    0.5 * (mass_fwd + mass_bwd),
+                )
             else:
                 p_bwd, p, consistent, mass = None, p_fwd, None, mass_fwd
-            out.append(PairJudgment(job.a, job.b, p, p_fwd, p_bwd, binary_entropy(p), consistent, mass, "judge", texts))
+            out.append(
+                PairJudgment(
+                    job.a,
+                    job.b,
+                    p,
+                    p_fwd,
+                    p_bwd,
+                    binary_entropy(p),
+                    consistent,
+                    mass,
+                    "judge",
+                    texts,
+                )
+            )
         return out
 
     @staticmethod
@@ -184,10 +228,14 @@ class GenerativeJudge:
 
     # ---------------------------------------------------------------- pointwise
 
-    def _rate(self, items: Sequence[tuple[int, int, str, str, str | None]]) -> list[tuple[int, PointRating, int]]:
+    def _rate(
+        self, items: Sequence[tuple[int, int, str, str, str | None]]
+    ) -> list[tuple[int, PointRating, int]]:
         """Ratings for (group, index, prompt, response, context) items, all in one batch."""
         st = self.score_tokens
-        built = [self.prompts.pointwise(prompt, text, context) for _, _, prompt, text, context in items]
+        built = [
+            self.prompts.pointwise(prompt, text, context) for _, _, prompt, text, context in items
+        ]
         analyses = self._analyses([b.text for b in built])
         final = [self.prompts.verdict_prompt(b.text, a, st.cue) for b, a in zip(built, analyses)]
         self.stats["judge_prompts"] += len(final)
@@ -204,9 +252,18 @@ class GenerativeJudge:
             zero_rows = self.engine.next_token_logprobs([f + one for f in final], [st.zero_id])
             dists = [split_ten(d, math.exp(z[0])) for d, z in zip(dists, zero_rows)]
         out = []
-        for (group, index, *_), dist, mass, analysis, b in zip(items, dists, masses, analyses, built):
-            rating = PointRating(index, expected_score(dist, SCORES), tuple(dist), normalised_entropy(dist), mass,
-                                 "judge", analysis or "")
+        for (group, index, *_), dist, mass, analysis, b in zip(
+            items, dists, masses, analyses, built
+        ):
+            rating = PointRating(
+                index,
+                expected_score(dist, SCORES),
+                tuple(dist),
+                normalised_entropy(dist),
+                mass,
+                "judge",
+                analysis or "",
+            )
             out.append((group, rating, b.truncated))
         return out
 
@@ -222,8 +279,10 @@ class GenerativeJudge:
             texts = list(group.responses)
             if s.strategy == "reference":
                 if group.reference is None or _is_empty(group.reference):
-                    raise ValueError(f"group {g}: strategy 'reference' needs a non-empty reference response for "
-                                     f"prompt {group.prompt[:60]!r}")
+                    raise ValueError(
+                        f"group {g}: strategy 'reference' needs a non-empty reference response for "
+                        f"prompt {group.prompt[:60]!r}"
+                    )
             pivot = s.pivot if s.pivot < len(texts) else 0
             pairs = strategies.plan_pairs(s.strategy, len(texts), pivot)
             plans.append((pivot, pairs))
@@ -236,7 +295,9 @@ class GenerativeJudge:
                 else:
                     pending.append((g, a, b, ta, tb, group.context, group.prompt))
         jobs = self._pair_jobs(pending)
-        judged = {(job.group, job.a, job.b): (j, job.cut) for job, j in zip(jobs, self._run_pairs(jobs))}
+        judged = {
+            (job.group, job.a, job.b): (j, job.cut) for job, j in zip(jobs, self._run_pairs(jobs))
+        }
         out = []
         for g, group in enumerate(groups):
             pivot, pairs = plans[g]
@@ -257,14 +318,19 @@ class GenerativeJudge:
             n_empty = sum(_is_empty(t) for t in group.responses)
             self.stats["truncated"] += cut
             self.stats["empty"] += n_empty
-            out.append(GroupScores(
-                writing=tuple(w), entropies=tuple(ent),
-                response_entropies=tuple(strategies.response_entropies(n, pairs, ent)),
-                strategy=s.strategy,
-                position_consistency=(sum(flags) / len(flags)) if flags else None,
-                truncated=cut, empty=n_empty,
-                verdict_mass=(sum(judged_mass) / len(judged_mass)) if judged_mass else 1.0,
-                comparisons=tuple(comps)))
+            out.append(
+                GroupScores(
+                    writing=tuple(w),
+                    entropies=tuple(ent),
+                    response_entropies=tuple(strategies.response_entropies(n, pairs, ent)),
+                    strategy=s.strategy,
+                    position_consistency=(sum(flags) / len(flags)) if flags else None,
+                    truncated=cut,
+                    empty=n_empty,
+                    verdict_mass=(sum(judged_mass) / len(judged_mass)) if judged_mass else 1.0,
+                    comparisons=tuple(comps),
+                )
+            )
         return out
 
     def _score_pointwise(self, groups: Sequence[JudgeGroup]) -> list[GroupScores]:
@@ -287,8 +353,16 @@ class GenerativeJudge:
             self.stats["truncated"] += cut
             self.stats["empty"] += n_empty
             ent = tuple(r.entropy for r in rs)
-            out.append(GroupScores(
-                writing=tuple(strategies.pointwise_scores([r.score for r in rs])), entropies=ent,
-                response_entropies=ent, strategy="pointwise", truncated=cut, empty=n_empty,
-                verdict_mass=(sum(judged_mass) / len(judged_mass)) if judged_mass else 1.0, ratings=tuple(rs)))
+            out.append(
+                GroupScores(
+                    writing=tuple(strategies.pointwise_scores([r.score for r in rs])),
+                    entropies=ent,
+                    response_entropies=ent,
+                    strategy="pointwise",
+                    truncated=cut,
+                    empty=n_empty,
+                    verdict_mass=(sum(judged_mass) / len(judged_mass)) if judged_mass else 1.0,
+                    ratings=tuple(rs),
+                )
+            )
         return out

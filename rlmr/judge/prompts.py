@@ -44,8 +44,14 @@ _MIN_RESPONSE_TOKENS = 16
 def _environment():
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False, autoescape=False)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
 
 
 def render(template: str, **values) -> str:
@@ -78,8 +84,17 @@ class PromptBuilder:
     (the analysis header, or directly the verdict cue).
     """
 
-    def __init__(self, tokenizer, labels: VerdictLabels, *, max_len: int, reasoning: bool,
-                 max_analysis_tokens: int, chat_template: bool = True, score_tokens: ScoreTokens | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        labels: VerdictLabels,
+        *,
+        max_len: int,
+        reasoning: bool,
+        max_analysis_tokens: int,
+        chat_template: bool = True,
+        score_tokens: ScoreTokens | None = None,
+    ):
         self.tokenizer = tokenizer
         self.labels = labels
         self.score_tokens = score_tokens
@@ -91,30 +106,42 @@ class PromptBuilder:
         self.system = render("system")
         self.budget = self.max_len - self.analysis_budget - _SLACK_TOKENS
         # What the bare template costs decides, once, whether responses can fit at all.
-        self._base = {"pairwise": self._overhead("pairwise", self.labels.cue, self._pair_values("", None), 2)}
+        self._base = {
+            "pairwise": self._overhead("pairwise", self.labels.cue, self._pair_values("", None), 2)
+        }
         if score_tokens is not None:
-            self._base["pointwise"] = self._overhead("pointwise", score_tokens.cue, self._point_values("", None), 1)
+            self._base["pointwise"] = self._overhead(
+                "pointwise", score_tokens.cue, self._point_values("", None), 1
+            )
         for template, (cost, k) in self._base.items():
             if self.budget - cost < 2 * k * _MIN_RESPONSE_TOKENS:
                 raise JudgeSetupError(
                     f"max_judge_len: {max_len} tokens cannot hold the {template} judge prompt ({cost} tokens without "
                     f"any text) plus {self.analysis_budget} analysis tokens and {k} response(s); raise max_judge_len "
-                    "(or lower max_analysis_tokens)")
+                    "(or lower max_analysis_tokens)"
+                )
 
     # ---------------------------------------------------------------- assembly
 
     def _wrap(self, user: str, cue: str) -> str:
         opening = ANALYSIS_HEADER if self.reasoning else cue
         if self.use_chat:
-            messages = [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
-            head = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            messages = [
+                {"role": "system", "content": self.system},
+                {"role": "user", "content": user},
+            ]
+            head = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
         else:
             head = f"{self.system}\n\n{user}\n\n"
         return head + opening
 
     def _overhead(self, template: str, cue: str, values: dict, k: int) -> tuple[int, int]:
         empty = {"response_x": "", "response_y": ""}
-        return len(token_ids(self.tokenizer, self._wrap(render(template, **values, **empty), cue))), k
+        return len(
+            token_ids(self.tokenizer, self._wrap(render(template, **values, **empty), cue))
+        ), k
 
     def _fit(self, template: str, cue: str, values: dict, responses: dict) -> JudgePrompt:
         """Render with the texts cut from the middle so the whole prompt fits the budget.
@@ -129,9 +156,13 @@ class PromptBuilder:
             if values.get(key):
                 values[key], _ = truncate_middle(self.tokenizer, values[key], max(room // 4, 8))
         empty = {k: "" for k in responses}
-        overhead = len(token_ids(self.tokenizer, self._wrap(render(template, **values, **empty), cue)))
+        overhead = len(
+            token_ids(self.tokenizer, self._wrap(render(template, **values, **empty), cue))
+        )
         per_response = max((self.budget - overhead) // len(responses), _MIN_RESPONSE_TOKENS)
-        for _ in range(4):  # re-tokenising cut text (and the omission marker) can cost a few tokens more
+        for _ in range(
+            4
+        ):  # re-tokenising cut text (and the omission marker) can cost a few tokens more
             fitted, cut = {}, []
             for key, text in responses.items():
                 fitted[key], was_cut = truncate_middle(self.tokenizer, text, per_response)
@@ -150,26 +181,48 @@ class PromptBuilder:
     def _pair_values(self, prompt, context) -> dict:
         lx, ly = self.labels.first, self.labels.second
         (open_x, close_x), (open_y, close_y) = fences(lx), fences(ly)
-        return dict(prompt=clean_text(prompt).strip(), context=clean_text(context).strip() or None,
-                    label_x=lx, label_y=ly, open_x=open_x, close_x=close_x, open_y=open_y, close_y=close_y,
-                    dimensions=DIMENSIONS, reasoning=self.reasoning)
+        return dict(
+            prompt=clean_text(prompt).strip(),
+            context=clean_text(context).strip() or None,
+            label_x=lx,
+            label_y=ly,
+            open_x=open_x,
+            close_x=close_x,
+            open_y=open_y,
+            close_y=close_y,
+            dimensions=DIMENSIONS,
+            reasoning=self.reasoning,
+        )
 
     def _point_values(self, prompt, context) -> dict:
         open_x, close_x = fences("")
-        return dict(prompt=clean_text(prompt).strip(), context=clean_text(context).strip() or None,
-                    open_x=open_x.replace(" >>>", ">>>"), close_x=close_x.replace(" >>>", ">>>"),
-                    dimensions=DIMENSIONS, reasoning=self.reasoning)
+        return dict(
+            prompt=clean_text(prompt).strip(),
+            context=clean_text(context).strip() or None,
+            open_x=open_x.replace(" >>>", ">>>"),
+            close_x=close_x.replace(" >>>", ">>>"),
+            dimensions=DIMENSIONS,
+            reasoning=self.reasoning,
+        )
 
     def pairwise(self, prompt: str, x: str, y: str, context: str | None = None) -> JudgePrompt:
         """Prompt judging `x` (shown first, label X) against `y` (shown second, label Y)."""
-        return self._fit("pairwise", self.labels.cue, self._pair_values(prompt, context),
-                         {"response_x": self._prepare(x), "response_y": self._prepare(y)})
+        return self._fit(
+            "pairwise",
+            self.labels.cue,
+            self._pair_values(prompt, context),
+            {"response_x": self._prepare(x), "response_y": self._prepare(y)},
+        )
 
     def pointwise(self, prompt: str, response: str, context: str | None = None) -> JudgePrompt:
         if self.score_tokens is None:
             raise ValueError("pointwise prompts need score tokens (the pointwise strategy)")
-        return self._fit("pointwise", self.score_tokens.cue, self._point_values(prompt, context),
-                         {"response_x": self._prepare(response)})
+        return self._fit(
+            "pointwise",
+            self.score_tokens.cue,
+            self._point_values(prompt, context),
+            {"response_x": self._prepare(response)},
+        )
 
     def verdict_prompt(self, judge_prompt: str, analysis: str | None, cue: str) -> str:
         """The text after which the verdict (or score) token is read."""

@@ -23,7 +23,9 @@ REFERENCE = -1
 
 def check_strategy(strategy: str) -> None:
     if strategy not in STRATEGIES:
-        raise ValueError(f"group_strategy: unknown value {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        raise ValueError(
+            f"group_strategy: unknown value {strategy!r}; expected one of {', '.join(STRATEGIES)}"
+        )
 
 
 def plan_pairs(strategy: str, n: int, pivot: int = 0) -> list[tuple[int, int]]:
@@ -42,7 +44,9 @@ def plan_pairs(strategy: str, n: int, pivot: int = 0) -> list[tuple[int, int]]:
     return []
 
 
-def writing_scores(strategy: str, n: int, p_win: Mapping[tuple[int, int], float], pivot: int = 0) -> list[float]:
+def writing_scores(
+    strategy: str, n: int, p_win: Mapping[tuple[int, int], float], pivot: int = 0
+) -> list[float]:
     """Per-response scores in [0, 1] from `p_win[(a, b)] = P(a > b)` for the planned pairs."""
     check_strategy(strategy)
     if strategy == "pointwise":
@@ -70,7 +74,9 @@ def pointwise_scores(expected: Sequence[float]) -> list[float]:
     return [_unit((s - 1.0) / 9.0) for s in expected]
 
 
-def response_entropies(n: int, pairs: Sequence[tuple[int, int]], entropies: Sequence[float]) -> list[float]:
+def response_entropies(
+    n: int, pairs: Sequence[tuple[int, int]], entropies: Sequence[float]
+) -> list[float]:
     """Mean entropy of the comparisons each response took part in (0 when it took part in none)."""
     total, count = [0.0] * n, [0] * n
     for (a, b), h in zip(pairs, entropies):

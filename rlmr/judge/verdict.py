@@ -60,21 +60,26 @@ class VerdictLabels:
     cue: str
 
 
-def choose_verdict_labels(tokenizer, cue: str = VERDICT_CUE,
-                          candidates: Sequence[tuple[str, str]] = LABEL_CANDIDATES) -> VerdictLabels:
+def choose_verdict_labels(
+    tokenizer, cue: str = VERDICT_CUE, candidates: Sequence[tuple[str, str]] = LABEL_CANDIDATES
+) -> VerdictLabels:
     """The first label pair whose labels are single, distinct tokens right after the cue."""
     tried = []
     for spaced in (True, False):  # natural " A" after "Verdict:" first, then "A" after "Verdict: "
         for first, second in candidates:
             prompt_cue = cue if spaced else cue + " "
-            ids = [_single_token_after(tokenizer, prompt_cue, (" " if spaced else "") + lab) for lab in (first, second)]
+            ids = [
+                _single_token_after(tokenizer, prompt_cue, (" " if spaced else "") + lab)
+                for lab in (first, second)
+            ]
             tried.append(f"{prompt_cue!r}+{'space+' if spaced else ''}{first}/{second}")
             if None not in ids and ids[0] != ids[1]:
                 return VerdictLabels(first, second, ids[0], ids[1], prompt_cue)
     raise JudgeSetupError(
         "the judge's tokenizer has no single-token verdict labels: none of "
         f"{', '.join(f'{a}/{b}' for a, b in candidates)} is one token after {cue!r} (tried {', '.join(tried)}); "
-        "use a judge model whose tokenizer encodes single letters or digits as single tokens")
+        "use a judge model whose tokenizer encodes single letters or digits as single tokens"
+    )
 
 
 @dataclass(frozen=True)
@@ -103,11 +108,14 @@ def choose_score_tokens(tokenizer, cue: str = SCORE_CUE) -> ScoreTokens:
         zero = _single_token_after(tokenizer, prompt_cue + pre + "1", "0")
         if zero is not None:
             return ScoreTokens(tuple(ids), None, zero, prompt_cue)
-    raise JudgeSetupError(f"the judge's tokenizer has no single-token scores 1..9 after {cue!r}; "
-                          "the pointwise strategy needs them (use a pairwise strategy, or another judge model)")
+    raise JudgeSetupError(
+        f"the judge's tokenizer has no single-token scores 1..9 after {cue!r}; "
+        "the pointwise strategy needs them (use a pairwise strategy, or another judge model)"
+    )
 
 
 # --------------------------------------------------------------------------- maths
+
 
 def verdict_probability(logp_x: float, logp_y: float) -> tuple[float, float]:
     """`(p, mass)`: p = P(X) / (P(X) + P(Y)) computed stably, mass = P(X) + P(Y).

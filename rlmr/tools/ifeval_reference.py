@@ -37,16 +37,26 @@ def offline_reference(upstream_letter_rule: bool = True) -> Iterator[object]:
     from eval_framework.tasks.ifeval import evaluation, instructions, instructions_util
 
     tokenizer = punkt.PunktSentenceTokenizer(punkt.load_model("english"))
-    saved = (instructions_util._get_sentence_tokenizer, nltk.tokenize.sent_tokenize,
-             instructions.LetterFrequencyChecker.build_description, langdetect.DetectorFactory.seed)
+    saved = (
+        instructions_util._get_sentence_tokenizer,
+        nltk.tokenize.sent_tokenize,
+        instructions.LetterFrequencyChecker.build_description,
+        langdetect.DetectorFactory.seed,
+    )
     original_letter = instructions.LetterFrequencyChecker.build_description
 
     def build_letter(self, *, letter=None, let_frequency=None, let_relation=None):
-        if isinstance(letter, str) and len(letter) == 1:  # upstream: random only `if not letter or len(letter) > 1`
-            out = original_letter(self, letter="a", let_frequency=let_frequency, let_relation=let_relation)
+        if (
+            isinstance(letter, str) and len(letter) == 1
+        ):  # upstream: random only `if not letter or len(letter) > 1`
+            out = original_letter(
+                self, letter="a", let_frequency=let_frequency, let_relation=let_relation
+            )
             self._letter = letter.strip().lower()
             return out
-        return original_letter(self, letter=letter, let_frequency=let_frequency, let_relation=let_relation)
+        return original_letter(
+            self, letter=letter, let_frequency=let_frequency, let_relation=let_relation
+        )
 
     instructions_util._get_sentence_tokenizer = lambda: tokenizer
     nltk.tokenize.sent_tokenize = lambda text, language="english": tokenizer.tokenize(text)
@@ -56,18 +66,33 @@ def offline_reference(upstream_letter_rule: bool = True) -> Iterator[object]:
     try:
         yield evaluation
     finally:
-        (instructions_util._get_sentence_tokenizer, nltk.tokenize.sent_tokenize,
-         instructions.LetterFrequencyChecker.build_description, langdetect.DetectorFactory.seed) = saved
+        (
+            instructions_util._get_sentence_tokenizer,
+            nltk.tokenize.sent_tokenize,
+            instructions.LetterFrequencyChecker.build_description,
+            langdetect.DetectorFactory.seed,
+        ) = saved
 
 
 def _inputs(evaluation, rows: Sequence[ReferenceRow]):
-    examples = [evaluation.InputExample(key=i, instruction_id_list=list(r.instruction_id_list), prompt=r.prompt,
-                                        kwargs=[dict(k) for k in r.kwargs]) for i, r in enumerate(rows)]
+    examples = [
+        evaluation.InputExample(
+            key=i,
+            instruction_id_list=list(r.instruction_id_list),
+            prompt=r.prompt,
+            kwargs=[dict(k) for k in r.kwargs],
+        )
+        for i, r in enumerate(rows)
+    ]
     return examples, {r.prompt: r.response for r in rows}
 
 
-def reference_outputs(rows: Sequence[ReferenceRow], *, upstream_letter_rule: bool = True,
-                      modes: Sequence[str] = ("strict", "loose")) -> dict[str, list]:
+def reference_outputs(
+    rows: Sequence[ReferenceRow],
+    *,
+    upstream_letter_rule: bool = True,
+    modes: Sequence[str] = ("strict", "loose"),
+) -> dict[str, list]:
     """{"strict": [OutputExample, ...], "loose": [...]}: the reference's own output records per row.
 
     Prompts must be distinct (the reference looks responses up by prompt text).
@@ -78,19 +103,25 @@ def reference_outputs(rows: Sequence[ReferenceRow], *, upstream_letter_rule: boo
         examples, prompt_to_response = _inputs(evaluation, rows)
         if len(prompt_to_response) != len(rows):
             raise ValueError("reference: prompts must be distinct")
-        functions = {"strict": evaluation.test_instruction_following_strict,
-                     "loose": evaluation.test_instruction_following_loose}
+        functions = {
+            "strict": evaluation.test_instruction_following_strict,
+            "loose": evaluation.test_instruction_following_loose,
+        }
         logging.disable(logging.ERROR)  # the reference logs every langdetect failure
         try:
-            return {mode: [functions[mode](e, prompt_to_response) for e in examples] for mode in modes}
+            return {
+                mode: [functions[mode](e, prompt_to_response) for e in examples] for mode in modes
+            }
         finally:
             logging.disable(logging.NOTSET)
 
 
 def reference_verdicts(rows: Sequence[ReferenceRow], **options) -> dict[str, list[list[bool]]]:
     """{"strict": [...], "loose": [...]}: the reference's per-instruction verdicts per row."""
-    return {mode: [list(o.follow_instruction_list) for o in outputs]
-            for mode, outputs in reference_outputs(rows, **options).items()}
+    return {
+        mode: [list(o.follow_instruction_list) for o in outputs]
+        for mode, outputs in reference_outputs(rows, **options).items()
+    }
 
 
 def write_reference_outputs(outputs: Sequence, path) -> None:
@@ -106,7 +137,11 @@ def random_letter_instructions(rows: Sequence[ReferenceRow]) -> set[tuple[int, i
     for i, row in enumerate(rows):
         for j, (iid, kw) in enumerate(zip(row.instruction_id_list, row.kwargs)):
             letter = kw.get("letter")
-            if iid == "keywords:letter_frequency" and isinstance(letter, str) and len(letter) == 1 \
-                    and not "a" <= letter.lower() <= "z":
+            if (
+                iid == "keywords:letter_frequency"
+                and isinstance(letter, str)
+                and len(letter) == 1
+                and not "a" <= letter.lower() <= "z"
+            ):
                 out.add((i, j))
     return out

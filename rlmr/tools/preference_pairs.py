@@ -42,7 +42,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])(?:\"|\u201d)?\s+(?=[A-Z\"\u201c])")
 def split_sentences(text: str) -> list[str]:
     parts, start = [], 0
     for m in _SENTENCE_END.finditer(text):
-        end = m.start() + (1 if text[m.start()] in "\"\u201d" else 0)
+        end = m.start() + (1 if text[m.start()] in '"\u201d' else 0)
         parts.append(text[start:end].strip())
         start = m.end()
     parts.append(text[start:].strip())
@@ -52,7 +52,9 @@ def split_sentences(text: str) -> list[str]:
 def shuffled(text: str, rng: random.Random) -> str:
     sentences = split_sentences(text)
     order = list(range(len(sentences)))
-    while order == sorted(order) or order[0] == 0:  # the opening must move, or the damage is too mild
+    while (
+        order == sorted(order) or order[0] == 0
+    ):  # the opening must move, or the damage is too mild
         rng.shuffle(order)
     return " ".join(sentences[i] for i in order)
 
@@ -60,7 +62,7 @@ def shuffled(text: str, rng: random.Random) -> str:
 def truncated(text: str, rng: random.Random) -> str:
     words = text.split()
     keep = max(8, int(len(words) * rng.uniform(0.3, 0.4)))
-    cut = " ".join(words[:keep]).rstrip(".,;:!?\"")
+    cut = " ".join(words[:keep]).rstrip('.,;:!?"')
     return cut
 
 
@@ -97,10 +99,27 @@ def make_pairs(passages: list[dict], seed: int = 0) -> list[dict]:
             "off_topic": other["passage"],
         }
         for kind, rejected in degraded.items():
-            pairs.append({"id": f"{row['id']}/{kind}", "kind": kind, **base, "chosen": text, "rejected": rejected})
-        constrained = dict(base, prompt=f"{row['prompt']} The text must use the word \"{row['keyword']}\".")
-        pairs.append({"id": f"{row['id']}/constraint", "kind": "constraint", **constrained, "chosen": text,
-                      "rejected": keyword_removed(text, row["keyword"], row["substitute"])})
+            pairs.append(
+                {
+                    "id": f"{row['id']}/{kind}",
+                    "kind": kind,
+                    **base,
+                    "chosen": text,
+                    "rejected": rejected,
+                }
+            )
+        constrained = dict(
+            base, prompt=f'{row["prompt"]} The text must use the word "{row["keyword"]}".'
+        )
+        pairs.append(
+            {
+                "id": f"{row['id']}/constraint",
+                "kind": "constraint",
+                **constrained,
+                "chosen": text,
+                "rejected": keyword_removed(text, row["keyword"], row["substitute"]),
+            }
+        )
     return pairs
 
 
@@ -111,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     pairs = make_pairs(read_jsonl(args.passages), args.seed)
-    args.out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+    args.out.write_text(
+        "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8"
+    )
     print(f"wrote {len(pairs)} pairs to {args.out}")
     return 0
 

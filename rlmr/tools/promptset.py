@@ -22,29 +22,100 @@ TOTAL = 400
 HELD_OUT_EVERY = 5
 
 SUBJECTS = [
-    "a lighthouse keeper who finds a message in a bottle", "a city where it has not rained for ten years",
-    "two rival bakers on the same street", "a robot learning to garden", "the last train of the night",
-    "a grandmother's recipe box", "a lost dog finding its way home", "a violinist who loses her hearing",
-    "a map that redraws itself", "an astronaut's first night back on Earth", "a small town's annual kite festival",
-    "a letter delivered fifty years late", "a museum guard who talks to paintings", "a fox in a snowy forest",
-    "a ferry crossing in a storm", "an old bookshop about to close", "a child who collects thunderstorms",
-    "the first day at a new school", "a beekeeper and a missing queen", "a clockmaker's apprentice",
-    "a night market at the edge of the desert", "a whale that sings off key", "two strangers sharing an umbrella",
-    "a village that forgets one word every year", "a mountain rescue at dawn", "a chess game played by mail",
-    "a garden planted on a rooftop", "a radio host taking the last call of the night", "a moth drawn to a lantern",
-    "a tailor sewing a wedding dress", "a boat made of old doors", "a mapmaker who never travels",
+    "a lighthouse keeper who finds a message in a bottle",
+    "a city where it has not rained for ten years",
+    "two rival bakers on the same street",
+    "a robot learning to garden",
+    "the last train of the night",
+    "a grandmother's recipe box",
+    "a lost dog finding its way home",
+    "a violinist who loses her hearing",
+    "a map that redraws itself",
+    "an astronaut's first night back on Earth",
+    "a small town's annual kite festival",
+    "a letter delivered fifty years late",
+    "a museum guard who talks to paintings",
+    "a fox in a snowy forest",
+    "a ferry crossing in a storm",
+    "an old bookshop about to close",
+    "a child who collects thunderstorms",
+    "the first day at a new school",
+    "a beekeeper and a missing queen",
+    "a clockmaker's apprentice",
+    "a night market at the edge of the desert",
+    "a whale that sings off key",
+    "two strangers sharing an umbrella",
+    "a village that forgets one word every year",
+    "a mountain rescue at dawn",
+    "a chess game played by mail",
+    "a garden planted on a rooftop",
+    "a radio host taking the last call of the night",
+    "a moth drawn to a lantern",
+    "a tailor sewing a wedding dress",
+    "a boat made of old doors",
+    "a mapmaker who never travels",
 ]
-CHARACTERS = ["Mara", "Theo", "Ines", "Oskar", "Lena", "Ravi", "Juno", "Pablo", "Alma", "Kofi", "Noor", "Felix"]
-OBJECTS = ["lantern", "key", "violin", "compass", "teacup", "feather", "umbrella", "bicycle", "mirror", "seashell"]
+CHARACTERS = [
+    "Mara",
+    "Theo",
+    "Ines",
+    "Oskar",
+    "Lena",
+    "Ravi",
+    "Juno",
+    "Pablo",
+    "Alma",
+    "Kofi",
+    "Noor",
+    "Felix",
+]
+OBJECTS = [
+    "lantern",
+    "key",
+    "violin",
+    "compass",
+    "teacup",
+    "feather",
+    "umbrella",
+    "bicycle",
+    "mirror",
+    "seashell",
+]
 PRODUCTS = [
-    "a reusable water bottle", "a neighbourhood bakery", "a hiking backpack", "an herbal tea blend",
-    "a bicycle repair shop", "a handmade candle", "a language-learning app", "a public library membership",
-    "a pair of running shoes", "a community garden", "a mechanical keyboard", "a winter coat",
+    "a reusable water bottle",
+    "a neighbourhood bakery",
+    "a hiking backpack",
+    "an herbal tea blend",
+    "a bicycle repair shop",
+    "a handmade candle",
+    "a language-learning app",
+    "a public library membership",
+    "a pair of running shoes",
+    "a community garden",
+    "a mechanical keyboard",
+    "a winter coat",
 ]
-OPENINGS = ["The morning began quietly.", "Nobody expected the bell to ring.", "It was colder than usual.",
-            "The door was already open.", "She counted the steps twice."]
-CLOSINGS = ["And that was enough.", "The light stayed on.", "Tomorrow would be different.", "Nobody said a word."]
-FORBIDDEN = [["very", "really"], ["suddenly"], ["magic", "magical"], ["amazing", "awesome"], ["said"], ["nice", "good"]]
+OPENINGS = [
+    "The morning began quietly.",
+    "Nobody expected the bell to ring.",
+    "It was colder than usual.",
+    "The door was already open.",
+    "She counted the steps twice.",
+]
+CLOSINGS = [
+    "And that was enough.",
+    "The light stayed on.",
+    "Tomorrow would be different.",
+    "Nobody said a word.",
+]
+FORBIDDEN = [
+    ["very", "really"],
+    ["suddenly"],
+    ["magic", "magical"],
+    ["amazing", "awesome"],
+    ["said"],
+    ["nice", "good"],
+]
 
 
 def _story(rng: random.Random) -> tuple[str, list[dict], list[str]]:
@@ -60,7 +131,11 @@ def _poem(rng: random.Random) -> tuple[str, list[dict], list[str]]:
 def _script(rng: random.Random) -> tuple[str, list[dict], list[str]]:
     a, b = rng.sample(CHARACTERS, 2)
     subject = rng.choice(SUBJECTS)
-    return f"Write a short scene for a play in which {a} and {b} talk about {subject}.", [], ["script"]
+    return (
+        f"Write a short scene for a play in which {a} and {b} talk about {subject}.",
+        [],
+        ["script"],
+    )
 
 
 def _copy(rng: random.Random) -> tuple[str, list[dict], list[str]]:
@@ -80,23 +155,51 @@ def _constraint_options(kind: str, rng: random.Random) -> list[tuple[str, dict]]
     forbidden = rng.choice(FORBIDDEN)
     opts = [
         (f"Use at most {words_max} words.", {"type": "creative:word_count", "max": words_max}),
-        (f"Use between {words_min} and {words_max} words.", {"type": "creative:word_count", "min": words_min, "max": words_max}),
-        ("Write everything in lowercase letters, with no capital letters at all.", {"type": "change_case:english_lowercase"}),
+        (
+            f"Use between {words_min} and {words_max} words.",
+            {"type": "creative:word_count", "min": words_min, "max": words_max},
+        ),
+        (
+            "Write everything in lowercase letters, with no capital letters at all.",
+            {"type": "change_case:english_lowercase"},
+        ),
         ("Do not use any commas.", {"type": "punctuation:no_comma"}),
-        (f"Mention a {obj} somewhere in the text.", {"type": "creative:must_mention", "items": [obj]}),
-        (f"Do not use the word{'s' if len(forbidden) > 1 else ''} {' or '.join(repr(w) for w in forbidden)}.",
-         {"type": "creative:forbidden_words", "words": forbidden}),
-        ("Give it a title wrapped in double angular brackets, such as <<My Title>>.", {"type": "detectable_format:title"}),
-        ("End with a postscript starting with P.S.", {"type": "detectable_content:postscript", "postscript_marker": "P.S."}),
+        (
+            f"Mention a {obj} somewhere in the text.",
+            {"type": "creative:must_mention", "items": [obj]},
+        ),
+        (
+            f"Do not use the word{'s' if len(forbidden) > 1 else ''} {' or '.join(repr(w) for w in forbidden)}.",
+            {"type": "creative:forbidden_words", "words": forbidden},
+        ),
+        (
+            "Give it a title wrapped in double angular brackets, such as <<My Title>>.",
+            {"type": "detectable_format:title"},
+        ),
+        (
+            "End with a postscript starting with P.S.",
+            {"type": "detectable_content:postscript", "postscript_marker": "P.S."},
+        ),
     ]
     if kind in ("story", "script"):
-        opts.append((f"Include a character named {name}.", {"type": "creative:must_mention", "items": [name]}))
+        opts.append(
+            (
+                f"Include a character named {name}.",
+                {"type": "creative:must_mention", "items": [name]},
+            )
+        )
     if kind == "story":
         opening = rng.choice(OPENINGS)
         closing = rng.choice(CLOSINGS)
         opts += [
-            (f'Begin with the sentence "{opening}"', {"type": "creative:opening_line", "text": opening}),
-            (f'End with the sentence "{closing}"', {"type": "creative:closing_line", "text": closing}),
+            (
+                f'Begin with the sentence "{opening}"',
+                {"type": "creative:opening_line", "text": opening},
+            ),
+            (
+                f'End with the sentence "{closing}"',
+                {"type": "creative:closing_line", "text": closing},
+            ),
             ("Tell it in the first person.", {"type": "creative:narration", "person": "first"}),
             ("Do not include any dialogue.", {"type": "creative:dialogue", "present": False}),
         ]
@@ -104,12 +207,22 @@ def _constraint_options(kind: str, rng: random.Random) -> list[tuple[str, dict]]
         lines = rng.choice([4, 6, 8])
         opts += [
             (f"Write no more than {lines} lines.", {"type": "creative:line_count", "max": lines}),
-            ("Write exactly two stanzas separated by a blank line.", {"type": "creative:stanza_count", "min": 2, "max": 2}),
+            (
+                "Write exactly two stanzas separated by a blank line.",
+                {"type": "creative:stanza_count", "min": 2, "max": 2},
+            ),
         ]
     if kind == "script":
-        opts.append(("Include spoken dialogue in quotation marks.", {"type": "creative:dialogue", "present": True}))
+        opts.append(
+            (
+                "Include spoken dialogue in quotation marks.",
+                {"type": "creative:dialogue", "present": True},
+            )
+        )
     if kind == "copy":
-        opts.append(("Use no more than 3 sentences.", {"type": "creative:sentence_count", "max": 3}))
+        opts.append(
+            ("Use no more than 3 sentences.", {"type": "creative:sentence_count", "max": 3})
+        )
     return opts
 
 
@@ -143,11 +256,15 @@ def write(out: Path, total: int = TOTAL, seed: int = SEED) -> tuple[Path, Path]:
 
     train, heldout = generate(total, seed)
     for row in train + heldout:
-        check_constraints(row["constraints"])  # every constraint must parse against the verifier's registry
+        check_constraints(
+            row["constraints"]
+        )  # every constraint must parse against the verifier's registry
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "train.jsonl", out / "heldout.jsonl"
     for path, rows in zip(paths, (train, heldout)):
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
     return paths
 
 

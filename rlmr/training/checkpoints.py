@@ -23,8 +23,14 @@ def save_checkpoint(run: RunDir, services, sampler: PromptSampler, step: int) ->
     """Collective save of the learner, then the driver's state; visible only once complete."""
     staging = run.staging_dir(step)
     services.save(str(staging), client_state={"step": step}, remote=run.checkpoint_uri(step))
-    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-               staging / "rng.pt")
+    torch.save(
+        {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+        },
+        staging / "rng.pt",
+    )
     run.commit_checkpoint(staging, step, {"step": step, "data": sampler.state_dict()})
 
 
@@ -32,8 +38,10 @@ def restore_checkpoint(run: RunDir, services, sampler: PromptSampler) -> int:
     """Load the latest complete checkpoint into the learner, the sampler and the RNGs; returns its step."""
     ckpt = run.latest_checkpoint()
     if not (ckpt / "optimizer").exists():
-        raise RunDirError(f"--resume: {ckpt} holds no optimizer state (checkpoint.save_optimizer was false), "
-                          f"so training cannot continue exactly; start a new run from its policy/ weights instead")
+        raise RunDirError(
+            f"--resume: {ckpt} holds no optimizer state (checkpoint.save_optimizer was false), "
+            f"so training cannot continue exactly; start a new run from its policy/ weights instead"
+        )
     state = json.loads((ckpt / "trainer_state.json").read_text())
     services.load(str(ckpt), remote=run.checkpoint_uri(state["step"]))
     sampler.load_state_dict(state["data"])

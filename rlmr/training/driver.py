@@ -52,13 +52,24 @@ class Services(Protocol):
 
 def mix(reward: RewardConfig, writing: torch.Tensor, signals: RewardSignals) -> torch.Tensor:
     """RLMR's reward for `[groups, n]` writing scores and the verifier's signals, as configured."""
-    return mix_rewards(writing, signals.passed, strategy=reward.strategy, all_violate=reward.all_violate,
-                       fixed_weight=reward.fixed_weight, margin=reward.margin,
-                       passed_fraction=signals.passed_fraction)
+    return mix_rewards(
+        writing,
+        signals.passed,
+        strategy=reward.strategy,
+        all_violate=reward.all_violate,
+        fixed_weight=reward.fixed_weight,
+        margin=reward.margin,
+        passed_fraction=signals.passed_fraction,
+    )
 
 
-def collect_groups(cfg: RLMRConfig, services: Services, sampler: PromptSampler, params: SamplingParams,
-                   timer: PhaseTimer) -> tuple[list[ScoredGroup], float]:
+def collect_groups(
+    cfg: RLMRConfig,
+    services: Services,
+    sampler: PromptSampler,
+    params: SamplingParams,
+    timer: PhaseTimer,
+) -> tuple[list[ScoredGroup], float]:
     """Sample and score `prompts_per_step` groups; with dynamic sampling, refill zero-variance ones.
 
     Returns the groups and the share of zero-variance groups in the first round.
@@ -81,10 +92,14 @@ def collect_groups(cfg: RLMRConfig, services: Services, sampler: PromptSampler, 
             (spare if cfg.rollout.dynamic_sampling and is_flat else kept).append(group)
         if len(kept) >= want:
             break
-    return (kept + spare)[:want], frac_zero_std  # still short after the refills: flat groups, zero advantage
+    return (kept + spare)[
+        :want
+    ], frac_zero_std  # still short after the refills: flat groups, zero advantage
 
 
-def training_step(cfg: RLMRConfig, services: Services, sampler: PromptSampler, step: int) -> tuple[dict, list]:
+def training_step(
+    cfg: RLMRConfig, services: Services, sampler: PromptSampler, step: int
+) -> tuple[dict, list]:
     """One GRPO step; returns the step's metrics and a few samples for samples.jsonl."""
     timer = PhaseTimer()
     params = sampling_params(cfg.rollout, seed=cfg.trainer.seed * 1_000_003 + step)
@@ -99,8 +114,17 @@ def training_step(cfg: RLMRConfig, services: Services, sampler: PromptSampler, s
         if not cfg.algo.kl.in_loss:
             # KL in reward: penalise the writing score, *then* mix, so the dynamic penalty is
             # sized on what is mixed and every violator still ends below its group's mean.
-            kl_reward = sequence_kl(tokens.rollout_logprobs, ref_logprobs, tokens.response_mask, "k1",
-                                    cfg.algo.log_ratio_clamp).reshape(writing.shape).to(writing.dtype)
+            kl_reward = (
+                sequence_kl(
+                    tokens.rollout_logprobs,
+                    ref_logprobs,
+                    tokens.response_mask,
+                    "k1",
+                    cfg.algo.log_ratio_clamp,
+                )
+                .reshape(writing.shape)
+                .to(writing.dtype)
+            )
             writing = writing - cfg.algo.kl.beta * kl_reward
     rewards = mix(cfg.reward, writing, signals)
     advantages = group_advantages(rewards, method=cfg.algo.advantage, eps=cfg.algo.eps)
@@ -121,14 +145,23 @@ def training_step(cfg: RLMRConfig, services: Services, sampler: PromptSampler, s
 def evaluate(cfg: RLMRConfig, services: Services, rows: Sequence[PromptRow]) -> dict:
     """Held-out constraint pass rate (no judge: the number RLMR must move), fixed sampling seed."""
     timer = PhaseTimer()
-    params = sampling_params(cfg.rollout, n=cfg.trainer.eval_samples_per_prompt, seed=cfg.trainer.seed,
-                             temperature=cfg.trainer.eval_temperature)
+    params = sampling_params(
+        cfg.rollout,
+        n=cfg.trainer.eval_samples_per_prompt,
+        seed=cfg.trainer.seed,
+        temperature=cfg.trainer.eval_temperature,
+    )
     scored = services.score(services.sample(list(rows), params), judge=False)
     return {**eval_metrics(scored), "eval/prompts": len(rows), "time/eval_s": timer.elapsed()}
 
 
-def run_training(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: Sequence[PromptRow],
-                 eval_rows: Sequence[PromptRow] = ()) -> list[dict]:
+def run_training(
+    cfg: RLMRConfig,
+    services: Services,
+    run: RunDir,
+    train_rows: Sequence[PromptRow],
+    eval_rows: Sequence[PromptRow] = (),
+) -> list[dict]:
     """Run, or continue when `run` was opened to resume; returns the metric rows logged by this call."""
     sampler = PromptSampler(train_rows, seed=cfg.data.seed, shuffle=cfg.data.shuffle)
     start = 0
@@ -147,7 +180,9 @@ def run_training(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: S
             metrics, samples = training_step(cfg, services, sampler, step)
             out_of_time = progress.out_of_time()
             last = step == cfg.trainer.steps or out_of_time
-            if eval_rows and ((cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0) or last):
+            if eval_rows and (
+                (cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0) or last
+            ):
                 metrics.update(evaluate(cfg, services, eval_rows))
             run.log(step, metrics)
             run.write_samples(step, samples)
@@ -157,8 +192,11 @@ def run_training(cfg: RLMRConfig, services: Services, run: RunDir, train_rows: S
                 run.plot()
             progress.update(step, metrics)
             if out_of_time:
-                print(f"rlmr: stopping after step {step}: trainer.max_wall_minutes "
-                      f"({cfg.trainer.max_wall_minutes:g}) reached", file=sys.stderr)
+                print(
+                    f"rlmr: stopping after step {step}: trainer.max_wall_minutes "
+                    f"({cfg.trainer.max_wall_minutes:g}) reached",
+                    file=sys.stderr,
+                )
                 break
     finally:
         progress.close()

@@ -33,7 +33,9 @@ class RankInfo:
     device: str  # "cpu" or "cuda"
 
 
-def deepspeed_config(cfg: LearnerConfig, dtype: str, micro_batch: int, grad_accum: int, world_size: int) -> dict:
+def deepspeed_config(
+    cfg: LearnerConfig, dtype: str, micro_batch: int, grad_accum: int, world_size: int
+) -> dict:
     """The DeepSpeed config for this learner (client optimizer and scheduler are passed separately)."""
     zero: dict = {"stage": cfg.zero_stage}
     if cfg.offload_optimizer and cfg.zero_stage > 0:
@@ -56,13 +58,16 @@ def deepspeed_config(cfg: LearnerConfig, dtype: str, micro_batch: int, grad_accu
     }
 
 
-def sequence_token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                            with_entropy: bool = False):
+def sequence_token_logprobs(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False
+):
     """Log-probs of each target token `input_ids[:, 1:]` (and optionally the entropy), `[B, T-1]`."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     logits = out.logits[:, :-1].float()
     targets = input_ids[:, 1:]
-    logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(
+        logits, dim=-1
+    )
     if not with_entropy:
         return logp, None
     with torch.no_grad():
@@ -73,48 +78,80 @@ def sequence_token_logprobs(model, input_ids: torch.Tensor, attention_mask: torc
 class PolicyLearner:
     """One rank of the DeepSpeed policy; all ranks must call the collective methods together."""
 
-    def __init__(self, model_dir: str, model_dtype: str, learner: LearnerConfig, algo: AlgoConfig,
-                 rank: RankInfo, samples_per_step: int, gradient_checkpointing: bool = False, seed: int = 0,
-                 save_optimizer: bool = True):
+    def __init__(
+        self,
+        model_dir: str,
+        model_dtype: str,
+        learner: LearnerConfig,
+        algo: AlgoConfig,
+        rank: RankInfo,
+        samples_per_step: int,
+        gradient_checkpointing: bool = False,
+        seed: int = 0,
+        save_optimizer: bool = True,
+    ):
         import deepspeed
         from transformers import AutoModelForCausalLM
 
         self.cfg, self.algo, self.rank = learner, algo, rank
         self.device = torch.device("cuda", 0) if rank.device == "cuda" else torch.device("cpu")
-        backend = learner.backend if learner.backend != "auto" else ("nccl" if rank.device == "cuda" else "gloo")
+        backend = (
+            learner.backend
+            if learner.backend != "auto"
+            else ("nccl" if rank.device == "cuda" else "gloo")
+        )
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
         torch.manual_seed(seed + rank.rank)
 
         per_rank = samples_per_step // rank.world_size
         per_update = per_rank // learner.updates_per_step
-        if per_rank * rank.world_size != samples_per_step or per_update * learner.updates_per_step != per_rank \
-                or per_update % learner.micro_batch_size:
+        if (
+            per_rank * rank.world_size != samples_per_step
+            or per_update * learner.updates_per_step != per_rank
+            or per_update % learner.micro_batch_size
+        ):
             raise ValueError(
                 f"learner.micro_batch_size: {samples_per_step} samples per step do not split into "
-                f"{rank.world_size} ranks x {learner.updates_per_step} updates x micro-batches of {learner.micro_batch_size}")
+                f"{rank.world_size} ranks x {learner.updates_per_step} updates x micro-batches of {learner.micro_batch_size}"
+            )
         self.per_update = per_update
         self.grad_accum = per_update // learner.micro_batch_size
 
         from rlmr.engine.loading import torch_dtype
 
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(model_dtype), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch_dtype(model_dtype), local_files_only=True
+        )
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         model.config.use_cache = False
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=learner.lr, betas=tuple(learner.betas),
-                                      weight_decay=learner.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=learner.lr, betas=tuple(learner.betas), weight_decay=learner.weight_decay
+        )
         warmup = learner.warmup_steps * learner.updates_per_step
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-        ds_cfg = deepspeed_config(learner, model_dtype, learner.micro_batch_size, self.grad_accum, rank.world_size)
+            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+        )
+        ds_cfg = deepspeed_config(
+            learner, model_dtype, learner.micro_batch_size, self.grad_accum, rank.world_size
+        )
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg)
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg
+        )
         self.model_dir = model_dir
         use_kl = algo.kl.beta > 0 and algo.kl.in_loss
-        self.loss = LossSettings(clip_low=algo.clip.low, clip_high=algo.clip.high, dual_clip=algo.clip.dual,
-                                 kl_coef=algo.kl.beta if use_kl else 0.0, kl_estimator=algo.kl.estimator,
-                                 log_ratio_clamp=algo.log_ratio_clamp, aggregation=algo.loss_aggregation)
+        self.loss = LossSettings(
+            clip_low=algo.clip.low,
+            clip_high=algo.clip.high,
+            dual_clip=algo.clip.dual,
+            kl_coef=algo.kl.beta if use_kl else 0.0,
+            kl_estimator=algo.kl.estimator,
+            log_ratio_clamp=algo.log_ratio_clamp,
+            aggregation=algo.loss_aggregation,
+        )
         self.save_optimizer = save_optimizer
         self.updates = 0
 
@@ -139,7 +176,9 @@ class PolicyLearner:
         step = self.cfg.micro_batch_size
         for start in range(0, len(batch), step):
             mb = batch.select(slice(start, start + step))
-            lp, _ = sequence_token_logprobs(self.engine, self._to_device(mb.input_ids), self._to_device(mb.attention_mask))
+            lp, _ = sequence_token_logprobs(
+                self.engine, self._to_device(mb.input_ids), self._to_device(mb.attention_mask)
+            )
             outs.append(lp.float().cpu())
         return torch.cat(outs)
 
@@ -148,9 +187,13 @@ class PolicyLearner:
     def update(self, shard: TrainBatch) -> dict:
         """One rollout batch's worth of updates on this rank's shard; returns mean statistics."""
         if len(shard) != self.per_update * self.cfg.updates_per_step:
-            raise ValueError(f"shard of {len(shard)} samples; expected {self.per_update * self.cfg.updates_per_step}")
+            raise ValueError(
+                f"shard of {len(shard)} samples; expected {self.per_update * self.cfg.updates_per_step}"
+            )
         if self.cfg.updates_per_step > 1 and shard.old_logprobs is None:
-            shard = dataclasses.replace(shard, old_logprobs=self.logprobs(shard))  # fixed before the first update
+            shard = dataclasses.replace(
+                shard, old_logprobs=self.logprobs(shard)
+            )  # fixed before the first update
         self.engine.train()
         stats: dict[str, list[float]] = {}
         for mini in shard.split(self.cfg.updates_per_step):
@@ -158,7 +201,9 @@ class PolicyLearner:
             seqs = float(mini.response_mask.any(-1).sum())
             global_tokens = self._all_reduce_sum(tokens)
             global_seqs = self._all_reduce_sum(seqs)
-            normalizer = global_tokens if self.algo.loss_aggregation == "token_mean" else global_seqs
+            normalizer = (
+                global_tokens if self.algo.loss_aggregation == "token_mean" else global_seqs
+            )
             # DeepSpeed divides each micro loss by grad_accum and averages grads over ranks;
             # undo both so the sum over micro-batches and ranks is the global mean.
             scale = self.grad_accum * self.rank.world_size
@@ -173,7 +218,9 @@ class PolicyLearner:
                 # applies the optimizer only at the accumulation boundary.
                 self.engine.step()
             if not self.engine.was_step_applied():
-                raise RuntimeError("DeepSpeed skipped the optimizer step (overflow or a broken accumulation boundary)")
+                raise RuntimeError(
+                    "DeepSpeed skipped the optimizer step (overflow or a broken accumulation boundary)"
+                )
             self.updates += 1
             norm = local_norm if self.cfg.zero_stage == 0 else self.engine.get_global_grad_norm()
             if norm is not None:
@@ -183,23 +230,45 @@ class PolicyLearner:
         return result
 
     def _local_grad_norm(self) -> float:
-        grads = [p.grad.detach().float().norm() for p in self.engine.module.parameters() if p.grad is not None]
+        grads = [
+            p.grad.detach().float().norm()
+            for p in self.engine.module.parameters()
+            if p.grad is not None
+        ]
         return float(torch.stack(grads).norm()) if grads else 0.0
 
     def _micro_step(self, micro: TrainBatch, normalizer: float) -> dict:
         ids = self._to_device(micro.input_ids)
         mask = self._to_device(micro.response_mask)
-        logp, ent = sequence_token_logprobs(self.engine, ids, self._to_device(micro.attention_mask), with_entropy=True)
-        old = self._to_device(micro.old_logprobs) if micro.old_logprobs is not None else logp.detach()
-        out = policy_loss(logp, old, self._to_device(micro.advantages), mask, self.loss,
-                          logp_ref=self._to_device(micro.ref_logprobs), normalizer=normalizer)
+        logp, ent = sequence_token_logprobs(
+            self.engine, ids, self._to_device(micro.attention_mask), with_entropy=True
+        )
+        old = (
+            self._to_device(micro.old_logprobs) if micro.old_logprobs is not None else logp.detach()
+        )
+        out = policy_loss(
+            logp,
+            old,
+            self._to_device(micro.advantages),
+            mask,
+            self.loss,
+            logp_ref=self._to_device(micro.ref_logprobs),
+            normalizer=normalizer,
+        )
         self.engine.backward(out.loss)
         rollout_lp = self._to_device(micro.rollout_logprobs)
         with torch.no_grad():
             gap = masked_mean((old - rollout_lp).abs(), mask).item()
             entropy = masked_mean(ent, mask).item()
-        return {"pg_loss": out.pg_loss, "kl": out.kl, "clip_frac": out.clip_frac, "ratio_mean": out.ratio_mean,
-                "approx_kl_old": out.approx_kl_old, "entropy": entropy, "logprob_gap_rollout": gap}
+        return {
+            "pg_loss": out.pg_loss,
+            "kl": out.kl,
+            "clip_frac": out.clip_frac,
+            "ratio_mean": out.ratio_mean,
+            "approx_kl_old": out.approx_kl_old,
+            "entropy": entropy,
+            "logprob_gap_rollout": gap,
+        }
 
     # ------------------------------------------------------------------ weights and checkpoints
 
@@ -234,7 +303,9 @@ class PolicyLearner:
         """Rank 0 only: become rank 0 (the source) of the NCCL weight-sync group with the vLLM workers."""
         from rlmr.engine.weight_group import create_weight_group
 
-        self._weight_group = create_weight_group(master_address, master_port, 0, world_size, self.device)
+        self._weight_group = create_weight_group(
+            master_address, master_port, 0, world_size, self.device
+        )
 
     def broadcast_weights(self) -> int:
         """Collective over learner ranks (ZeRO-3 gathers each parameter); rank 0 broadcasts it to vLLM."""
@@ -242,10 +313,17 @@ class PolicyLearner:
 
         from rlmr.engine.weight_group import broadcast_parameters
 
-        gather = ((lambda p: deepspeed.zero.GatheredParameters([p], modifier_rank=None))
-                  if self.cfg.zero_stage == 3 else None)
-        return broadcast_parameters(self.engine.module.named_parameters(), getattr(self, "_weight_group", None),
-                                    is_source=self.rank.rank == 0, gather=gather)
+        gather = (
+            (lambda p: deepspeed.zero.GatheredParameters([p], modifier_rank=None))
+            if self.cfg.zero_stage == 3
+            else None
+        )
+        return broadcast_parameters(
+            self.engine.module.named_parameters(),
+            getattr(self, "_weight_group", None),
+            is_source=self.rank.rank == 0,
+            gather=gather,
+        )
 
     def save(self, directory: str, client_state: dict | None = None) -> None:
         """Collective. Writes `policy/` (HF format, loadable by from_pretrained) and `optimizer/` (DeepSpeed)."""
@@ -253,11 +331,17 @@ class PolicyLearner:
         state = self.full_state_dict()
         if self.rank.rank == 0:
             d.mkdir(parents=True, exist_ok=True)
-            self.engine.module.save_pretrained(d / "policy", state_dict=state, safe_serialization=True)
+            self.engine.module.save_pretrained(
+                d / "policy", state_dict=state, safe_serialization=True
+            )
             _copy_tokenizer(self.model_dir, d / "policy")
         if self.save_optimizer:
-            self.engine.save_checkpoint(str(d / "optimizer"), tag="state", client_state=client_state or {},
-                                        save_latest=False)
+            self.engine.save_checkpoint(
+                str(d / "optimizer"),
+                tag="state",
+                client_state=client_state or {},
+                save_latest=False,
+            )
         self._barrier()
 
     def load(self, directory: str) -> dict:
@@ -265,8 +349,9 @@ class PolicyLearner:
         d = Path(directory) / "optimizer"
         if not d.exists():
             raise FileNotFoundError(f"{directory}: no optimizer/ state to resume from")
-        _, client = self.engine.load_checkpoint(str(d), tag="state", load_optimizer_states=True,
-                                                load_lr_scheduler_states=True)
+        _, client = self.engine.load_checkpoint(
+            str(d), tag="state", load_optimizer_states=True, load_lr_scheduler_states=True
+        )
         return client or {}
 
     def _barrier(self) -> None:
@@ -280,6 +365,14 @@ def _copy_tokenizer(src: str, dst: Path) -> None:
     import shutil
 
     for name in os.listdir(src):
-        if name.startswith(("tokenizer", "special_tokens_map", "vocab", "merges", "chat_template", "generation_config")):
+        if name.startswith(
+            (
+                "tokenizer",
+                "special_tokens_map",
+                "vocab",
+                "merges",
+                "chat_template",
+                "generation_config",
+            )
+        ):
             shutil.copy2(os.path.join(src, name), dst / name)
-

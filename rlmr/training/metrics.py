@@ -38,8 +38,14 @@ class PhaseTimer:
         return time.perf_counter() - self._started
 
 
-def step_metrics(scored: Sequence[ScoredGroup], signals: RewardSignals, rewards: torch.Tensor,
-                 advantages: torch.Tensor, learner_stats: dict, frac_zero_std: float) -> dict:
+def step_metrics(
+    scored: Sequence[ScoredGroup],
+    signals: RewardSignals,
+    rewards: torch.Tensor,
+    advantages: torch.Tensor,
+    learner_stats: dict,
+    frac_zero_std: float,
+) -> dict:
     """The metrics line of one step (the learner's statistics included)."""
     responses = [r for s in scored for r in s.group.responses]
     lengths = torch.tensor([len(r.token_ids) for r in responses], dtype=torch.float64)
@@ -47,14 +53,19 @@ def step_metrics(scored: Sequence[ScoredGroup], signals: RewardSignals, rewards:
     # RLMR's guarantee, observed: the largest advantage any violator got where someone passed (must be < 0).
     violator_adv = advantages[passed.any(1, keepdim=True) & ~passed]
     m = {
-        "reward_mean": float(rewards.mean()), "reward_std": _std(rewards),
-        "writing_mean": float(signals.writing.mean()), "pass_rate": float(passed.float().mean()),
+        "reward_mean": float(rewards.mean()),
+        "reward_std": _std(rewards),
+        "writing_mean": float(signals.writing.mean()),
+        "pass_rate": float(passed.float().mean()),
         "passed_fraction_mean": float(signals.passed_fraction.mean()),
-        "adv_mean": float(advantages.mean()), "adv_std": _std(advantages),
-        "adv_min": float(advantages.min()), "adv_max": float(advantages.max()),
+        "adv_mean": float(advantages.mean()),
+        "adv_std": _std(advantages),
+        "adv_min": float(advantages.min()),
+        "adv_max": float(advantages.max()),
         "violator_adv_max": float(violator_adv.max()) if violator_adv.numel() else None,
         "frac_zero_std": frac_zero_std,
-        "response_len_mean": float(lengths.mean()), "response_len_max": float(lengths.max()),
+        "response_len_mean": float(lengths.mean()),
+        "response_len_max": float(lengths.max()),
         "truncated_frac": sum(r.finish_reason == "length" for r in responses) / len(responses),
     }
     judged = [s.writing for s in scored if s.writing is not None]
@@ -72,19 +83,29 @@ def _std(t: torch.Tensor) -> float:
     return float(t.std()) if t.numel() > 1 else 0.0
 
 
-def step_samples(scored: Sequence[ScoredGroup], rewards: torch.Tensor, advantages: torch.Tensor,
-                 k: int) -> list[dict]:
+def step_samples(
+    scored: Sequence[ScoredGroup], rewards: torch.Tensor, advantages: torch.Tensor, k: int
+) -> list[dict]:
     """The first `k` responses of the step, whole, with what was said about them."""
     out = []
     for gi, s in enumerate(scored):
         for ri, resp in enumerate(s.group.responses):
             if len(out) >= k:
                 return out
-            out.append({"prompt_id": s.group.row.id, "prompt": s.group.row.brief(), "response": resp.text,
-                        "writing": s.writing.scores[ri] if s.writing is not None else 0.0,
-                        "passed": s.verdicts.passed[ri], "failed_constraints": s.verdicts.failed_types(ri),
-                        "reward": float(rewards[gi, ri]), "advantage": float(advantages[gi, ri]),
-                        "tokens": len(resp.token_ids), "finish_reason": resp.finish_reason})
+            out.append(
+                {
+                    "prompt_id": s.group.row.id,
+                    "prompt": s.group.row.brief(),
+                    "response": resp.text,
+                    "writing": s.writing.scores[ri] if s.writing is not None else 0.0,
+                    "passed": s.verdicts.passed[ri],
+                    "failed_constraints": s.verdicts.failed_types(ri),
+                    "reward": float(rewards[gi, ri]),
+                    "advantage": float(advantages[gi, ri]),
+                    "tokens": len(resp.token_ids),
+                    "finish_reason": resp.finish_reason,
+                }
+            )
     return out
 
 
@@ -93,11 +114,16 @@ def eval_metrics(scored: Sequence[ScoredGroup]) -> dict:
     passed = [p for s in scored for p in s.verdicts.passed]
     fraction = [f for s in scored for f in s.verdicts.passed_fraction]
     lengths = [len(r.token_ids) for s in scored for r in s.group.responses]
-    return {"eval/pass_rate": sum(passed) / len(passed), "eval/passed_fraction_mean": sum(fraction) / len(fraction),
-            "eval/response_len_mean": sum(lengths) / len(lengths)}
+    return {
+        "eval/pass_rate": sum(passed) / len(passed),
+        "eval/passed_fraction_mean": sum(fraction) / len(fraction),
+        "eval/response_len_mean": sum(lengths) / len(lengths),
+    }
 
 
-def expected_last_step(max_steps: int, step: int, seconds_per_step: float, seconds_left: float | None) -> int:
+def expected_last_step(
+    max_steps: int, step: int, seconds_per_step: float, seconds_left: float | None
+) -> int:
     """The step the run will end on: `max_steps`, or sooner when the wall-clock budget runs out first
     (the step that crosses the budget still completes)."""
     if seconds_left is None or seconds_per_step <= 0:
@@ -120,8 +146,13 @@ class Progress:
         if cfg.logging.progress_bar:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.max_steps, initial=start, desc=cfg.logging.run_name, unit="step",
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=self.max_steps,
+                initial=start,
+                desc=cfg.logging.run_name,
+                unit="step",
+                dynamic_ncols=True,
+            )
 
     def out_of_time(self) -> bool:
         """Whether the step just finished crossed the budget (the run then stops after it)."""
@@ -133,9 +164,14 @@ class Progress:
             return
         if self.deadline is not None:  # the ETA follows the time budget, not trainer.steps
             per_step = (self.now - self.began) / (step - self.start)
-            self.bar.total = expected_last_step(self.max_steps, step, per_step, self.deadline - self.now)
+            self.bar.total = expected_last_step(
+                self.max_steps, step, per_step, self.deadline - self.now
+            )
         self.bar.update(1)
-        shown = {"reward": f"{metrics['reward_mean']:.3f}", "pass_rate": f"{metrics['pass_rate']:.2f}"}
+        shown = {
+            "reward": f"{metrics['reward_mean']:.3f}",
+            "pass_rate": f"{metrics['pass_rate']:.2f}",
+        }
         if "eval/pass_rate" in metrics:
             shown["eval"] = f"{metrics['eval/pass_rate']:.2f}"
         self.bar.set_postfix(**shown)

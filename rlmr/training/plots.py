@@ -74,7 +74,7 @@ def plot_metrics(rows_or_runs, out: Path, title: str = "") -> Path:
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     if len(runs) > 1 and panels:
         axes.flat[0].legend(fontsize=8)
@@ -92,7 +92,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("metrics", nargs="+", type=Path, help="metrics.jsonl files (one per run)")
     p.add_argument("-o", "--out", type=Path, default=Path("curves.png"))
-    p.add_argument("--labels", nargs="*", help="legend labels, one per file (default: the run folder names)")
+    p.add_argument(
+        "--labels", nargs="*", help="legend labels, one per file (default: the run folder names)"
+    )
     args = p.parse_args(argv)
     labels = args.labels or [m.parent.name for m in args.metrics]
     if len(labels) != len(args.metrics):

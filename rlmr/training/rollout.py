@@ -17,25 +17,46 @@ from rlmr.engine.base import SamplingParams, TextEngine
 
 def format_prompt(row: PromptRow, tokenizer, chat_template: bool = True) -> str:
     """The text the policy sees: the chat template applied to the row's messages, or the raw prompt."""
-    messages = [{"role": "user", "content": row.prompt}] if isinstance(row.prompt, str) else list(row.prompt)
+    messages = (
+        [{"role": "user", "content": row.prompt}]
+        if isinstance(row.prompt, str)
+        else list(row.prompt)
+    )
     if not chat_template:
         return "\n\n".join(m["content"] for m in messages)
-    if not hasattr(tokenizer, "apply_chat_template") or getattr(tokenizer, "chat_template", "") is None:
-        raise ValueError("model.chat_template is true but the tokenizer has no chat template; "
-                         "set model.chat_template: false to send the raw prompt")
+    if (
+        not hasattr(tokenizer, "apply_chat_template")
+        or getattr(tokenizer, "chat_template", "") is None
+    ):
+        raise ValueError(
+            "model.chat_template is true but the tokenizer has no chat template; "
+            "set model.chat_template: false to send the raw prompt"
+        )
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def sampling_params(cfg: RolloutConfig, n: int | None = None, seed: int | None = None,
-                    temperature: float | None = None) -> SamplingParams:
+def sampling_params(
+    cfg: RolloutConfig,
+    n: int | None = None,
+    seed: int | None = None,
+    temperature: float | None = None,
+) -> SamplingParams:
     return SamplingParams(
-        max_new_tokens=cfg.max_new_tokens, n=cfg.n if n is None else n,
+        max_new_tokens=cfg.max_new_tokens,
+        n=cfg.n if n is None else n,
         temperature=cfg.temperature if temperature is None else temperature,
-        top_p=cfg.top_p, top_k=cfg.top_k, seed=seed)
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        seed=seed,
+    )
 
 
-def sample_groups(engine: TextEngine, rows: Sequence[PromptRow], params: SamplingParams,
-                  chat_template: bool = True) -> list[Group]:
+def sample_groups(
+    engine: TextEngine,
+    rows: Sequence[PromptRow],
+    params: SamplingParams,
+    chat_template: bool = True,
+) -> list[Group]:
     """Sample `params.n` responses for every row, in one engine call."""
     if not rows:
         return []
@@ -46,8 +67,18 @@ def sample_groups(engine: TextEngine, rows: Sequence[PromptRow], params: Samplin
     groups = []
     for row, text, gens in zip(rows, texts, generations):
         if len(gens) != params.n:
-            raise RuntimeError(f"engine returned {len(gens)} samples for prompt {row.id!r}, expected {params.n}")
-        responses = tuple(Response(g.text, tuple(g.token_ids), tuple(g.logprobs), g.finish_reason) for g in gens)
-        groups.append(Group(row=row, prompt_text=text, prompt_token_ids=tuple(gens[0].prompt_token_ids),
-                            responses=responses))
+            raise RuntimeError(
+                f"engine returned {len(gens)} samples for prompt {row.id!r}, expected {params.n}"
+            )
+        responses = tuple(
+            Response(g.text, tuple(g.token_ids), tuple(g.logprobs), g.finish_reason) for g in gens
+        )
+        groups.append(
+            Group(
+                row=row,
+                prompt_text=text,
+                prompt_token_ids=tuple(gens[0].prompt_token_ids),
+                responses=responses,
+            )
+        )
     return groups

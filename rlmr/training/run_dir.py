@@ -48,9 +48,14 @@ class RunDir:
         self.path = storage.local_mirror(self.uri) if self.uri else Path(out) / cfg.logging.run_name
         self.ckpt_root = self.path / "checkpoints"
         where = self.uri or self.path
-        has_ckpt = self._remote_latest() is not None if self.uri else self.latest_checkpoint() is not None
-        started = storage.exists(storage.join(self.uri, "metrics.jsonl")) if self.uri \
+        has_ckpt = (
+            self._remote_latest() is not None if self.uri else self.latest_checkpoint() is not None
+        )
+        started = (
+            storage.exists(storage.join(self.uri, "metrics.jsonl"))
+            if self.uri
             else (self.path / "metrics.jsonl").exists()
+        )
         if resume == "auto":
             resume = has_ckpt
             if not has_ckpt and started:  # a retry of a job that died before its first checkpoint
@@ -60,7 +65,8 @@ class RunDir:
         if not resume and (has_ckpt or started):
             raise RunDirError(
                 f"{where} already holds a run; pass --resume to continue it, or choose another "
-                f"logging.run_name / logging.output_dir")
+                f"logging.run_name / logging.output_dir"
+            )
         if resume and not has_ckpt:
             raise RunDirError(f"--resume: {where} has no complete checkpoint to resume from")
         if self.uri:
@@ -115,7 +121,11 @@ class RunDir:
 
     def checkpoint_uri(self, step: int) -> str | None:
         """Where the learner ranks upload the files they write for this checkpoint (None for local runs)."""
-        return storage.join(self.uri, "checkpoints", f"{CHECKPOINT_PREFIX}{step:06d}") if self.uri else None
+        return (
+            storage.join(self.uri, "checkpoints", f"{CHECKPOINT_PREFIX}{step:06d}")
+            if self.uri
+            else None
+        )
 
     # ------------------------------------------------------------------ logging
 
@@ -126,18 +136,31 @@ class RunDir:
             self._tb = SummaryWriter(log_dir=str(self.path / "tb"))
         if self.cfg.logging.wandb.enabled:
             if not os.environ.get("WANDB_API_KEY"):
-                raise RunDirError("logging.wandb.enabled is true but WANDB_API_KEY is not set in the environment")
+                raise RunDirError(
+                    "logging.wandb.enabled is true but WANDB_API_KEY is not set in the environment"
+                )
             try:
                 import wandb
             except ImportError:
-                raise RunDirError("logging.wandb.enabled is true but the wandb package is not installed") from None
+                raise RunDirError(
+                    "logging.wandb.enabled is true but the wandb package is not installed"
+                ) from None
             w = self.cfg.logging.wandb
-            self._wandb = wandb.init(project=w.project, entity=w.entity, name=self.cfg.logging.run_name,
-                                     dir=str(self.path), config=self.cfg.model_dump(mode="json"), resume="allow")
+            self._wandb = wandb.init(
+                project=w.project,
+                entity=w.entity,
+                name=self.cfg.logging.run_name,
+                dir=str(self.path),
+                config=self.cfg.model_dump(mode="json"),
+                resume="allow",
+            )
 
     def log(self, step: int, metrics: dict) -> None:
         """Append one metrics line (non-finite values are written as null) and mirror it to TB/W&B."""
-        clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
+        clean = {
+            k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+            for k, v in metrics.items()
+        }
         with (self.path / "metrics.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"step": step, **clean}, sort_keys=True) + "\n")
         if self._tb is not None:
@@ -164,6 +187,7 @@ class RunDir:
     def truncate_after(self, step: int) -> None:
         """On resume, forget lines logged after the checkpoint (they will be produced again), and any
         line cut short by a crash mid-write."""
+
         def kept(line: str) -> bool:
             try:
                 return json.loads(line).get("step", 0) <= step
@@ -173,7 +197,11 @@ class RunDir:
         for name in ("metrics.jsonl", "samples.jsonl"):
             p = self.path / name
             if p.exists():
-                keep = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and kept(ln)]
+                keep = [
+                    ln
+                    for ln in p.read_text(encoding="utf-8").splitlines()
+                    if ln.strip() and kept(ln)
+                ]
                 tmp = p.with_suffix(".tmp")
                 tmp.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
                 tmp.replace(p)
@@ -190,10 +218,15 @@ class RunDir:
     def checkpoint_dirs(self) -> list[Path]:
         if not self.ckpt_root.exists():
             return []
-        dirs = [p for p in self.ckpt_root.iterdir()
-                if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX):].isdigit()
-                and (p / "trainer_state.json").exists()]
-        return sorted(dirs, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+        dirs = [
+            p
+            for p in self.ckpt_root.iterdir()
+            if p.is_dir()
+            and p.name.startswith(CHECKPOINT_PREFIX)
+            and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
+            and (p / "trainer_state.json").exists()
+        ]
+        return sorted(dirs, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
     def latest_checkpoint(self) -> Path | None:
         pointer = self.ckpt_root / "latest"
@@ -213,7 +246,9 @@ class RunDir:
         return tmp
 
     def commit_checkpoint(self, staging: Path, step: int, trainer_state: dict) -> Path:
-        (staging / "trainer_state.json").write_text(json.dumps(trainer_state, indent=1, sort_keys=True))
+        (staging / "trainer_state.json").write_text(
+            json.dumps(trainer_state, indent=1, sort_keys=True)
+        )
         final = self.ckpt_root / f"{CHECKPOINT_PREFIX}{step:06d}"
         if final.exists():
             shutil.rmtree(final)
@@ -221,14 +256,25 @@ class RunDir:
         pointer = self.ckpt_root / "latest.tmp"
         pointer.write_text(final.name)
         stale = self.checkpoint_dirs()[: -self.cfg.checkpoint.keep_last]
-        if self.uri:  # learner ranks uploaded their own files; add the driver's, then move the pointer
+        if (
+            self.uri
+        ):  # learner ranks uploaded their own files; add the driver's, then move the pointer
             remote = self.checkpoint_uri(step)
-            storage.upload_files(final, [final / "trainer_state.json", *[p for p in final.iterdir()
-                                 if p.is_file() and p.name != "trainer_state.json"]], remote)
+            storage.upload_files(
+                final,
+                [
+                    final / "trainer_state.json",
+                    *[p for p in final.iterdir() if p.is_file() and p.name != "trainer_state.json"],
+                ],
+                remote,
+            )
             self._upload("metrics.jsonl", "samples.jsonl")
             storage.write_text(storage.join(self.uri, "checkpoints", "latest"), final.name)
-            remote_ckpts = sorted(n for n in storage.list_names(storage.join(self.uri, "checkpoints"))
-                                  if n.startswith(CHECKPOINT_PREFIX) and n[len(CHECKPOINT_PREFIX):].isdigit())
+            remote_ckpts = sorted(
+                n
+                for n in storage.list_names(storage.join(self.uri, "checkpoints"))
+                if n.startswith(CHECKPOINT_PREFIX) and n[len(CHECKPOINT_PREFIX) :].isdigit()
+            )
             for old in remote_ckpts[: -self.cfg.checkpoint.keep_last]:
                 storage.remove_tree(storage.join(self.uri, "checkpoints", old))
         pointer.replace(self.ckpt_root / "latest")

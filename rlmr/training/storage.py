@@ -51,7 +51,9 @@ def upload_files(local_root: Path, files: list[Path], uri_root: str) -> int:
 
 
 def upload_tree(local_root: Path, uri_root: str) -> int:
-    return upload_files(local_root, sorted(p for p in Path(local_root).rglob("*") if p.is_file()), uri_root)
+    return upload_files(
+        local_root, sorted(p for p in Path(local_root).rglob("*") if p.is_file()), uri_root
+    )
 
 
 def download_tree(uri_root: str, local_root: Path) -> int:
@@ -61,7 +63,7 @@ def download_tree(uri_root: str, local_root: Path) -> int:
         return 0
     count = 0
     for path in fs.find(root):
-        rel = path[len(root.rstrip("/")) + 1:]
+        rel = path[len(root.rstrip("/")) + 1 :]
         dest = Path(local_root) / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(path, str(dest))

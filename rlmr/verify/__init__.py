@@ -6,11 +6,12 @@
     checks[0].passed, [r.verdict for r in checks[0].results]
 
 Modules: `constraints` (registry, validation), `ifeval` (the 25 IFEval
-instruction types, strict and loose), `creative` (writing-prompt constraints),
-`guard` (judge-directed text), `soft` (yes/no checks through a TextEngine),
-`text` (per-response measurements, computed once), `langid` (langdetect,
-exact and faster), `api` (batch checking), `results` (returned records),
-`ifeval_eval` (IFEval evaluation files and report). The command line is `rlmr.cli.verify`.
+instruction types, their kwargs, strict and loose verdicts) with their checks in
+`ifeval_rules`, `creative` (writing-prompt constraints), `guard` (judge-directed
+text), `soft` (yes/no checks through a TextEngine), `text` (per-response
+measurements, computed once), `langid` (langdetect, exact and faster), `api`
+(batch checking), `results` (returned records), `ifeval_eval` (IFEval
+evaluation files and report). The command line is `rlmr.cli.verify`.
 """
 
 # The modules that register the built-in constraint types (IFEval, creative, guard, soft).
@@ -28,7 +29,19 @@ from rlmr.verify.results import ConstraintResult, GroupCheck, ResponseCheck, Ver
 from rlmr.verify.soft import SoftConstraintChecker
 
 __all__ = [
-    "Constraint", "ConstraintError", "ConstraintResult", "GroupCheck", "ResponseCheck", "SoftConstraintChecker",
-    "Verdict", "VerifyGroup", "parse_constraint", "parse_constraints", "parse_rows", "registry", "verify_batch",
-    "verify_groups", "verify_response",
+    "Constraint",
+    "ConstraintError",
+    "ConstraintResult",
+    "GroupCheck",
+    "ResponseCheck",
+    "SoftConstraintChecker",
+    "Verdict",
+    "VerifyGroup",
+    "parse_constraint",
+    "parse_constraints",
+    "parse_rows",
+    "registry",
+    "verify_batch",
+    "verify_groups",
+    "verify_response",
 ]

@@ -31,7 +31,9 @@ from rlmr.verify.ifeval import LooseTexts, loose_verdict, strict_verdict
 from rlmr.verify.results import ConstraintResult, GroupCheck, ResponseCheck, Verdict
 from rlmr.verify.text import TextStats
 
-NO_ENGINE = "soft constraint: no text engine is configured (verifier.soft_constraints: unverifiable)"
+NO_ENGINE = (
+    "soft constraint: no text engine is configured (verifier.soft_constraints: unverifiable)"
+)
 
 _GUARD: Constraint | None = None
 
@@ -52,8 +54,13 @@ def _as_constraints(raw, item: int) -> tuple[Constraint, ...]:
         raise ConstraintError(f"item {item}: {exc}") from None
 
 
-def _rule_result(constraint: Constraint, index: int | None, stats: TextStats, loose: bool,
-                 loose_texts: LooseTexts | None) -> ConstraintResult:
+def _rule_result(
+    constraint: Constraint,
+    index: int | None,
+    stats: TextStats,
+    loose: bool,
+    loose_texts: LooseTexts | None,
+) -> ConstraintResult:
     ctype = constraint_type(constraint.type)
     if ctype.family == "ifeval":
         ok = strict_verdict(ctype.check, stats, constraint.args)
@@ -67,8 +74,13 @@ def _rule_result(constraint: Constraint, index: int | None, stats: TextStats, lo
     return ConstraintResult(constraint.type, Verdict.PASS if ok else Verdict.FAIL, index, detail)
 
 
-def verify_batch(items: Sequence[tuple[str, Sequence[Mapping[str, Any] | Constraint]]], *, loose: bool = False,
-                 judge_directed_text: bool = True, soft_checker=None) -> list[ResponseCheck]:
+def verify_batch(
+    items: Sequence[tuple[str, Sequence[Mapping[str, Any] | Constraint]]],
+    *,
+    loose: bool = False,
+    judge_directed_text: bool = True,
+    soft_checker=None,
+) -> list[ResponseCheck]:
     """Per item (response, constraints): a `ResponseCheck` with one verdict per constraint.
 
     Constraints may be raw mappings (validated here; a bad one raises
@@ -79,7 +91,9 @@ def verify_batch(items: Sequence[tuple[str, Sequence[Mapping[str, Any] | Constra
     soft_jobs: list[tuple[int, int, str, Constraint]] = []
     for item, pair in enumerate(items):
         if not (isinstance(pair, Sequence) and len(pair) == 2):
-            raise TypeError(f"item {item}: expected a (response, constraints) pair, got {type(pair).__name__}")
+            raise TypeError(
+                f"item {item}: expected a (response, constraints) pair, got {type(pair).__name__}"
+            )
         response, raw = pair
         constraints = _as_constraints(raw, item)
         stats = TextStats(response)
@@ -89,9 +103,13 @@ def verify_batch(items: Sequence[tuple[str, Sequence[Mapping[str, Any] | Constra
             family = constraint_type(constraint.type).family
             if family == "soft":
                 if stats.is_empty:
-                    results.append(ConstraintResult(constraint.type, Verdict.FAIL, index, "empty response"))
+                    results.append(
+                        ConstraintResult(constraint.type, Verdict.FAIL, index, "empty response")
+                    )
                 elif soft_checker is None:
-                    results.append(ConstraintResult(constraint.type, Verdict.UNVERIFIABLE, index, NO_ENGINE))
+                    results.append(
+                        ConstraintResult(constraint.type, Verdict.UNVERIFIABLE, index, NO_ENGINE)
+                    )
                 else:
                     soft_jobs.append((item, len(results), response, constraint))
                     results.append(None)
@@ -107,7 +125,9 @@ def verify_batch(items: Sequence[tuple[str, Sequence[Mapping[str, Any] | Constra
     return [ResponseCheck(tuple(results)) for results in rows]
 
 
-def verify_response(response: str, constraints: Sequence[Mapping[str, Any] | Constraint], **options) -> ResponseCheck:
+def verify_response(
+    response: str, constraints: Sequence[Mapping[str, Any] | Constraint], **options
+) -> ResponseCheck:
     """`verify_batch` for one response."""
     return verify_batch([(response, constraints)], **options)[0]
 
@@ -120,7 +140,9 @@ class VerifyGroup:
     responses: Sequence[str]
 
 
-def verify_groups(groups: Sequence[VerifyGroup | Sequence[tuple[str, Any]]], **options) -> list[GroupCheck]:
+def verify_groups(
+    groups: Sequence[VerifyGroup | Sequence[tuple[str, Any]]], **options
+) -> list[GroupCheck]:
     """Check GRPO groups: each is a `VerifyGroup` or a list of (response, constraints) pairs."""
     flat: list[tuple[str, Any]] = []
     sizes = []
@@ -131,14 +153,16 @@ def verify_groups(groups: Sequence[VerifyGroup | Sequence[tuple[str, Any]]], **o
         elif isinstance(group, Sequence) and not isinstance(group, str):
             pairs = list(group)
         else:
-            raise TypeError(f"group {g}: expected a VerifyGroup or a list of (response, constraints) pairs, "
-                            f"got {type(group).__name__}")
+            raise TypeError(
+                f"group {g}: expected a VerifyGroup or a list of (response, constraints) pairs, "
+                f"got {type(group).__name__}"
+            )
         flat.extend(pairs)
         sizes.append(len(pairs))
     checks = verify_batch(flat, **options)
     out, start = [], 0
     for size in sizes:
-        out.append(GroupCheck(tuple(checks[start:start + size])))
+        out.append(GroupCheck(tuple(checks[start : start + size])))
         start += size
     return out
 
@@ -151,10 +175,19 @@ def group_verdicts(check: GroupCheck) -> Verdicts:
     engine) are left out of both and appear in `details` with `passed=None`.
     """
     details = tuple(
-        tuple(ConstraintOutcome(type=r.type, index=r.index, reason=r.detail,
-                                passed=None if r.verdict is Verdict.UNVERIFIABLE else r.passed)
-              for r in response.results)
-        for response in check.responses)
-    return Verdicts(passed=tuple(not r.failed for r in check.responses),
-                    passed_fraction=tuple(r.fraction_passed_checked for r in check.responses),
-                    details=details)
+        tuple(
+            ConstraintOutcome(
+                type=r.type,
+                index=r.index,
+                reason=r.detail,
+                passed=None if r.verdict is Verdict.UNVERIFIABLE else r.passed,
+            )
+            for r in response.results
+        )
+        for response in check.responses
+    )
+    return Verdicts(
+        passed=tuple(not r.failed for r in check.responses),
+        passed_fraction=tuple(r.fraction_passed_checked for r in check.responses),
+        details=details,
+    )

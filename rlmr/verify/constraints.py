@@ -37,6 +37,7 @@ class KwargError(ValueError):
 
 # --------------------------------------------------------------------------- validators
 
+
 def integer(minimum: int | None = 0, maximum: int | None = None) -> Callable[[Any], int]:
     def check(value):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -49,6 +50,7 @@ def integer(minimum: int | None = 0, maximum: int | None = None) -> Callable[[An
         if maximum is not None and value > maximum:
             raise KwargError(f"must be <= {maximum}, got {value}")
         return value
+
     return check
 
 
@@ -65,6 +67,7 @@ def text(nonblank: bool = True) -> Callable[[Any], str]:
         if nonblank and not value.strip():
             raise KwargError("must not be empty")
         return value
+
     return check
 
 
@@ -79,6 +82,7 @@ def text_list(nonempty: bool = True) -> Callable[[Any], tuple[str, ...]]:
             if not isinstance(item, str) or not item.strip():
                 raise KwargError(f"item {i} must be a non-empty string, got {item!r}")
         return items
+
     return check
 
 
@@ -93,14 +97,20 @@ def choice(*options: str) -> Callable[[Any], str]:
         if value not in options:
             raise KwargError(f"must be one of {', '.join(map(repr, options))}, got {value!r}")
         return value
+
     return check
 
 
 def number(minimum: float, maximum: float) -> Callable[[Any], float]:
     def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value <= maximum:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not minimum <= value <= maximum
+        ):
             raise KwargError(f"must be a number in [{minimum}, {maximum}], got {value!r}")
         return float(value)
+
     return check
 
 
@@ -109,10 +119,13 @@ def compile_pattern(pattern: str, flags: int = 0) -> re.Pattern:
     try:
         return re.compile(pattern, flags)
     except re.error as exc:
-        raise KwargError(f"is not a valid regular expression once inserted in the rule ({exc}): {pattern!r}") from None
+        raise KwargError(
+            f"is not a valid regular expression once inserted in the rule ({exc}): {pattern!r}"
+        ) from None
 
 
 # --------------------------------------------------------------------------- types and records
+
 
 @dataclass(frozen=True)
 class Kwarg:
@@ -159,7 +172,9 @@ class Constraint:
             out[key] = list(value) if isinstance(value, tuple) else value
         return out
 
-    def __reduce__(self):  # rebuild through validation so prepared state never goes stale across processes
+    def __reduce__(
+        self,
+    ):  # rebuild through validation so prepared state never goes stale across processes
         return (_rebuild, (self.type, dict(self.kwargs)))
 
 
@@ -191,6 +206,7 @@ def constraint_type(name: str) -> ConstraintType:
 
 # --------------------------------------------------------------------------- parsing
 
+
 def _where(row: int | None, index: int | None, type_name: str | None) -> str:
     parts = []
     if row is not None:
@@ -202,23 +218,30 @@ def _where(row: int | None, index: int | None, type_name: str | None) -> str:
     return ": ".join(parts)
 
 
-def parse_constraint(raw: Mapping[str, Any] | Constraint, *, row: int | None = None,
-                     index: int | None = None) -> Constraint:
+def parse_constraint(
+    raw: Mapping[str, Any] | Constraint, *, row: int | None = None, index: int | None = None
+) -> Constraint:
     """Validate one `{"type": ..., **kwargs}` mapping; `row`/`index` only shape the error message."""
     if isinstance(raw, Constraint):
         return raw
     if not isinstance(raw, Mapping):
-        raise ConstraintError(f"{_where(row, index, None)}: a constraint must be a mapping with a 'type', got {raw!r}")
+        raise ConstraintError(
+            f"{_where(row, index, None)}: a constraint must be a mapping with a 'type', got {raw!r}"
+        )
     type_name = raw.get("type")
     where = _where(row, index, type_name if isinstance(type_name, str) else None)
     if type_name is None:
         raise ConstraintError(f"{where}: type: required key is missing")
     if not isinstance(type_name, str):
-        raise ConstraintError(f"{where}: type: must be a string, got {type(type_name).__name__} {type_name!r}")
+        raise ConstraintError(
+            f"{where}: type: must be a string, got {type(type_name).__name__} {type_name!r}"
+        )
     kinds = registry()
     if type_name not in kinds:
-        raise ConstraintError(f"{_where(row, index, None)}: type: unknown constraint type {type_name!r}"
-                              f"{_suggest(str(type_name), kinds)}")
+        raise ConstraintError(
+            f"{_where(row, index, None)}: type: unknown constraint type {type_name!r}"
+            f"{_suggest(str(type_name), kinds)}"
+        )
     ctype = kinds[type_name]
     given = {k: v for k, v in raw.items() if k != "type" and v is not None}
     for key in given:
@@ -243,17 +266,23 @@ def parse_constraint(raw: Mapping[str, Any] | Constraint, *, row: int | None = N
     return Constraint(type_name, MappingProxyType(kwargs), MappingProxyType(args))
 
 
-def parse_constraints(raw: Sequence[Mapping[str, Any] | Constraint] | None, *, row: int | None = None) -> tuple[Constraint, ...]:
+def parse_constraints(
+    raw: Sequence[Mapping[str, Any] | Constraint] | None, *, row: int | None = None
+) -> tuple[Constraint, ...]:
     """Validate a row's constraint list (None = no constraints)."""
     if raw is None:
         return ()
     if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
         prefix = f"row {row}: " if row is not None else ""
-        raise ConstraintError(f"{prefix}constraints: must be a list of {{'type': ...}} mappings, got {type(raw).__name__}")
+        raise ConstraintError(
+            f"{prefix}constraints: must be a list of {{'type': ...}} mappings, got {type(raw).__name__}"
+        )
     return tuple(parse_constraint(item, row=row, index=i) for i, item in enumerate(raw))
 
 
-def parse_rows(rows: Sequence[Mapping[str, Any]], key: str = "constraints", first_row: int = 1) -> list[tuple[Constraint, ...]]:
+def parse_rows(
+    rows: Sequence[Mapping[str, Any]], key: str = "constraints", first_row: int = 1
+) -> list[tuple[Constraint, ...]]:
     """Validate the constraint lists of many prompt rows; every bad row is reported in one error.
 
     Rows are numbered from `first_row` (1 = the first line of a JSONL file).
@@ -265,7 +294,9 @@ def parse_rows(rows: Sequence[Mapping[str, Any]], key: str = "constraints", firs
         except ConstraintError as exc:
             problems.append(str(exc))
     if problems:
-        raise ConstraintError(f"{len(problems)} row(s) with invalid constraints:\n  " + "\n  ".join(problems))
+        raise ConstraintError(
+            f"{len(problems)} row(s) with invalid constraints:\n  " + "\n  ".join(problems)
+        )
     return parsed
 
 

@@ -47,8 +47,12 @@ from rlmr.verify.text import STRAIGHT_QUOTES, TextStats, comparable_words
 
 PERSON_RATE = 0.015
 PERSON_MIN_COUNT = 2
-FIRST_PERSON = frozenset("i me my mine myself we us our ours ourselves i'm i've i'll i'd we're we've we'll we'd".split())
-SECOND_PERSON = frozenset("you your yours yourself yourselves you're you've you'll you'd ya".split())
+FIRST_PERSON = frozenset(
+    "i me my mine myself we us our ours ourselves i'm i've i'll i'd we're we've we'll we'd".split()
+)
+SECOND_PERSON = frozenset(
+    "you your yours yourself yourselves you're you've you'll you'd ya".split()
+)
 
 
 def _range_detail(what: str, value: int, a) -> tuple[bool, str]:
@@ -79,7 +83,11 @@ def line_count(s: TextStats, a):
 
 
 def must_mention(s: TextStats, a):
-    missing = [item for item, pattern in a["patterns"] if len(pattern.findall(s.normalized)) < a["min_count"]]
+    missing = [
+        item
+        for item, pattern in a["patterns"]
+        if len(pattern.findall(s.normalized)) < a["min_count"]
+    ]
     if missing:
         return False, "missing: " + ", ".join(missing)
     return True, ""
@@ -100,7 +108,7 @@ def opening_line(s: TextStats, a):
 
 def closing_line(s: TextStats, a):
     want = a["words"]
-    got = s.body_words[-len(want):]
+    got = s.body_words[-len(want) :]
     return got == want, "" if got == want else "closes with: " + " ".join(got)
 
 
@@ -142,6 +150,7 @@ def narration(s: TextStats, a):
 
 # --------------------------------------------------------------------------- kwargs
 
+
 def _prepare_range(kw):
     lo, hi = kw["min"], kw["max"]
     if lo is None and hi is None:
@@ -158,12 +167,20 @@ def _phrase_pattern(phrase: str, case_sensitive: bool) -> re.Pattern:
 
 
 def _prepare_mention(kw):
-    return {"patterns": tuple((item, _phrase_pattern(item, kw["case_sensitive"])) for item in kw["items"]),
-            "min_count": kw["min_count"]}
+    return {
+        "patterns": tuple(
+            (item, _phrase_pattern(item, kw["case_sensitive"])) for item in kw["items"]
+        ),
+        "min_count": kw["min_count"],
+    }
 
 
 def _prepare_forbidden(kw):
-    return {"patterns": tuple((item, _phrase_pattern(item, kw["case_sensitive"])) for item in kw["words"])}
+    return {
+        "patterns": tuple(
+            (item, _phrase_pattern(item, kw["case_sensitive"])) for item in kw["words"]
+        )
+    }
 
 
 def _prepare_line(kw):
@@ -187,34 +204,110 @@ def _register(name, check, kwargs=None, prepare=None, description=""):
     def on_visible_text(s: TextStats, a):  # what a reader sees: no zero-width tricks
         return check(s.visible, a)
 
-    register(ConstraintType(name=name, family="creative", kwargs=kwargs or {}, check=on_visible_text,
-                            prepare=prepare, description=description))
+    register(
+        ConstraintType(
+            name=name,
+            family="creative",
+            kwargs=kwargs or {},
+            check=on_visible_text,
+            prepare=prepare,
+            description=description,
+        )
+    )
 
 
 _register("creative:word_count", word_count, _COUNT_RANGE, _prepare_range, "words in [min, max]")
-_register("creative:sentence_count", sentence_count, _COUNT_RANGE, _prepare_range, "Punkt sentences in [min, max]")
-_register("creative:paragraph_count", paragraph_count, _COUNT_RANGE, _prepare_range,
-          "blank-line separated paragraphs after the title in [min, max]")
-_register("creative:stanza_count", stanza_count, _COUNT_RANGE, _prepare_range, "stanzas after the title in [min, max]")
-_register("creative:line_count", line_count, _COUNT_RANGE, _prepare_range, "non-blank lines after the title in [min, max]")
-_register("creative:must_mention", must_mention,
-          {"items": Kwarg(text_list()), "case_sensitive": Kwarg(boolean, required=False, default=False),
-           "min_count": Kwarg(integer(1), required=False, default=1)},
-          _prepare_mention, "each named character or object occurs as a whole word or phrase")
-_register("creative:forbidden_words", forbidden_words,
-          {"words": Kwarg(text_list()), "case_sensitive": Kwarg(boolean, required=False, default=False)},
-          _prepare_forbidden, "no forbidden word or phrase occurs")
-_register("creative:opening_line", opening_line, {"text": Kwarg(text())}, _prepare_line,
-          "the text after the title starts with these words")
-_register("creative:closing_line", closing_line, {"text": Kwarg(text())}, _prepare_line,
-          "the text ends with these words")
-_register("creative:title", title, {"text": Kwarg(text(), required=False)}, _prepare_title,
-          "the first line is a title (optionally this one)")
-_register("creative:dialogue", dialogue, {"present": Kwarg(boolean)}, description="quoted speech present / absent")
-_register("creative:narration", narration, {"person": Kwarg(choice("first", "second", "third"))},
-          description="first-, second- or third-person narration")
+_register(
+    "creative:sentence_count",
+    sentence_count,
+    _COUNT_RANGE,
+    _prepare_range,
+    "Punkt sentences in [min, max]",
+)
+_register(
+    "creative:paragraph_count",
+    paragraph_count,
+    _COUNT_RANGE,
+    _prepare_range,
+    "blank-line separated paragraphs after the title in [min, max]",
+)
+_register(
+    "creative:stanza_count",
+    stanza_count,
+    _COUNT_RANGE,
+    _prepare_range,
+    "stanzas after the title in [min, max]",
+)
+_register(
+    "creative:line_count",
+    line_count,
+    _COUNT_RANGE,
+    _prepare_range,
+    "non-blank lines after the title in [min, max]",
+)
+_register(
+    "creative:must_mention",
+    must_mention,
+    {
+        "items": Kwarg(text_list()),
+        "case_sensitive": Kwarg(boolean, required=False, default=False),
+        "min_count": Kwarg(integer(1), required=False, default=1),
+    },
+    _prepare_mention,
+    "each named character or object occurs as a whole word or phrase",
+)
+_register(
+    "creative:forbidden_words",
+    forbidden_words,
+    {"words": Kwarg(text_list()), "case_sensitive": Kwarg(boolean, required=False, default=False)},
+    _prepare_forbidden,
+    "no forbidden word or phrase occurs",
+)
+_register(
+    "creative:opening_line",
+    opening_line,
+    {"text": Kwarg(text())},
+    _prepare_line,
+    "the text after the title starts with these words",
+)
+_register(
+    "creative:closing_line",
+    closing_line,
+    {"text": Kwarg(text())},
+    _prepare_line,
+    "the text ends with these words",
+)
+_register(
+    "creative:title",
+    title,
+    {"text": Kwarg(text(), required=False)},
+    _prepare_title,
+    "the first line is a title (optionally this one)",
+)
+_register(
+    "creative:dialogue",
+    dialogue,
+    {"present": Kwarg(boolean)},
+    description="quoted speech present / absent",
+)
+_register(
+    "creative:narration",
+    narration,
+    {"person": Kwarg(choice("first", "second", "third"))},
+    description="first-, second- or third-person narration",
+)
 
-CREATIVE_TYPES = ("creative:word_count", "creative:sentence_count", "creative:paragraph_count",
-                  "creative:must_mention", "creative:forbidden_words", "creative:opening_line",
-                  "creative:closing_line", "creative:title", "creative:stanza_count", "creative:line_count",
-                  "creative:dialogue", "creative:narration")
+CREATIVE_TYPES = (
+    "creative:word_count",
+    "creative:sentence_count",
+    "creative:paragraph_count",
+    "creative:must_mention",
+    "creative:forbidden_words",
+    "creative:opening_line",
+    "creative:closing_line",
+    "creative:title",
+    "creative:stanza_count",
+    "creative:line_count",
+    "creative:dialogue",
+    "creative:narration",
+)

@@ -38,50 +38,86 @@ _LETTER = r"(?-i:[ABXY12])"  # verdict labels are capitals (or 1/2), whatever th
 _ENDS = r"(?=\s*(?:$|[.,;:!)\]*\"'\n]))"
 
 PATTERNS: tuple[tuple[str, str], ...] = (
-    ("verdict line",
-     r"(?m)^[^\w\n]*(?:final\s+)?(?:verdict|judge?ment|winner|decision|preference|"
-     r"(?:preferred|better|best|winning|stronger)\s+" + _CANDIDATE + r")\s*(?:is\s*)?[:=\-]\s*"
-     r"[\[(*\"'\s]*(?:" + _CANDIDATE + r"\s*)?" + _LETTER + _ENDS),
+    (
+        "verdict line",
+        r"(?m)^[^\w\n]*(?:final\s+)?(?:verdict|judge?ment|winner|decision|preference|"
+        r"(?:preferred|better|best|winning|stronger)\s+" + _CANDIDATE + r")\s*(?:is\s*)?[:=\-]\s*"
+        r"[\[(*\"'\s]*(?:" + _CANDIDATE + r"\s*)?" + _LETTER + _ENDS,
+    ),
     ("verdict brackets", r"\[\[\s*(?-i:[ABCXY])\s*\]\]"),
-    ("candidate comparison",
-     r"\b" + _CANDIDATE + r"\s+" + _LETTER + r"\s+is\s+(?:clearly\s+|much\s+|far\s+|definitely\s+|obviously\s+|the\s+)?"
-     r"(?:better|superior|stronger|preferred|preferable|best|winner|more\s+\w+)\b"),
-    ("candidate preference",
-     r"\b(?:I\s+(?:strongly\s+)?prefer|(?:choose|pick|select|prefer)|vote\s+for)\s+" + _CANDIDATE + r"\s+" + _LETTER + r"\b"),
-    ("instruction override",
-     r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+|every\s+)?(?:of\s+)?(?:the\s+|your\s+|my\s+|these\s+|those\s+)?"
-     r"(?:previous|prior|above|preceding|earlier|foregoing|system|original|other|evaluation|grading|scoring|judging)\s+"
-     r"(?:instructions?|prompts?|rules|directions|guidelines|messages?|context|criteria|rubrics?)\b"),
-    ("instruction override",
-     r"\b(?:ignore|disregard)\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:instructions?|rules|guidelines|criteria|rubrics?)\s+"
-     r"(?:above|before|given|you\s+were\s+given)\b"),
-    ("new instructions", r"\bnew\s+(?:system\s+)?instructions?\s*:|\bsystem\s+(?:prompt|override|message)\s*:"),
-    ("note to the judge",
-     r"\b(?:dear|attention|note\s+(?:to|for)|message\s+(?:to|for)|to|hey|hello|hi)\s+(?:the\s+|all\s+|any\s+)?"
-     r"(?:(?:ai|llm|automated|language[- ]model)\s+(?:judges?|evaluators?|graders?|raters?|reviewers?|assessors?)|"
-     r"evaluators?|graders?|raters?|reward\s+models?|scorers?|judge\s+models?)\b\s*[:,!]"),
-    ("note to the judge",
-     r"\bas\s+(?:the|an?)\s+(?:(?:ai|llm)\s+(?:judge|evaluator|grader|rater)|evaluator|grader|rater|reward\s+model)"
-     r"\s*,?\s+you\s+(?:must|should|will|need|have)\b"),
-    ("score request",
-     r"\b(?:give|assign|award|rate|score|grade)\s+(?:this|the|my|our)\s+(?:response|story|answer|output|essay|poem|text|piece|submission)\s+"
-     r"(?:a\s+|an\s+|with\s+a\s+)?(?:(?:score|rating|grade)\s+(?:of\s+)?)?"
-     r"(?:10|ten|100|5\s*/\s*5|10\s*/\s*10|full\s+marks|(?:the\s+)?(?:highest|maximum|top|perfect|best)\b)"),
-    ("score request",
-     r"\b(?:this|the|my)\s+(?:response|story|answer|output|essay|poem|submission)\s+(?:deserves|should\s+(?:get|receive|be\s+given))\s+"
-     r"(?:a\s+|an\s+|the\s+)?(?:10|ten|100|perfect|full|highest|maximum|top)\b"),
+    (
+        "candidate comparison",
+        r"\b"
+        + _CANDIDATE
+        + r"\s+"
+        + _LETTER
+        + r"\s+is\s+(?:clearly\s+|much\s+|far\s+|definitely\s+|obviously\s+|the\s+)?"
+        r"(?:better|superior|stronger|preferred|preferable|best|winner|more\s+\w+)\b",
+    ),
+    (
+        "candidate preference",
+        r"\b(?:I\s+(?:strongly\s+)?prefer|(?:choose|pick|select|prefer)|vote\s+for)\s+"
+        + _CANDIDATE
+        + r"\s+"
+        + _LETTER
+        + r"\b",
+    ),
+    (
+        "instruction override",
+        r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+|every\s+)?(?:of\s+)?(?:the\s+|your\s+|my\s+|these\s+|those\s+)?"
+        r"(?:previous|prior|above|preceding|earlier|foregoing|system|original|other|evaluation|grading|scoring|judging)\s+"
+        r"(?:instructions?|prompts?|rules|directions|guidelines|messages?|context|criteria|rubrics?)\b",
+    ),
+    (
+        "instruction override",
+        r"\b(?:ignore|disregard)\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:instructions?|rules|guidelines|criteria|rubrics?)\s+"
+        r"(?:above|before|given|you\s+were\s+given)\b",
+    ),
+    (
+        "new instructions",
+        r"\bnew\s+(?:system\s+)?instructions?\s*:|\bsystem\s+(?:prompt|override|message)\s*:",
+    ),
+    (
+        "note to the judge",
+        r"\b(?:dear|attention|note\s+(?:to|for)|message\s+(?:to|for)|to|hey|hello|hi)\s+(?:the\s+|all\s+|any\s+)?"
+        r"(?:(?:ai|llm|automated|language[- ]model)\s+(?:judges?|evaluators?|graders?|raters?|reviewers?|assessors?)|"
+        r"evaluators?|graders?|raters?|reward\s+models?|scorers?|judge\s+models?)\b\s*[:,!]",
+    ),
+    (
+        "note to the judge",
+        r"\bas\s+(?:the|an?)\s+(?:(?:ai|llm)\s+(?:judge|evaluator|grader|rater)|evaluator|grader|rater|reward\s+model)"
+        r"\s*,?\s+you\s+(?:must|should|will|need|have)\b",
+    ),
+    (
+        "score request",
+        r"\b(?:give|assign|award|rate|score|grade)\s+(?:this|the|my|our)\s+(?:response|story|answer|output|essay|poem|text|piece|submission)\s+"
+        r"(?:a\s+|an\s+|with\s+a\s+)?(?:(?:score|rating|grade)\s+(?:of\s+)?)?"
+        r"(?:10|ten|100|5\s*/\s*5|10\s*/\s*10|full\s+marks|(?:the\s+)?(?:highest|maximum|top|perfect|best)\b)",
+    ),
+    (
+        "score request",
+        r"\b(?:this|the|my)\s+(?:response|story|answer|output|essay|poem|submission)\s+(?:deserves|should\s+(?:get|receive|be\s+given))\s+"
+        r"(?:a\s+|an\s+|the\s+)?(?:10|ten|100|perfect|full|highest|maximum|top)\b",
+    ),
     # The GenRM prompt's own fences (rlmr.judge.prompts.fences); a test keeps the two in step.
     ("judge fence", r"<{3}\s*(?:END\s+OF\s+)?RESPONSE(?:\s+[A-Z0-9]{1,2})?\s*>{3}"),
     ("template token", r"<\|[a-z_]{2,32}\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|</s>"),
-    ("fake delimiter",
-     r"</?\s*(?:responses?|story|stories|outputs?|answers?|judge?ment|verdict|analysis|evaluation|instructions?|system|user|"
-     r"assistant|prompt|candidate|submission)(?:[ _-]?(?-i:[ABXY12]))?\s*>"),
-    ("fake delimiter",
-     r"(?m)^[^\w\n]*(?:begin|end|start)\s+of\s+(?:the\s+)?(?:response|story|output|answer|text|submission|candidate|"
-     r"assistant)(?:\s*" + _LETTER + r")?\b"),
-    ("fake delimiter",
-     r"(?m)^[ \t]*(?:#{1,6}|\[|={2,}|-{2,}|\*\*)[ \t]*(?:response|output|assistant|candidate|submission)[ \t]*"
-     + _LETTER + r"[ \t]*(?:\]|={2,}|-{2,}|\*\*|:)?[ \t]*$"),
+    (
+        "fake delimiter",
+        r"</?\s*(?:responses?|story|stories|outputs?|answers?|judge?ment|verdict|analysis|evaluation|instructions?|system|user|"
+        r"assistant|prompt|candidate|submission)(?:[ _-]?(?-i:[ABXY12]))?\s*>",
+    ),
+    (
+        "fake delimiter",
+        r"(?m)^[^\w\n]*(?:begin|end|start)\s+of\s+(?:the\s+)?(?:response|story|output|answer|text|submission|candidate|"
+        r"assistant)(?:\s*" + _LETTER + r")?\b",
+    ),
+    (
+        "fake delimiter",
+        r"(?m)^[ \t]*(?:#{1,6}|\[|={2,}|-{2,}|\*\*)[ \t]*(?:response|output|assistant|candidate|submission)[ \t]*"
+        + _LETTER
+        + r"[ \t]*(?:\]|={2,}|-{2,}|\*\*|:)?[ \t]*$",
+    ),
 )
 
 _COMPILED = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in PATTERNS)
@@ -96,7 +132,9 @@ class JudgeDirectedSpan:
     start: int
 
 
-def find_judge_directed_text(text: str, extra: tuple[re.Pattern, ...] = ()) -> list[JudgeDirectedSpan]:
+def find_judge_directed_text(
+    text: str, extra: tuple[re.Pattern, ...] = ()
+) -> list[JudgeDirectedSpan]:
     """Every judge-directed span in `text`, in order of position."""
     found = []
     for name, pattern in _COMPILED:
@@ -127,8 +165,13 @@ def _prepare(kw):
 
 GUARD_TYPE = "guard:judge_directed_text"
 
-register(ConstraintType(
-    name=GUARD_TYPE, family="guard",
-    kwargs={"extra_patterns": Kwarg(text_list(), required=False, default=None)},
-    check=judge_directed_text, prepare=_prepare,
-    description="no text addressed to the reward model (verdicts, injections, notes to the grader, fake delimiters)"))
+register(
+    ConstraintType(
+        name=GUARD_TYPE,
+        family="guard",
+        kwargs={"extra_patterns": Kwarg(text_list(), required=False, default=None)},
+        check=judge_directed_text,
+        prepare=_prepare,
+        description="no text addressed to the reward model (verdicts, injections, notes to the grader, fake delimiters)",
+    )
+)

@@ -52,7 +52,9 @@ class IFEvalReport:
         for mode in ("strict", "loose"):
             verdicts = [getattr(o, mode) for o in self.outcomes]
             n_instr = sum(len(v) for v in verdicts)
-            out[f"prompt_{mode}"] = sum(all(v) for v in verdicts) / len(verdicts) if verdicts else 0.0
+            out[f"prompt_{mode}"] = (
+                sum(all(v) for v in verdicts) / len(verdicts) if verdicts else 0.0
+            )
             out[f"instruction_{mode}"] = sum(sum(v) for v in verdicts) / n_instr if n_instr else 0.0
         return out
 
@@ -61,7 +63,10 @@ class IFEvalReport:
         for mode in ("strict", "loose"):
             verdicts = [getattr(o, mode) for o in self.outcomes]
             out[f"prompt_{mode}"] = (sum(all(v) for v in verdicts), len(verdicts))
-            out[f"instruction_{mode}"] = (sum(sum(v) for v in verdicts), sum(len(v) for v in verdicts))
+            out[f"instruction_{mode}"] = (
+                sum(sum(v) for v in verdicts),
+                sum(len(v) for v in verdicts),
+            )
         return out
 
     def per_instruction(self) -> dict[str, tuple[int, int, int]]:
@@ -88,23 +93,31 @@ def _row_from_json(data, line: int, responses: dict[str, str] | None) -> IFEvalR
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ConstraintError(f"line {line}: instruction_id_list: must be a list of strings")
     if not isinstance(kwargs, list) or len(kwargs) != len(ids):
-        raise ConstraintError(f"line {line}: kwargs: must be a list with one mapping per instruction "
-                              f"({len(ids)}), got {kwargs!r:.80}")
+        raise ConstraintError(
+            f"line {line}: kwargs: must be a list with one mapping per instruction "
+            f"({len(ids)}), got {kwargs!r:.80}"
+        )
     if "response" in data:
         response = data["response"]
     elif responses is not None:
         if prompt not in responses:
-            raise ConstraintError(f"line {line}: response: no response for this prompt in the responses file")
+            raise ConstraintError(
+                f"line {line}: response: no response for this prompt in the responses file"
+            )
         response = responses[prompt]
     else:
-        raise ConstraintError(f"line {line}: response: required field is missing (or pass a responses file)")
+        raise ConstraintError(
+            f"line {line}: response: required field is missing (or pass a responses file)"
+        )
     if not isinstance(response, str):
         raise ConstraintError(f"line {line}: response: must be a string")
     constraints = []
     known = registry()
     for i, (iid, kw) in enumerate(zip(ids, kwargs)):
         if iid not in known or constraint_type(iid).family != "ifeval":
-            raise ConstraintError(f"line {line}: instruction_id_list[{i}]: unknown instruction id {iid!r}")
+            raise ConstraintError(
+                f"line {line}: instruction_id_list[{i}]: unknown instruction id {iid!r}"
+            )
         if not isinstance(kw, dict):
             raise ConstraintError(f"line {line}: kwargs[{i}] ({iid}): must be a mapping")
         try:
@@ -119,15 +132,23 @@ def read_responses(path: str | Path) -> dict[str, str]:
     """The reference's prompt -> response mapping (a later line with the same prompt wins)."""
     out = {}
     for line_no, data, problem, _ in iter_jsonl(path):
-        if problem is None and isinstance(data.get("prompt"), str) and isinstance(data.get("response"), str):
+        if (
+            problem is None
+            and isinstance(data.get("prompt"), str)
+            and isinstance(data.get("response"), str)
+        ):
             out[data["prompt"]] = data["response"]
         else:
-            raise ConstraintError(f"{path}: line {line_no}: not a {{'prompt', 'response'}} object"
-                                  f"{f' ({problem})' if problem else ''}")
+            raise ConstraintError(
+                f"{path}: line {line_no}: not a {{'prompt', 'response'}} object"
+                f"{f' ({problem})' if problem else ''}"
+            )
     return out
 
 
-def read_ifeval_rows(path: str | Path, responses: dict[str, str] | None = None) -> tuple[list[IFEvalRow], list[str]]:
+def read_ifeval_rows(
+    path: str | Path, responses: dict[str, str] | None = None
+) -> tuple[list[IFEvalRow], list[str]]:
     """Valid rows, and one message per rejected line (`line N: key: problem`)."""
     rows, problems = [], []
     for line_no, data, problem, _ in iter_jsonl(path):
@@ -185,8 +206,12 @@ def format_report(report: IFEvalReport) -> str:
     """The four accuracies and a per-instruction-type table."""
     acc, counts = report.accuracies(), report.counts()
     lines = [f"IFEval: {len(report.outcomes)} rows checked, {len(report.problems)} rejected"]
-    for key, label in (("prompt_strict", "prompt-level strict"), ("instruction_strict", "instruction-level strict"),
-                       ("prompt_loose", "prompt-level loose"), ("instruction_loose", "instruction-level loose")):
+    for key, label in (
+        ("prompt_strict", "prompt-level strict"),
+        ("instruction_strict", "instruction-level strict"),
+        ("prompt_loose", "prompt-level loose"),
+        ("instruction_loose", "instruction-level loose"),
+    ):
         hit, total = counts[key]
         lines.append(f"{label + ':':27s} {acc[key]:.4f}  ({hit}/{total})")
     lines.append("")

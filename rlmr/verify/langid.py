@@ -64,7 +64,9 @@ class LanguageIdentifier:
     the instruction, so callers must treat None that way themselves.
     """
 
-    first_blocks = 16  # normalisation blocks prepared per trial before more are drawn (tests lower it)
+    first_blocks = (
+        16  # normalisation blocks prepared per trial before more are drawn (tests lower it)
+    )
 
     def __init__(self, seed: int = 0):
         from langdetect import detector_factory
@@ -90,7 +92,9 @@ class LanguageIdentifier:
         self._lock = threading.Lock()
         try:
             self._stream: _SeededStream | None = _SeededStream(seed)
-        except RuntimeError:  # this Python's `random` draws differently: use langdetect itself (slow, exact)
+        except (
+            RuntimeError
+        ):  # this Python's `random` draws differently: use langdetect itself (slow, exact)
             self._stream = None
 
     def clear_caches(self) -> None:
@@ -142,7 +146,9 @@ class LanguageIdentifier:
         (NGram.capitalword).
         """
         padded = " " + word + (" " if followed_by_space else "")
-        end = len(word) + 1  # positions 1..len(word) hold the word; `end` the trailing space, if any
+        end = (
+            len(word) + 1
+        )  # positions 1..len(word) hold the word; `end` the trailing space, if any
         if word.islower():  # no capitals, so every position emits (the usual case, done in bulk)
             grams = [padded[1], padded[:2]]
             for j in range(2, end):
@@ -155,16 +161,21 @@ class LanguageIdentifier:
                 if upper and previous_upper:
                     continue
                 previous_upper = upper
-                grams += (padded[j], padded[:2]) if j == 1 else \
-                    (padded[j], padded[j - 1 : j + 1], padded[j - 2 : j + 1])
+                grams += (
+                    (padded[j], padded[:2])
+                    if j == 1
+                    else (padded[j], padded[j - 1 : j + 1], padded[j - 2 : j + 1])
+                )
         if followed_by_space:  # the space position: its 2- and 3-gram (a space is never a capital)
             grams += (padded[end - 1 : end + 1], padded[end - 2 : end + 1])
         row_of = self._row_of
         rows = [row_of.get(gram) for gram in grams]
         if None in rows:
             prob_map = self._prob_map
-            rows = [row if row is not None else (self._row(gram) if gram in prob_map else None)
-                    for row, gram in zip(rows, grams)]
+            rows = [
+                row if row is not None else (self._row(gram) if gram in prob_map else None)
+                for row, gram in zip(rows, grams)
+            ]
             rows = [row for row in rows if row is not None]
         return array("i", rows).tobytes()
 
@@ -192,7 +203,9 @@ class LanguageIdentifier:
         """The language langdetect would return for `text`; None where it would raise."""
         if self._stream is None:
             return self._langdetect(text)
-        with self._lock:  # the caches and the stream are shared; Ray actors are single-threaded anyway
+        with (
+            self._lock
+        ):  # the caches and the stream are shared; Ray actors are single-threaded anyway
             rows = self._ngram_rows(self._clean(text))
             if not len(rows):
                 return None
@@ -230,7 +243,11 @@ class LanguageIdentifier:
         """[block, 6, language]: row 0 receives the normalised probabilities, rows 1-5 the block's factors."""
         n_lang = len(self.languages)
         out = np.empty((n_blocks, 6, n_lang))
-        np.add(self._rows[picks[1 : 1 + 5 * n_blocks]].reshape(n_blocks, 5, n_lang), weight, out=out[:, 1:, :])
+        np.add(
+            self._rows[picks[1 : 1 + 5 * n_blocks]].reshape(n_blocks, 5, n_lang),
+            weight,
+            out=out[:, 1:, :],
+        )
         return out
 
     def _vote(self, rows: np.ndarray) -> str:
@@ -267,7 +284,9 @@ class LanguageIdentifier:
                     picks, taken = self._draws(pos, shift, rows, 1 + 5 * n_blocks)
                     blocks = self._blocks(picks, n_blocks, weight)
                 np.divide(prob, total, out=blocks[block, 0])
-                np.multiply.reduce(blocks[block], axis=0, out=prob)  # ((((p*f1)*f2)*f3)*f4)*f5, as the loop
+                np.multiply.reduce(
+                    blocks[block], axis=0, out=prob
+                )  # ((((p*f1)*f2)*f3)*f4)*f5, as the loop
                 block += 1
             pos += int(taken[5 * block]) + 1
             langprob += prob / _N_TRIAL
@@ -295,15 +314,19 @@ class _SeededStream:
         self._math = math
         state = random.Random(seed).getstate()[1]
         self._gen = np.random.MT19937()
-        self._gen.state = {"bit_generator": "MT19937",
-                           "state": {"key": np.array(state[:624], dtype=np.uint32), "pos": state[624]}}
+        self._gen.state = {
+            "bit_generator": "MT19937",
+            "state": {"key": np.array(state[:624], dtype=np.uint32), "pos": state[624]},
+        }
         self._words = self._gen.random_raw(1 << 14).astype(np.uint32)
         self._check(seed)
 
     def words(self, start: int, count: int) -> np.ndarray:
         end = start + count
         while end > len(self._words):
-            self._words = np.concatenate([self._words, self._gen.random_raw(len(self._words)).astype(np.uint32)])
+            self._words = np.concatenate(
+                [self._words, self._gen.random_raw(len(self._words)).astype(np.uint32)]
+            )
         return self._words[start:end]
 
     def _random(self, a: int, b: int) -> float:
@@ -321,7 +344,9 @@ class _SeededStream:
         then falls back to running langdetect itself)."""
         rng = random.Random(seed)
         expected = [rng.gauss(0.0, 1.0), rng.gauss(0.0, 1.0)]
-        expected += [rng.choice(range(n)) for n in (1, 2, 3, 5, 1000, 70001, 131071) for _ in range(20)]
+        expected += [
+            rng.choice(range(n)) for n in (1, 2, 3, 5, 1000, 70001, 131071) for _ in range(20)
+        ]
         got = list(self.gauss_pair(0))
         pos = 4
         for n in (1, 2, 3, 5, 1000, 70001, 131071):
@@ -332,8 +357,10 @@ class _SeededStream:
                 got.append(int(self.words(pos, 1)[0]) >> shift)
                 pos += 1
         if got != expected:
-            raise RuntimeError("this Python's random module draws differently from rlmr.verify.langid's port; "
-                               "language detection would not match langdetect")
+            raise RuntimeError(
+                "this Python's random module draws differently from rlmr.verify.langid's port; "
+                "language detection would not match langdetect"
+            )
 
 
 _shared: LanguageIdentifier | None = None

@@ -79,9 +79,15 @@ class ResponseCheck:
         return sum(r.passed for r in checked) / len(checked) if checked else 1.0
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "failed": self.failed, "fraction_passed": self.fraction_passed,
-                "results": [{"type": r.type, "verdict": r.verdict.value, "index": r.index, "detail": r.detail}
-                            for r in self.results]}
+        return {
+            "passed": self.passed,
+            "failed": self.failed,
+            "fraction_passed": self.fraction_passed,
+            "results": [
+                {"type": r.type, "verdict": r.verdict.value, "index": r.index, "detail": r.detail}
+                for r in self.results
+            ],
+        }
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,18 @@ QUESTION = (
     "Does the writing meet the requirement? Answer with {yes} or {no} only."
 )
 
-register(ConstraintType(
-    name=SOFT_TYPE, family="soft",
-    kwargs={"requirement": Kwarg(text()),
-            "threshold": Kwarg(number(0.0, 1.0), required=False, default=0.5)},
-    check=None, description="a yes/no question about the response, answered by a language model"))
+register(
+    ConstraintType(
+        name=SOFT_TYPE,
+        family="soft",
+        kwargs={
+            "requirement": Kwarg(text()),
+            "threshold": Kwarg(number(0.0, 1.0), required=False, default=0.5),
+        },
+        check=None,
+        description="a yes/no question about the response, answered by a language model",
+    )
+)
 
 
 class SoftConstraintChecker:
@@ -49,8 +56,15 @@ class SoftConstraintChecker:
     "\\nAnswer:". `max_response_chars` cuts longer responses in the middle.
     """
 
-    def __init__(self, engine, *, yes: str | None = None, no: str | None = None, chat_template: bool = True,
-                 max_response_chars: int = 12000):
+    def __init__(
+        self,
+        engine,
+        *,
+        yes: str | None = None,
+        no: str | None = None,
+        chat_template: bool = True,
+        max_response_chars: int = 12000,
+    ):
         self.engine = engine
         self.tokenizer = engine.tokenizer
         self.chat_template = chat_template
@@ -74,8 +88,10 @@ class SoftConstraintChecker:
             if len(yes_ids) == 1 and len(no_ids) == 1 and yes_ids != no_ids:
                 return yes, no, yes_ids[0], no_ids[0]
             tried.append(f"{yes!r} -> {yes_ids}, {no!r} -> {no_ids}")
-        raise ValueError("soft constraints need 'yes' and 'no' answers that are single, distinct tokens of the "
-                         "engine's tokenizer; none was: " + "; ".join(tried) + " (pass yes=..., no=...)")
+        raise ValueError(
+            "soft constraints need 'yes' and 'no' answers that are single, distinct tokens of the "
+            "engine's tokenizer; none was: " + "; ".join(tried) + " (pass yes=..., no=...)"
+        )
 
     def prompt(self, response: str, requirement: str) -> str:
         if len(response) > self.max_response_chars:
@@ -84,24 +100,37 @@ class SoftConstraintChecker:
         # The response cannot close the <<< >>> fence or open a chat turn (as in the judge's prompts).
         specials = getattr(self.tokenizer, "all_special_tokens", ()) or ()
         response = defuse(clean_text(response), specials)
-        frame = QUESTION.format(requirement=requirement.strip(), response="", yes=self.yes.strip(), no=self.no.strip())
+        frame = QUESTION.format(
+            requirement=requirement.strip(), response="", yes=self.yes.strip(), no=self.no.strip()
+        )
         budget = self._max_len() - len(self._token_ids(frame)) - 64  # chat template and answer room
         if budget < 16:
-            raise ValueError(f"soft constraint: the requirement alone nearly fills the engine's "
-                             f"{self._max_len()} tokens; shorten it")
+            raise ValueError(
+                f"soft constraint: the requirement alone nearly fills the engine's "
+                f"{self._max_len()} tokens; shorten it"
+            )
         response, _ = truncate_middle(self.tokenizer, response, budget)
-        question = QUESTION.format(requirement=requirement.strip(), response=response,
-                                   yes=self.yes.strip(), no=self.no.strip())
+        question = QUESTION.format(
+            requirement=requirement.strip(),
+            response=response,
+            yes=self.yes.strip(),
+            no=self.no.strip(),
+        )
         if not self.chat_template:
             return question + "\nAnswer:"
         if not hasattr(self.tokenizer, "apply_chat_template"):
-            raise ValueError("chat_template: the engine's tokenizer has no apply_chat_template; use chat_template=False")
+            raise ValueError(
+                "chat_template: the engine's tokenizer has no apply_chat_template; use chat_template=False"
+            )
         try:
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                                      add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+            )
         except ValueError as exc:  # transformers raises this when the tokenizer has no template
-            raise ValueError(f"chat_template: the tokenizer cannot format a chat ({exc}); "
-                             "use chat_template=False") from None
+            raise ValueError(
+                f"chat_template: the tokenizer cannot format a chat ({exc}); "
+                "use chat_template=False"
+            ) from None
 
     def check(self, items: Sequence[tuple[str, Constraint]]) -> list[ConstraintResult]:
         """Verdicts for (response, soft constraint) pairs, from one batched engine call."""
@@ -110,14 +139,19 @@ class SoftConstraintChecker:
         prompts = [self.prompt(response, c.kwargs["requirement"]) for response, c in items]
         rows = self.engine.next_token_logprobs(prompts, [self.yes_id, self.no_id])
         if len(rows) != len(items):
-            raise RuntimeError(f"engine returned {len(rows)} rows of log-probs for {len(items)} prompts")
+            raise RuntimeError(
+                f"engine returned {len(rows)} rows of log-probs for {len(items)} prompts"
+            )
         return [self._verdict(c, row) for (_, c), row in zip(items, rows)]
 
     def _verdict(self, constraint: Constraint, row: Sequence[float]) -> ConstraintResult:
         lp_yes, lp_no = float(row[0]), float(row[1])
         if math.isnan(lp_yes) or math.isnan(lp_no) or (lp_yes == -math.inf and lp_no == -math.inf):
-            return ConstraintResult(constraint.type, Verdict.UNVERIFIABLE,
-                                    detail="the engine gave neither the yes nor the no token any probability")
+            return ConstraintResult(
+                constraint.type,
+                Verdict.UNVERIFIABLE,
+                detail="the engine gave neither the yes nor the no token any probability",
+            )
         p_yes = 1.0 / (1.0 + math.exp(min(lp_no - lp_yes, 700.0)))
         verdict = Verdict.PASS if p_yes >= constraint.kwargs["threshold"] else Verdict.FAIL
         return ConstraintResult(constraint.type, verdict, detail=f"p(yes)={p_yes:.3f}")

@@ -136,7 +136,9 @@ class TextStats:
             count = per_sentence.get(sentence)
             if count is None:
                 tokenize = tokenize or treebank_word_tokenizer().tokenize
-                count = per_sentence[sentence] = sum(1 for token in tokenize(sentence) if token.isupper())
+                count = per_sentence[sentence] = sum(
+                    1 for token in tokenize(sentence) if token.isupper()
+                )
             self._capital_words += count
         return n is not None and self._capital_words >= n
 
@@ -221,7 +223,7 @@ class TextStats:
         spans = []
         for match in _DIALOGUE.finditer(self.text):
             span = match.group(0)
-            inner = span.strip().lstrip("—―").strip("\"“”‘’«» \t")
+            inner = span.strip().lstrip("—―").strip('"“”‘’«» \t')
             if len(inner.split()) >= 2 or inner[-1:] in _SPEECH_END:
                 spans.append(span)
         return spans
@@ -236,11 +238,25 @@ class TextStats:
 
 
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
-STRAIGHT_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'",
-                                  "\u201c": '"', "\u201d": '"', "\u201f": '"', "\u2033": '"'})
-_TITLE_LINE = re.compile(r"^(?:<<[^\n]+>>|#{1,6}\s+\S.*|\*\*[^*\n]+\*\*|\*[^*\n]+\*|__[^_\n]+__|title\s*:\s*\S.*)$",
-                         re.IGNORECASE)
-_TITLE_MARKUP = re.compile(r"^(?:<<|#{1,6}\s+|\*{1,2}|__|title\s*:\s*)|(?:>>|\*{1,2}|__)$", re.IGNORECASE)
+STRAIGHT_QUOTES = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+    }
+)
+_TITLE_LINE = re.compile(
+    r"^(?:<<[^\n]+>>|#{1,6}\s+\S.*|\*\*[^*\n]+\*\*|\*[^*\n]+\*|__[^_\n]+__|title\s*:\s*\S.*)$",
+    re.IGNORECASE,
+)
+_TITLE_MARKUP = re.compile(
+    r"^(?:<<|#{1,6}\s+|\*{1,2}|__|title\s*:\s*)|(?:>>|\*{1,2}|__)$", re.IGNORECASE
+)
 _COMPARABLE_WORD = re.compile(r"\w+(?:'\w+)*")
 _SPEECH_END = frozenset(".,!?;:…—-")
 _DIALOGUE = re.compile(
@@ -248,7 +264,8 @@ _DIALOGUE = re.compile(
     r"|\u201c[^\u201c\u201d\n]*?\w[^\u201c\u201d\n]*?\u201d"
     r"|\u2018[^\u2018\n]*?\w[^\u2018\n]*?\u2019(?!\w)"
     r"|\u00ab[^\u00ab\u00bb\n]*?\w[^\u00ab\u00bb\n]*?\u00bb"
-    r"|(?m:^[ \t]*[\u2014\u2015][ \t]*\w[^\n]*)")
+    r"|(?m:^[ \t]*[\u2014\u2015][ \t]*\w[^\n]*)"
+)
 
 
 def comparable_words(text: str) -> list[str]:

@@ -78,7 +78,9 @@ def _own_processes(root_pid: int, temp_dir: str) -> dict:
     me = psutil.Process().username()
     for proc in psutil.process_iter(["cmdline", "username"]):
         with contextlib.suppress(psutil.Error):
-            if proc.info["username"] == me and any(temp_dir in arg for arg in proc.info["cmdline"] or ()):
+            if proc.info["username"] == me and any(
+                temp_dir in arg for arg in proc.info["cmdline"] or ()
+            ):
                 found[proc.pid] = proc
     found.pop(os.getpid(), None)
     return found
@@ -114,7 +116,9 @@ def local_ray_head(tmp_path):
     pytest.importorskip("psutil")
     # Short: Ray's unix socket paths live under it and must stay under ~107 characters.
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")
-    gcs, dashboard, client, agent_http, agent_grpc, metrics, env_agent, node_mgr, obj_mgr = _free_ports(9)
+    gcs, dashboard, client, agent_http, agent_grpc, metrics, env_agent, node_mgr, obj_mgr = (
+        _free_ports(9)
+    )
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "disabled",
@@ -123,30 +127,66 @@ def local_ray_head(tmp_path):
     }
     env.pop("RAY_ADDRESS", None)
     cmd = [
-        str(BIN / "ray"), "start", "--head", "--block",
-        "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-        "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-        "--ray-client-server-port", str(client),
-        "--dashboard-agent-listen-port", str(agent_http), "--dashboard-agent-grpc-port", str(agent_grpc),
-        "--metrics-export-port", str(metrics), "--runtime-env-agent-port", str(env_agent),
-        "--node-manager-port", str(node_mgr), "--object-manager-port", str(obj_mgr),
-        "--num-cpus", "2", "--num-gpus", "0", "--object-store-memory", str(300 * 1024 * 1024),
-        "--temp-dir", temp_dir, "--disable-usage-stats",
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(gcs),
+        "--include-dashboard",
+        "true",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dashboard),
+        "--ray-client-server-port",
+        str(client),
+        "--dashboard-agent-listen-port",
+        str(agent_http),
+        "--dashboard-agent-grpc-port",
+        str(agent_grpc),
+        "--metrics-export-port",
+        str(metrics),
+        "--runtime-env-agent-port",
+        str(env_agent),
+        "--node-manager-port",
+        str(node_mgr),
+        "--object-manager-port",
+        str(obj_mgr),
+        "--num-cpus",
+        "2",
+        "--num-gpus",
+        "0",
+        "--object-store-memory",
+        str(300 * 1024 * 1024),
+        "--temp-dir",
+        temp_dir,
+        "--disable-usage-stats",
     ]
     log_path = tmp_path / "ray-start.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     head = LocalHead(f"http://127.0.0.1:{dashboard}", temp_dir, env, proc)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"ray start exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+                pytest.fail(
+                    f"ray start exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}"
+                )
             with contextlib.suppress(OSError):
-                if "success" in _get(f"{head.address}/api/gcs_healthz") and _get(f"{head.address}/api/version"):
+                if "success" in _get(f"{head.address}/api/gcs_healthz") and _get(
+                    f"{head.address}/api/version"
+                ):
                     break
             if time.monotonic() > deadline:
-                pytest.fail(f"the Ray dashboard did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
+                pytest.fail(
+                    f"the Ray dashboard did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}"
+                )
             time.sleep(1.0)
         yield head
     finally:
@@ -168,26 +208,46 @@ def test_submit_tiny_run_as_a_ray_job(local_ray_head, tmp_path):
     head = local_ray_head
     out_dir = tmp_path / "runs"
     job_id = f"rlmr-jobtest-{os.getpid()}"
-    cmd = [str(SUBMIT), "--address", head.address, "configs/tiny.yaml",
-           "--set", "trainer.steps=2", "--set", f"logging.output_dir={out_dir}", "--set", "logging.run_name=jobtest",
-           "--submission-id", job_id]
+    cmd = [
+        str(SUBMIT),
+        "--address",
+        head.address,
+        "configs/tiny.yaml",
+        "--set",
+        "trainer.steps=2",
+        "--set",
+        f"logging.output_dir={out_dir}",
+        "--set",
+        "logging.run_name=jobtest",
+        "--submission-id",
+        job_id,
+    ]
     client = JobSubmissionClient(head.address)
     try:
-        result = subprocess.run(cmd, cwd=REPO, env=head.env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+        result = subprocess.run(
+            cmd, cwd=REPO, env=head.env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         with contextlib.suppress(Exception):
             client.stop_job(job_id)
-        pytest.fail(f"the job did not finish within {JOB_TIMEOUT_S} s; logs:\n{_job_logs(head, job_id)}")
+        pytest.fail(
+            f"the job did not finish within {JOB_TIMEOUT_S} s; logs:\n{_job_logs(head, job_id)}"
+        )
 
     status = client.get_job_status(job_id)
     assert result.returncode == 0 and status == JobStatus.SUCCEEDED, (
         f"submit.sh exited {result.returncode}, job {status}\n--- stdout\n{result.stdout[-6000:]}"
-        f"\n--- stderr\n{result.stderr[-3000:]}")
+        f"\n--- stderr\n{result.stderr[-3000:]}"
+    )
     assert f"job id: {job_id}" in result.stdout
     assert f"job {job_id}: SUCCEEDED" in result.stdout
 
     metrics = out_dir / "jobtest" / "metrics.jsonl"
     assert metrics.is_file(), f"no {metrics}; job logs:\n{_job_logs(head, job_id)}"
-    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in metrics.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     steps = {r["step"] for r in rows}
     assert {1, 2} <= steps and max(steps) == 2, rows

@@ -15,8 +15,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _train(repo, out, *extra):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "rlmr.cli", "train", "configs/tiny.yaml", "--set", f"logging.output_dir={out}",
-           "--set", "logging.run_name=it", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlmr.cli",
+        "train",
+        "configs/tiny.yaml",
+        "--set",
+        f"logging.output_dir={out}",
+        "--set",
+        "logging.run_name=it",
+        *extra,
+    ]
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     return proc
@@ -28,8 +38,20 @@ def test_two_steps_then_resume_for_a_third(repo, tmp_path):
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1, 2]
     step = metrics[1]
-    for key in ("reward_mean", "writing_mean", "pass_rate", "adv_std", "kl", "entropy", "response_len_mean",
-                "clip_frac", "frac_zero_std", "logprob_gap_rollout", "time/rollout_s", "time/update_s"):
+    for key in (
+        "reward_mean",
+        "writing_mean",
+        "pass_rate",
+        "adv_std",
+        "kl",
+        "entropy",
+        "response_len_mean",
+        "clip_frac",
+        "frac_zero_std",
+        "logprob_gap_rollout",
+        "time/rollout_s",
+        "time/update_s",
+    ):
         assert key in step, key
     assert 0.0 <= step["writing_mean"] <= 1.0
     assert "eval/pass_rate" in metrics[0] and "eval/pass_rate" in metrics[2]

@@ -26,23 +26,49 @@ def test_rollout_matches_learner_after_sync(local_ray, repo, tmp_path):
     from actors.placement import actor_options, create_placement_group
     from actors.rollout import RolloutWorker
 
-    cfg = load_config(repo / "configs" / "tiny.yaml", [
-        "learner.lr=0.05", "learner.micro_batch_size=4", "rollout.prompts_per_step=1", "rollout.n=4", "algo.kl.beta=0",
-        "reward.strategy=verifier_only", "reward.writing={type: none}", "cluster.genrm.replicas=0",
-        "cluster.reference.replicas=0", f"logging.output_dir={tmp_path}"])
+    cfg = load_config(
+        repo / "configs" / "tiny.yaml",
+        [
+            "learner.lr=0.05",
+            "learner.micro_batch_size=4",
+            "rollout.prompts_per_step=1",
+            "rollout.n=4",
+            "algo.kl.beta=0",
+            "reward.strategy=verifier_only",
+            "reward.writing={type: none}",
+            "cluster.genrm.replicas=0",
+            "cluster.reference.replicas=0",
+            f"logging.output_dir={tmp_path}",
+        ],
+    )
     plan = plan_placement(cfg.cluster)
     pg = create_placement_group(plan)
     ranks = plan.replicas["learner"]
-    learner = LearnerGroup(ActorGroup.start(LearnerWorker, ranks, lambda r: actor_options(pg, r), cfg, len(ranks), "cpu"))
-    rollout = RolloutWorker.options(**actor_options(pg, plan.replicas["rollout"][0])).remote(cfg, "cpu")
+    learner = LearnerGroup(
+        ActorGroup.start(
+            LearnerWorker, ranks, lambda r: actor_options(pg, r), cfg, len(ranks), "cpu"
+        )
+    )
+    rollout = RolloutWorker.options(**actor_options(pg, plan.replicas["rollout"][0])).remote(
+        cfg, "cpu"
+    )
 
     prompt = (5, 17, 33, 9)
     responses = [(40 + i, 41, 42 + i, 7) for i in range(4)]
-    group = Group(PromptRow("p", "x"), "x", prompt, tuple(Response("r", r, (-1.0,) * 4, "stop") for r in responses))
-    batch = TrainBatch.of(TokenBatch.from_groups([group], pad_token_id=0), torch.tensor([[1.0, -1.0, 0.5, -0.5]]))
+    group = Group(
+        PromptRow("p", "x"),
+        "x",
+        prompt,
+        tuple(Response("r", r, (-1.0,) * 4, "stop") for r in responses),
+    )
+    batch = TrainBatch.of(
+        TokenBatch.from_groups([group], pad_token_id=0), torch.tensor([[1.0, -1.0, 0.5, -0.5]])
+    )
 
     def rollout_lp():
-        out = ray.get(rollout.sequence_logprobs.remote([list(prompt)] * 4, [list(r) for r in responses]))
+        out = ray.get(
+            rollout.sequence_logprobs.remote([list(prompt)] * 4, [list(r) for r in responses])
+        )
         return torch.tensor(out)
 
     def learner_lp():

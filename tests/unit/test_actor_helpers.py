@@ -16,9 +16,14 @@ def test_services_split_work_into_non_empty_ordered_chunks():
 def test_each_checkpoint_file_is_uploaded_by_exactly_one_rank():
     from actors.learner import owned_by_rank
 
-    files = ["model.safetensors", "config.json", "mp_rank_00_model_states.pt",
-             "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_3_mp_rank_00_optim_states.pt",
-             "bf16_zero_pp_rank_12_mp_rank_00_optim_states.pt"]
+    files = [
+        "model.safetensors",
+        "config.json",
+        "mp_rank_00_model_states.pt",
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_3_mp_rank_00_optim_states.pt",
+        "bf16_zero_pp_rank_12_mp_rank_00_optim_states.pt",
+    ]
     for f in files:
         owners = [r for r in range(16) if owned_by_rank(f, r)]
         assert len(owners) == 1, (f, owners)

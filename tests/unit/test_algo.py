@@ -35,7 +35,11 @@ def test_dr_grpo_and_rloo_match_definitions():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 64), st.floats(-1e6, 1e6, allow_nan=False), st.sampled_from(["group_norm", "dr_grpo", "rloo"]))
+@given(
+    st.integers(1, 64),
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.sampled_from(["group_norm", "dr_grpo", "rloo"]),
+)
 def test_constant_groups_have_exactly_zero_advantage(n, value, method):
     r = torch.full((3, n), value, dtype=torch.float32)
     adv = group_advantages(r, method)
@@ -68,6 +72,7 @@ def test_unknown_method_raises():
 
 
 # ----------------------------------------------------------------- KL
+
 
 def test_kl_estimators_match_definitions():
     logp = torch.tensor([-1.0, -2.0, -0.5])
@@ -105,6 +110,7 @@ def test_sequence_kl_sums_masked_tokens():
 
 
 # ----------------------------------------------------------------- loss
+
 
 def _batch():
     torch.manual_seed(0)
@@ -151,10 +157,14 @@ def test_clip_higher_is_asymmetric():
     mask = torch.ones(1, 2, dtype=torch.bool)
     # ratio 1.25: inside 1 + 0.28, outside 1 + 0.2 -> gradient flows only with clip-higher.
     logp = torch.full((1, 2), math.log(1.25), requires_grad=True)
-    policy_loss(logp, logp_old, torch.tensor([1.0]), mask, LossSettings(clip_low=0.2, clip_high=0.28)).loss.backward()
+    policy_loss(
+        logp, logp_old, torch.tensor([1.0]), mask, LossSettings(clip_low=0.2, clip_high=0.28)
+    ).loss.backward()
     assert bool((logp.grad != 0).all())
     logp.grad = None
-    out = policy_loss(logp, logp_old, torch.tensor([1.0]), mask, LossSettings(clip_low=0.2, clip_high=0.2))
+    out = policy_loss(
+        logp, logp_old, torch.tensor([1.0]), mask, LossSettings(clip_low=0.2, clip_high=0.2)
+    )
     out.loss.backward()
     assert bool((logp.grad == 0).all())
     assert out.clip_frac == 1.0
@@ -174,9 +184,13 @@ def test_kl_in_loss_adds_beta_times_estimator():
     logp, logp_old, adv, mask = _batch()
     ref = logp_old - 0.1
     base = policy_loss(logp, logp_old, adv, mask)
-    with_kl = policy_loss(logp, logp_old, adv, mask, LossSettings(kl_coef=0.5, kl_estimator="k3"), logp_ref=ref)
+    with_kl = policy_loss(
+        logp, logp_old, adv, mask, LossSettings(kl_coef=0.5, kl_estimator="k3"), logp_ref=ref
+    )
     k3 = kl_estimate(logp, ref, "k3")
-    assert with_kl.loss.item() == pytest.approx(base.loss.item() + 0.5 * k3[mask].mean().item(), rel=1e-6)
+    assert with_kl.loss.item() == pytest.approx(
+        base.loss.item() + 0.5 * k3[mask].mean().item(), rel=1e-6
+    )
     assert with_kl.kl == pytest.approx(k3[mask].mean().item(), rel=1e-6)
     with pytest.raises(ValueError, match="logp_ref: required"):
         policy_loss(logp, logp_old, adv, mask, LossSettings(kl_coef=0.1))
@@ -186,7 +200,9 @@ def test_extreme_log_ratios_give_finite_loss_and_grads():
     logp_old = torch.tensor([[-200.0, 0.0]])
     logp = torch.tensor([[0.0, -300.0]], requires_grad=True)
     mask = torch.ones(1, 2, dtype=torch.bool)
-    out = policy_loss(logp, logp_old, torch.tensor([3.0]), mask, LossSettings(kl_coef=1.0), logp_ref=logp_old)
+    out = policy_loss(
+        logp, logp_old, torch.tensor([3.0]), mask, LossSettings(kl_coef=1.0), logp_ref=logp_old
+    )
     out.loss.backward()
     assert math.isfinite(out.loss.item())
     assert bool(torch.isfinite(logp.grad).all())
@@ -226,9 +242,25 @@ def test_global_normalizer_makes_micro_batches_sum_to_the_full_token_mean():
     logp, logp_old, adv, mask = _batch()
     full = policy_loss(logp, logp_old, adv, mask).loss
     tokens = float(mask.sum())
-    parts = sum(policy_loss(logp[i:i + 1], logp_old[i:i + 1], adv[i:i + 1], mask[i:i + 1], normalizer=tokens).loss
-                for i in range(3))
+    parts = sum(
+        policy_loss(
+            logp[i : i + 1], logp_old[i : i + 1], adv[i : i + 1], mask[i : i + 1], normalizer=tokens
+        ).loss
+        for i in range(3)
+    )
     assert parts.item() == pytest.approx(full.item(), rel=1e-6)
-    seq = policy_loss(logp, logp_old, adv, mask, LossSettings(aggregation="seq_mean_token_mean")).loss
-    parts = sum(policy_loss(logp[i:i + 1], logp_old[i:i + 1], adv[i:i + 1], mask[i:i + 1], LossSettings(aggregation="seq_mean_token_mean"), normalizer=3.0).loss for i in range(3))
+    seq = policy_loss(
+        logp, logp_old, adv, mask, LossSettings(aggregation="seq_mean_token_mean")
+    ).loss
+    parts = sum(
+        policy_loss(
+            logp[i : i + 1],
+            logp_old[i : i + 1],
+            adv[i : i + 1],
+            mask[i : i + 1],
+            LossSettings(aggregation="seq_mean_token_mean"),
+            normalizer=3.0,
+        ).loss
+        for i in range(3)
+    )
     assert parts.item() == pytest.approx(seq.item(), rel=1e-6)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 _spec = importlib.util.spec_from_file_location(
-    "heldout_eval", Path(__file__).resolve().parents[2] / "bench" / "heldout_eval.py")
+    "heldout_eval", Path(__file__).resolve().parents[2] / "bench" / "heldout_eval.py"
+)
 heldout_eval = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(heldout_eval)
 

@@ -16,7 +16,12 @@ CONFIGS = sorted((REPO / "configs").glob("**/*.yaml"))
 
 def test_configs_exist():
     names = {p.name for p in CONFIGS}
-    assert {"tiny.yaml", "smollm2-cpu.yaml", "qwen2.5-7b-rlmr.yaml", "qwen2.5-32b-rlmr-4node.yaml"} <= names
+    assert {
+        "tiny.yaml",
+        "smollm2-cpu.yaml",
+        "qwen2.5-7b-rlmr.yaml",
+        "qwen2.5-32b-rlmr-4node.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -49,7 +54,11 @@ def test_unknown_key_names_file_and_dotted_key(tmp_path):
 
 
 def test_unknown_key_inside_a_union_variant_drops_the_tag(tmp_path):
-    p = _write(tmp_path, MINIMAL + "rollout: {engine: {type: vllm, tensor_parallel: 2}}\ncluster: {gpus_per_node: 8}\n")
+    p = _write(
+        tmp_path,
+        MINIMAL
+        + "rollout: {engine: {type: vllm, tensor_parallel: 2}}\ncluster: {gpus_per_node: 8}\n",
+    )
     with pytest.raises(ConfigError) as err:
         load_config(p)
     assert "rollout.engine.tensor_parallel: unknown key" in str(err.value)
@@ -79,24 +88,51 @@ def test_cross_field_errors_name_full_keys(tmp_path):
         load_config(_write(tmp_path, MINIMAL + "rollout: {engine: {type: vllm}}\n"))
     with pytest.raises(ConfigError, match=r"cluster\.learner\.gpus: is set but gpus_per_node is 0"):
         load_config(_write(tmp_path, MINIMAL + "cluster: {learner: {gpus: 1}}\n"))
-    with pytest.raises(ConfigError, match=r"cluster\.rollout: no node has 2 free GPU\(s\) left for replica 2"):
-        load_config(_write(tmp_path, MINIMAL + "cluster: {gpus_per_node: 8, rollout: {replicas: 4, gpus: 2}, learner: {gpus: 4}}\n"))
+    with pytest.raises(
+        ConfigError, match=r"cluster\.rollout: no node has 2 free GPU\(s\) left for replica 2"
+    ):
+        load_config(
+            _write(
+                tmp_path,
+                MINIMAL
+                + "cluster: {gpus_per_node: 8, rollout: {replicas: 4, gpus: 2}, learner: {gpus: 4}}\n",
+            )
+        )
     with pytest.raises(ConfigError, match=r"algo\.kl\.estimator: must be k1"):
-        load_config(_write(tmp_path, MINIMAL + "algo: {kl: {beta: 0.1, in_loss: false, estimator: k3}}\n"))
+        load_config(
+            _write(tmp_path, MINIMAL + "algo: {kl: {beta: 0.1, in_loss: false, estimator: k3}}\n")
+        )
     with pytest.raises(ConfigError, match=r"model\.source\.hidden_size: 65 is not divisible"):
-        load_config(_write(tmp_path, "model: {source: {type: tiny, hidden_size: 65, num_heads: 4}}\ndata: {train: x}\n"))
+        load_config(
+            _write(
+                tmp_path,
+                "model: {source: {type: tiny, hidden_size: 65, num_heads: 4}}\ndata: {train: x}\n",
+            )
+        )
 
 
 def test_colocation_is_refused_until_the_runtime_puts_engines_to_sleep(tmp_path):
-    text = MINIMAL + "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 4, gpus: 1}, learner: {replicas: 4, gpus: 1}, genrm: {replicas: 1}}\n"
+    text = (
+        MINIMAL
+        + "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 4, gpus: 1}, learner: {replicas: 4, gpus: 1}, genrm: {replicas: 1}}\n"
+    )
     with pytest.raises(ConfigError, match=r"cluster\.colocate: true is not supported yet"):
         load_config(_write(tmp_path, text))
-    assert not load_config(_write(tmp_path, text.replace("colocate: true", "colocate: false"))).cluster.colocate
+    assert not load_config(
+        _write(tmp_path, text.replace("colocate: true", "colocate: false"))
+    ).cluster.colocate
 
 
 def test_dotted_overrides(tmp_path):
     p = _write(tmp_path, MINIMAL)
-    cfg = load_config(p, ["algo.clip.high=0.3", "reward.strategy=writing_only", "rollout.engine={type: hf, batch_size: 2}"])
+    cfg = load_config(
+        p,
+        [
+            "algo.clip.high=0.3",
+            "reward.strategy=writing_only",
+            "rollout.engine={type: hf, batch_size: 2}",
+        ],
+    )
     assert cfg.algo.clip.high == 0.3
     assert cfg.reward.strategy == "writing_only"
     assert cfg.rollout.engine.batch_size == 2
@@ -137,5 +173,13 @@ def test_resolved_config_round_trips(path, tmp_path):
 
 
 def test_prompt_and_response_budget_must_fit_the_model(tmp_path):
-    with pytest.raises(ConfigError, match=r"data.max_prompt_tokens: 512 \+ rollout.max_new_tokens 1024 exceed"):
-        load_config(_write(tmp_path, MINIMAL + "rollout: {max_new_tokens: 1024}\nmodel: {source: {type: tiny}, max_model_len: 1024}\n"))
+    with pytest.raises(
+        ConfigError, match=r"data.max_prompt_tokens: 512 \+ rollout.max_new_tokens 1024 exceed"
+    ):
+        load_config(
+            _write(
+                tmp_path,
+                MINIMAL
+                + "rollout: {max_new_tokens: 1024}\nmodel: {source: {type: tiny}, max_model_len: 1024}\n",
+            )
+        )

@@ -12,9 +12,19 @@ from rlmr.core.records import Group, PromptRow, Response, TokenBatch, TrainBatch
 from rlmr.data.prompts import DataError, PromptSampler, load_prompts, parse_rows
 
 ROWS = [
-    {"id": "a", "prompt": "Write a poem about rain.", "constraints": [{"type": "word_count", "max_words": 50}]},
-    {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "A haiku on snow."}],
-     "constraints": [{"type": "lowercase"}], "context": "winter"},
+    {
+        "id": "a",
+        "prompt": "Write a poem about rain.",
+        "constraints": [{"type": "word_count", "max_words": 50}],
+    },
+    {
+        "prompt": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "A haiku on snow."},
+        ],
+        "constraints": [{"type": "lowercase"}],
+        "context": "winter",
+    },
     {"id": "c", "prompt": "Ad copy for tea.", "constraints": []},
 ]
 
@@ -36,8 +46,14 @@ def test_jsonl_rows_load(tmp_path):
 def test_parquet_and_saved_dataset_load_the_same_rows(tmp_path):
     import datasets
 
-    flat = [{"id": r.get("id", f"x{i}"), "prompt": r["prompt"] if isinstance(r["prompt"], str) else "p",
-             "constraints": r["constraints"]} for i, r in enumerate(ROWS)]
+    flat = [
+        {
+            "id": r.get("id", f"x{i}"),
+            "prompt": r["prompt"] if isinstance(r["prompt"], str) else "p",
+            "constraints": r["constraints"],
+        }
+        for i, r in enumerate(ROWS)
+    ]
     ds = datasets.Dataset.from_list(flat)
     ds.to_parquet(str(tmp_path / "p.parquet"))
     ds.save_to_disk(str(tmp_path / "saved"))
@@ -51,16 +67,27 @@ def test_parquet_and_saved_dataset_load_the_same_rows(tmp_path):
 
 def test_bad_rows_are_all_reported_with_line_numbers(tmp_path):
     p = tmp_path / "bad.jsonl"
-    p.write_text("\n".join([
-        json.dumps({"prompt": "ok", "id": "1"}),
-        "{not json",
-        json.dumps({"prompt": ""}),
-    ]) + "\n")
+    p.write_text(
+        "\n".join(
+            [
+                json.dumps({"prompt": "ok", "id": "1"}),
+                "{not json",
+                json.dumps({"prompt": ""}),
+            ]
+        )
+        + "\n"
+    )
     with pytest.raises(DataError) as err:
         load_prompts(p)
     assert f"{p}:2: not valid JSON" in str(err.value)
-    rows = [{"prompt": ""}, {"prompt": "x", "constrains": []}, {"prompt": [{"role": "bot", "content": "x"}]},
-            {"prompt": "x", "constraints": [{"max": 3}]}, {"prompt": "x", "id": "d"}, {"prompt": "y", "id": "d"}]
+    rows = [
+        {"prompt": ""},
+        {"prompt": "x", "constrains": []},
+        {"prompt": [{"role": "bot", "content": "x"}]},
+        {"prompt": "x", "constraints": [{"max": 3}]},
+        {"prompt": "x", "id": "d"},
+        {"prompt": "y", "id": "d"},
+    ]
     with pytest.raises(DataError) as err:
         parse_rows(rows, "f.jsonl")
     msg = str(err.value)
@@ -79,8 +106,14 @@ def test_constraint_checker_errors_name_the_row():
                 raise ValueError(f"unknown constraint type {c['type']!r}")
 
     with pytest.raises(DataError, match=r"f.jsonl:2: constraints: unknown constraint type 'rhyme'"):
-        parse_rows([{"prompt": "a", "constraints": [{"type": "lowercase"}]},
-                    {"prompt": "b", "constraints": [{"type": "rhyme"}]}], "f.jsonl", check)
+        parse_rows(
+            [
+                {"prompt": "a", "constraints": [{"type": "lowercase"}]},
+                {"prompt": "b", "constraints": [{"type": "rhyme"}]},
+            ],
+            "f.jsonl",
+            check,
+        )
 
 
 def test_missing_file_and_bad_type(tmp_path):
@@ -108,7 +141,15 @@ def test_sampler_is_seeded_resumable_and_covers_every_row():
 
 def test_train_batch_aligns_response_tokens_with_targets():
     row = PromptRow(id="a", prompt="x")
-    g = Group(row, "x", (5, 6), (Response("r", (7, 8, 9), (-0.1, -0.2, -0.3), "stop"), Response("s", (7,), (-0.5,), "length")))
+    g = Group(
+        row,
+        "x",
+        (5, 6),
+        (
+            Response("r", (7, 8, 9), (-0.1, -0.2, -0.3), "stop"),
+            Response("s", (7,), (-0.5,), "length"),
+        ),
+    )
     tokens = TokenBatch.from_groups([g], pad_token_id=0)
     batch = TrainBatch.of(tokens, torch.tensor([[1.0, -1.0]]))
     assert batch.input_ids.tolist() == [[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]]
@@ -119,7 +160,9 @@ def test_train_batch_aligns_response_tokens_with_targets():
     assert batch.advantages.tolist() == [1.0, -1.0]
     halves = batch.split(2)
     assert [len(h) for h in halves] == [1, 1] and all(isinstance(h, TrainBatch) for h in halves)
-    assert halves[1].advantages.tolist() == [-1.0] and halves[1].input_ids.tolist() == [[5, 6, 7, 0, 0]]
+    assert halves[1].advantages.tolist() == [-1.0] and halves[1].input_ids.tolist() == [
+        [5, 6, 7, 0, 0]
+    ]
     assert [len(c) for c in tokens.chunks(3)] == [1, 1]  # never an empty chunk
     with pytest.raises(ValueError, match=r"advantages: expected shape \[2\]"):
         TrainBatch.of(tokens, torch.tensor([1.0, -1.0, 0.5]))
@@ -134,10 +177,16 @@ def test_rows_the_run_cannot_use_are_refused_before_training():
 
     rows = [PromptRow(id="a", prompt="short"), PromptRow(id="b", prompt="x " * 50, reference="ref")]
     check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=200)
-    with pytest.raises(DataError, match=r"p.jsonl: id 'b': prompt is 100 tokens .* data.max_prompt_tokens is 50"):
+    with pytest.raises(
+        DataError, match=r"p.jsonl: id 'b': prompt is 100 tokens .* data.max_prompt_tokens is 50"
+    ):
         check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=50)
-    with pytest.raises(DataError, match=r"p.jsonl: id 'a': reference: required by .*group_strategy: reference"):
-        check_prompt_rows(rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=200, need_reference=True)
+    with pytest.raises(
+        DataError, match=r"p.jsonl: id 'a': reference: required by .*group_strategy: reference"
+    ):
+        check_prompt_rows(
+            rows, "p.jsonl", lambda r: len(r.brief()), max_tokens=200, need_reference=True
+        )
 
 
 def test_a_prompt_file_with_bytes_that_are_not_utf8_names_the_line(tmp_path):
@@ -153,10 +202,21 @@ def test_iter_jsonl_reports_every_kind_of_bad_line_and_keeps_reading(tmp_path):
     f = tmp_path / "x.jsonl"
     f.write_bytes(b'{"a": 1}\n\n[1, 2]\n{"b": \n\xff{"c": 3}\n{"d": 4}\n')
     lines = list(iter_jsonl(f))
-    assert [(x.number, x.row) for x in lines] == [(1, {"a": 1}), (3, None), (4, None), (5, None), (6, {"d": 4})]
+    assert [(x.number, x.row) for x in lines] == [
+        (1, {"a": 1}),
+        (3, None),
+        (4, None),
+        (5, None),
+        (6, {"d": 4}),
+    ]
     assert [x.problem.split(" (")[0] for x in lines if x.problem] == [
-        "expected a JSON object, got list", "not valid JSON", "not valid UTF-8"]
+        "expected a JSON object, got list",
+        "not valid JSON",
+        "not valid UTF-8",
+    ]
     repaired = [x for x in iter_jsonl(f, bad_utf8="replace") if x.repaired]
-    assert [x.number for x in repaired] == [5] and repaired[0].problem == "not valid JSON (Expecting value)"
+    assert [x.number for x in repaired] == [5] and repaired[
+        0
+    ].problem == "not valid JSON (Expecting value)"
     with pytest.raises(ValueError, match=r"x\.jsonl:3: expected a JSON object"):
         read_jsonl(f)

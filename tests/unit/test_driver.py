@@ -20,9 +20,20 @@ HELD_OUT = [PromptRow(id=f"h{i}", prompt=f"Held out {i}.") for i in range(3)]
 
 
 def _cfg(tmp_path, *overrides):
-    base = ["model.source={type: tiny}", "data.train=x", "data.eval=y", f"logging.output_dir={tmp_path}",
-            "logging.progress_bar=false", "logging.tensorboard=false", "trainer.steps=3", "trainer.eval_every=2",
-            "checkpoint.every=1", "rollout.n=4", "rollout.prompts_per_step=2", "learner.micro_batch_size=4"]
+    base = [
+        "model.source={type: tiny}",
+        "data.train=x",
+        "data.eval=y",
+        f"logging.output_dir={tmp_path}",
+        "logging.progress_bar=false",
+        "logging.tensorboard=false",
+        "trainer.steps=3",
+        "trainer.eval_every=2",
+        "checkpoint.every=1",
+        "rollout.n=4",
+        "rollout.prompts_per_step=2",
+        "learner.micro_batch_size=4",
+    ]
     tmp_path.mkdir(parents=True, exist_ok=True)
     p = tmp_path / "c.yaml"
     p.write_text("{}\n")
@@ -35,16 +46,38 @@ def test_steps_write_metrics_samples_checkpoints_and_curves(tmp_path):
     run = RunDir(cfg)
     rows = run_training(cfg, services, run, ROWS, HELD_OUT)
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
-    assert "eval/pass_rate" in rows[0] and "eval/pass_rate" in rows[2] and "eval/pass_rate" not in rows[1]
-    for key in ("reward_mean", "writing_mean", "pass_rate", "adv_mean", "adv_std", "response_len_mean",
-                "response_len_max", "frac_zero_std", "clip_frac", "entropy", "kl", "time/rollout_s",
-                "time/reward_s", "time/update_s", "time/sync_s", "time/step_s"):
+    assert (
+        "eval/pass_rate" in rows[0]
+        and "eval/pass_rate" in rows[2]
+        and "eval/pass_rate" not in rows[1]
+    )
+    for key in (
+        "reward_mean",
+        "writing_mean",
+        "pass_rate",
+        "adv_mean",
+        "adv_std",
+        "response_len_mean",
+        "response_len_max",
+        "frac_zero_std",
+        "clip_frac",
+        "entropy",
+        "kl",
+        "time/rollout_s",
+        "time/reward_s",
+        "time/update_s",
+        "time/sync_s",
+        "time/step_s",
+    ):
         assert key in rows[1], key
     lines = [json.loads(x) for x in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [0, 1, 2, 3]
     assert (run.path / "samples.jsonl").read_text().count("\n") == 3 * cfg.logging.samples_per_step
     assert (run.path / "config.yaml").exists() and (run.path / "curves.png").stat().st_size > 1000
-    assert [p.name for p in run.checkpoint_dirs()] == ["step_000002", "step_000003"]  # keep_last = 2
+    assert [p.name for p in run.checkpoint_dirs()] == [
+        "step_000002",
+        "step_000003",
+    ]  # keep_last = 2
     assert (run.path / "checkpoints" / "latest").read_text() == "step_000003"
     assert services.syncs == 3 and services.reference_calls == 0  # beta = 0: no reference model
 
@@ -63,8 +96,13 @@ def test_every_violator_in_a_mixed_group_gets_a_negative_advantage(tmp_path):
 
 
 def test_dynamic_sampling_replaces_zero_variance_groups(tmp_path):
-    cfg = _cfg(tmp_path, "rollout.dynamic_sampling=true", "rollout.max_refill_rounds=3", "trainer.steps=1",
-               "data.shuffle=false")
+    cfg = _cfg(
+        tmp_path,
+        "rollout.dynamic_sampling=true",
+        "rollout.max_refill_rounds=3",
+        "trainer.steps=1",
+        "data.shuffle=false",
+    )
     # Prompts p0..p5: every response identical -> zero variance; p6.. give mixed verdicts.
     flat = {f"Write piece {i}." for i in range(6)}
 
@@ -81,7 +119,9 @@ def test_dynamic_sampling_replaces_zero_variance_groups(tmp_path):
 
 def test_without_dynamic_sampling_flat_groups_are_kept_and_counted(tmp_path):
     cfg = _cfg(tmp_path, "trainer.steps=1", "data.shuffle=false")
-    services = FakeServices(lambda prompt, i: "same" if prompt == "Write piece 0." else ("ok" if i % 2 else "x"))
+    services = FakeServices(
+        lambda prompt, i: "same" if prompt == "Write piece 0." else ("ok" if i % 2 else "x")
+    )
     rows = run_training(cfg, services, RunDir(cfg), ROWS, ())
     assert services.sampled_prompt_ids == [["p0", "p1"]]
     adv = services.batches[0].advantages.reshape(2, 4)
@@ -96,8 +136,12 @@ def test_kl_in_reward_keeps_every_violator_negative(tmp_path):
 
     class FarFromReference(FakeServices):
         def score(self, groups, judge=True):
-            return [ScoredGroup(s.group, s.verdicts, WritingScores(scores=tuple(0.5 for _ in s.group.texts)))
-                    for s in super().score(groups, judge)]
+            return [
+                ScoredGroup(
+                    s.group, s.verdicts, WritingScores(scores=tuple(0.5 for _ in s.group.texts))
+                )
+                for s in super().score(groups, judge)
+            ]
 
         def reference_logprobs(self, tokens):
             self.reference_calls += 1
@@ -128,8 +172,12 @@ class RecordingServices(FakeServices):
 
 def test_kl_in_reward_is_subtracted_from_the_writing_score_before_mixing(tmp_path):
     beta = 0.1
-    cfg = _cfg(tmp_path / "kl", f"algo.kl={{beta: {beta}, estimator: k1, in_loss: false}}", "trainer.steps=1",
-               "trainer.eval_every=0")
+    cfg = _cfg(
+        tmp_path / "kl",
+        f"algo.kl={{beta: {beta}, estimator: k1, in_loss: false}}",
+        "trainer.steps=1",
+        "trainer.eval_every=0",
+    )
     services = RecordingServices()
     rows = run_training(cfg, services, RunDir(cfg), ROWS, ())
     assert services.reference_calls == 1
@@ -139,7 +187,9 @@ def test_kl_in_reward_is_subtracted_from_the_writing_score_before_mixing(tmp_pat
     # The fake reference gives -1.5 per response token: k1 = logp - logp_ref summed over the response.
     kl = ((batch.rollout_logprobs + 1.5) * batch.response_mask).sum(-1).double().reshape(2, 4)
     assert (kl != 0).all()
-    rewards = mix_rewards(signals.writing - beta * kl, signals.passed, passed_fraction=signals.passed_fraction)
+    rewards = mix_rewards(
+        signals.writing - beta * kl, signals.passed, passed_fraction=signals.passed_fraction
+    )
     assert torch.equal(batch.advantages, group_advantages(rewards).reshape(-1).float())
     assert rows[0]["kl_reward_mean"] == pytest.approx(float(kl.mean()))
     assert rows[0]["reward_mean"] == pytest.approx(float(rewards.mean()))
@@ -166,7 +216,10 @@ def test_resume_continues_with_the_same_data_order(tmp_path):
     assert resumed.loaded_from.endswith("step_000002")
     assert resumed.sampled_prompt_ids == straight.sampled_prompt_ids[2:]
     assert resumed.updates == 3
-    metrics = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(x)["step"]
+        for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert metrics == [1, 2, 3]
 
 
@@ -179,8 +232,13 @@ def test_resume_without_checkpoint_is_refused(tmp_path):
 def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path, monkeypatch):
     import rlmr.training.metrics as metrics
 
-    cfg = _cfg(tmp_path, "trainer.steps=50", "trainer.max_wall_minutes=1", "trainer.eval_every=0",
-               "checkpoint.every=0")
+    cfg = _cfg(
+        tmp_path,
+        "trainer.steps=50",
+        "trainer.max_wall_minutes=1",
+        "trainer.eval_every=0",
+        "checkpoint.every=0",
+    )
     clock = iter(range(0, 10_000, 25))  # every monotonic() call advances 25 s
     monkeypatch.setattr(metrics.time, "monotonic", lambda: next(clock))
     rows = run_training(cfg, FakeServices(), RunDir(cfg), ROWS, HELD_OUT)
@@ -206,24 +264,37 @@ def test_object_store_output_dir_resumes_from_the_uri_alone(tmp_path, monkeypatc
     empty cache (a resubmitted job) downloads the checkpoint and continues."""
     monkeypatch.setenv("RLMR_CACHE", str(tmp_path / "cache-1"))
     uri = f"file://{tmp_path}/bucket"
-    cfg = _cfg(tmp_path / "c", f"logging.output_dir={uri}", "trainer.eval_every=0", "trainer.steps=2")
+    cfg = _cfg(
+        tmp_path / "c", f"logging.output_dir={uri}", "trainer.eval_every=0", "trainer.steps=2"
+    )
     run_training(cfg, FakeServices(), RunDir(cfg), ROWS, ())
     remote = tmp_path / "bucket" / "run"
     assert (remote / "checkpoints" / "latest").read_text() == "step_000002"
     assert (remote / "checkpoints" / "step_000002" / "learner.json").exists()
     assert (remote / "checkpoints" / "step_000002" / "trainer_state.json").exists()
-    assert [json.loads(x)["step"] for x in (remote / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(x)["step"] for x in (remote / "metrics.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+    ]
     with pytest.raises(RunDirError, match="already holds a run"):
         RunDir(cfg)
 
     monkeypatch.setenv("RLMR_CACHE", str(tmp_path / "cache-2"))  # a fresh machine
-    cfg3 = _cfg(tmp_path / "c", f"logging.output_dir={uri}", "trainer.eval_every=0", "trainer.steps=3")
+    cfg3 = _cfg(
+        tmp_path / "c", f"logging.output_dir={uri}", "trainer.eval_every=0", "trainer.steps=3"
+    )
     services = FakeServices()
     rows = run_training(cfg3, services, RunDir(cfg3, resume=True), ROWS, ())
     assert [r["step"] for r in rows] == [3] and services.updates == 3
     assert (remote / "checkpoints" / "latest").read_text() == "step_000003"
-    assert not (remote / "checkpoints" / "step_000001").exists()  # keep_last = 2 applies remotely too
-    assert [json.loads(x)["step"] for x in (remote / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert not (
+        remote / "checkpoints" / "step_000001"
+    ).exists()  # keep_last = 2 applies remotely too
+    assert [json.loads(x)["step"] for x in (remote / "metrics.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+        3,
+    ]
 
 
 def test_resume_auto_sets_aside_an_attempt_that_never_checkpointed(tmp_path):
@@ -234,7 +305,11 @@ def test_resume_auto_sets_aside_an_attempt_that_never_checkpointed(tmp_path):
     again = RunDir(cfg, resume="auto")
     assert not again.resuming and not (again.path / "metrics.jsonl").exists()
     aside = [p for p in again.path.iterdir() if p.name.startswith("abandoned-")]
-    assert len(aside) == 1 and (aside[0] / "metrics.jsonl").exists() and (aside[0] / "samples.jsonl").exists()
+    assert (
+        len(aside) == 1
+        and (aside[0] / "metrics.jsonl").exists()
+        and (aside[0] / "samples.jsonl").exists()
+    )
 
 
 def test_truncate_after_drops_a_line_cut_short_by_a_crash(tmp_path):

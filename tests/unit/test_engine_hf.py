@@ -17,7 +17,9 @@ PROMPTS = ["Once upon a time", "The lighthouse keeper heard a knock at the door 
 
 @pytest.fixture(scope="module")
 def engine(tiny_cache):  # noqa: F811
-    return HFEngine.from_source(TinyModel(), dtype="float32", device="cpu", batch_size=2, max_model_len=256)
+    return HFEngine.from_source(
+        TinyModel(), dtype="float32", device="cpu", batch_size=2, max_model_len=256
+    )
 
 
 def test_engine_implements_the_interfaces(engine):
@@ -27,11 +29,15 @@ def test_engine_implements_the_interfaces(engine):
 
 
 def test_sampled_logprobs_are_the_model_logprobs_at_temperature_one(engine):
-    gens = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6, n=2, temperature=1.7, top_k=20, seed=3))
+    gens = engine.generate(
+        PROMPTS, SamplingParams(max_new_tokens=6, n=2, temperature=1.7, top_k=20, seed=3)
+    )
     assert [len(g) for g in gens] == [2, 2]
     for prompt, group in zip(PROMPTS, gens):
         for g in group:
-            assert list(g.prompt_token_ids) == engine.tokenizer.encode(prompt, add_special_tokens=False)
+            assert list(g.prompt_token_ids) == engine.tokenizer.encode(
+                prompt, add_special_tokens=False
+            )
             assert 1 <= len(g.token_ids) <= 6
             forced = engine.sequence_logprobs([g.prompt_token_ids], [g.token_ids])[0]
             assert forced == pytest.approx(list(g.logprobs), abs=1e-4)
@@ -57,7 +63,9 @@ def test_next_token_logprobs_do_not_depend_on_padding(engine):
         full = torch.log_softmax(engine.model(torch.tensor([ids])).logits[0, -1].float(), -1)
     assert together[0] == pytest.approx(full[cands].tolist(), abs=1e-4)
     assert all(v <= 0 for row in together for v in row)
-    assert engine.next_token_logprobs([ids], cands)[0] == pytest.approx(together[0], abs=1e-4)  # token-id prompts
+    assert engine.next_token_logprobs([ids], cands)[0] == pytest.approx(
+        together[0], abs=1e-4
+    )  # token-id prompts
 
 
 def test_bad_candidates_and_overlong_prompts_are_errors(engine):
@@ -72,11 +80,15 @@ def test_stop_strings_cut_text_and_tokens(engine):
     full = engine.generate(PROMPTS[:1], greedy)[0][0]
     stop = full.text[4:7]
     assert stop and stop in full.text
-    cut = engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=12, temperature=0.0, stop=(stop,)))[0][0]
+    cut = engine.generate(
+        PROMPTS[:1], SamplingParams(max_new_tokens=12, temperature=0.0, stop=(stop,))
+    )[0][0]
     assert cut.finish_reason == "stop"
     assert cut.text == full.text[: full.text.index(stop)]
     assert cut.token_ids == full.token_ids[: len(cut.token_ids)]
-    assert stop in engine.tokenizer.decode(cut.token_ids) and stop not in engine.tokenizer.decode(cut.token_ids[:-1])
+    assert stop in engine.tokenizer.decode(cut.token_ids) and stop not in engine.tokenizer.decode(
+        cut.token_ids[:-1]
+    )
 
 
 def test_eos_ends_a_response_and_is_kept(engine):

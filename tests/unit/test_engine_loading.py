@@ -71,9 +71,14 @@ def test_tiny_tokenizer_and_model_load(tiny_cache):  # noqa: F811
     model, tok = loading.load_model_and_tokenizer(SMALL, dtype="float32", device="cpu")
     assert model.config.vocab_size >= len(tok)
     assert tok.pad_token_id is not None and tok.eos_token == "<|im_end|>"
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text.endswith("<|im_start|>assistant\n")
-    assert tok.decode(tok.encode("Any text, even ünïcode ✓", add_special_tokens=False)) == "Any text, even ünïcode ✓"
+    assert (
+        tok.decode(tok.encode("Any text, even ünïcode ✓", add_special_tokens=False))
+        == "Any text, even ünïcode ✓"
+    )
     choose_verdict_labels(tok)  # the judge can read verdicts from the tiny tokenizer
 
 
@@ -97,7 +102,9 @@ def test_bad_sources_fail_clearly(tmp_path):
     with pytest.raises(loading.ModelLoadError, match="not found"):
         loading.resolve_model_dir(LocalModel(path=str(tmp_path / "missing.gguf")))
     with pytest.raises(loading.ModelLoadError, match="tokenizer_from_gguf"):
-        loading.resolve_model_dir(PackageModel(package="x", file="y.gguf", tokenizer_from_gguf=False))
+        loading.resolve_model_dir(
+            PackageModel(package="x", file="y.gguf", tokenizer_from_gguf=False)
+        )
     with pytest.raises(ValueError, match="dtype"):
         loading.torch_dtype("float64")
 

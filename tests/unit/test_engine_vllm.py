@@ -33,16 +33,26 @@ def test_injected_engine_never_imports_vllm():
 
 def test_generate_maps_sampling_params_and_reads_sampled_logprobs():
     llm, engine = make()
-    params = SamplingParams(max_new_tokens=4, n=3, temperature=0.7, top_p=0.9, top_k=5, seed=1, stop=("\n",))
+    params = SamplingParams(
+        max_new_tokens=4, n=3, temperature=0.7, top_p=0.9, top_k=5, seed=1, stop=("\n",)
+    )
     out = engine.generate(["hi", [72, 73]], params)
     kwargs = llm.calls[0][2]
     assert kwargs["n"] == 3 and kwargs["max_tokens"] == 4 and kwargs["logprobs"] == 0
-    assert kwargs["temperature"] == 0.7 and kwargs["top_p"] == 0.9 and kwargs["top_k"] == 5 and kwargs["stop"] == ["\n"]
+    assert (
+        kwargs["temperature"] == 0.7
+        and kwargs["top_p"] == 0.9
+        and kwargs["top_k"] == 5
+        and kwargs["stop"] == ["\n"]
+    )
     assert [len(g) for g in out] == [3, 3]
     g = out[0][1]
     assert g.prompt_token_ids == tuple(engine.tokenizer.encode("hi"))
     assert g.text == "repl" and g.finish_reason == "length"
-    expect = [llm.token_logprob(list(g.prompt_token_ids) + list(g.token_ids[:k]), t) for k, t in enumerate(g.token_ids)]
+    expect = [
+        llm.token_logprob(list(g.prompt_token_ids) + list(g.token_ids[:k]), t)
+        for k, t in enumerate(g.token_ids)
+    ]
     assert list(g.logprobs) == expect
 
 
@@ -68,7 +78,10 @@ def test_weight_sync_goes_to_every_worker_and_resets_the_prefix_cache():
     n = engine.load_weights([("lm_head.weight", torch.ones(2, 2)), ("norm.weight", torch.ones(2))])
     assert n == 2
     (rpc,) = [c for c in llm.calls if c[0] == "collective_rpc"]
-    assert rpc[1] == "rlmr_load_weights" and [name for name, _ in rpc[2][0]] == ["lm_head.weight", "norm.weight"]
+    assert rpc[1] == "rlmr_load_weights" and [name for name, _ in rpc[2][0]] == [
+        "lm_head.weight",
+        "norm.weight",
+    ]
     assert llm.calls[-1] == ("reset_prefix_cache",)
 
 
@@ -111,7 +124,9 @@ def test_the_same_judge_runs_on_the_vllm_engine_and_agrees_with_the_fake_engine(
         w = pref(tok.decode(ids[:-1]), label_ids)[label_ids.index(ids[-1])]
         return math.log(w) if w > 0 else -math.inf
 
-    _, vllm_engine = make(tokenizer=tok, score_sequence=lambda ids: [0.0] * (len(ids) - 2) + [last_token_logprob(ids)])
+    _, vllm_engine = make(
+        tokenizer=tok, score_sequence=lambda ids: [0.0] * (len(ids) - 2) + [last_token_logprob(ids)]
+    )
     groups = [JudgeGroup("sea", ("calm", "waves!", "storm!!")), JudgeGroup("fox", ("fox!", "fox"))]
     settings = JudgeSettings(strategy="round_robin", reasoning=False)
     on_vllm = GenerativeJudge(vllm_engine, settings).score_groups(groups)

@@ -54,8 +54,11 @@ def test_read_pairs_replaces_bad_bytes_and_names_bad_lines(tmp_path):
 def test_evaluate_pairs_with_a_fake_judge():
     engine = FakeEngine(next_token=preferring(lambda t: 1.0 + 3 * t.count("good")))
     judge = GenerativeJudge(engine, JudgeSettings(reasoning=False))
-    pairs = [PreferencePair("p", "good good", "bad", kind="k1"), PreferencePair("p", "bad", "good", kind="k2"),
-             PreferencePair("p", "", "bad")]
+    pairs = [
+        PreferencePair("p", "good good", "bad", kind="k1"),
+        PreferencePair("p", "bad", "good", kind="k2"),
+        PreferencePair("p", "", "bad"),
+    ]
     seen = []
     report, judgments = evaluate_pairs(judge, pairs, batch_pairs=2, progress=seen.append)
     assert seen == [2, 1]
@@ -80,7 +83,9 @@ def test_shipped_pairs_are_what_the_generator_makes():
             keyword = pair["prompt"].rsplit('"', 2)[1]
             assert keyword in pair["chosen"] and keyword not in pair["rejected"]
         if pair["kind"] == "shuffled":
-            assert sorted(split_sentences(pair["rejected"])) == sorted(split_sentences(pair["chosen"]))
+            assert sorted(split_sentences(pair["rejected"])) == sorted(
+                split_sentences(pair["chosen"])
+            )
 
 
 def test_cli_arguments_and_bad_input(tmp_path, capsys):
@@ -100,8 +105,19 @@ def test_cli_arguments_and_bad_input(tmp_path, capsys):
 @pytest.mark.usefixtures("tiny_cache")
 def test_cli_runs_on_the_shipped_pairs_with_the_tiny_model(tmp_path, capsys):
     out = tmp_path / "results.jsonl"
-    code = judge_cli.main(["--model", "tiny", "--limit", "4", "--max-judge-len", "1024", "--no-progress",
-                           "--output", str(out)])
+    code = judge_cli.main(
+        [
+            "--model",
+            "tiny",
+            "--limit",
+            "4",
+            "--max-judge-len",
+            "1024",
+            "--no-progress",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     for needle in ("agreement", "position consistency", "ECE", "pairs                 4"):
@@ -114,7 +130,13 @@ def test_judge_core_and_cli_import_nothing_heavy():
     import subprocess
     import sys
 
-    probe = ("import rlmr.judge, rlmr.cli.judge, rlmr.tools.preference_pairs, rlmr.engine, sys; "
-             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
-    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split())
+    probe = (
+        "import rlmr.judge, rlmr.cli.judge, rlmr.tools.preference_pairs, rlmr.engine, sys; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert not loaded & {"torch", "transformers", "ray", "vllm", "jinja2"}, loaded

@@ -18,12 +18,22 @@ from tests.fakes import FakeTokenizer, fenced_responses
 
 def builder(max_len=4096, reasoning=False, analysis=64, pointwise=False, tok=None):
     tok = tok or FakeTokenizer()
-    return PromptBuilder(tok, choose_verdict_labels(tok), max_len=max_len, reasoning=reasoning,
-                         max_analysis_tokens=analysis, score_tokens=choose_score_tokens(tok) if pointwise else None)
+    return PromptBuilder(
+        tok,
+        choose_verdict_labels(tok),
+        max_len=max_len,
+        reasoning=reasoning,
+        max_analysis_tokens=analysis,
+        score_tokens=choose_score_tokens(tok) if pointwise else None,
+    )
 
 
 def test_pairwise_template_names_every_dimension_and_both_labels():
-    text = builder().pairwise("Write about rain.", "first story", "second story", context="Characters: Ana").text
+    text = (
+        builder()
+        .pairwise("Write about rain.", "first story", "second story", context="Characters: Ana")
+        .text
+    )
     for dim in DIMENSIONS:
         assert dim in text
     assert "Write about rain." in text and "Characters: Ana" in text
@@ -49,9 +59,21 @@ def test_pointwise_template_has_a_rubric_and_a_score_cue():
 
 def test_context_section_is_absent_without_context():
     assert "Context:" not in builder().pairwise("p", "x", "y").text
-    assert "Context:" in render("pairwise", prompt="p", context="c", label_x="A", label_y="B", open_x="[", close_x="]",
-                                open_y="[", close_y="]", response_x="x", response_y="y", dimensions=DIMENSIONS,
-                                reasoning=False)
+    assert "Context:" in render(
+        "pairwise",
+        prompt="p",
+        context="c",
+        label_x="A",
+        label_y="B",
+        open_x="[",
+        close_x="]",
+        open_y="[",
+        close_y="]",
+        response_x="x",
+        response_y="y",
+        dimensions=DIMENSIONS,
+        reasoning=False,
+    )
 
 
 def test_injected_text_cannot_close_its_fence_or_open_a_chat_turn():

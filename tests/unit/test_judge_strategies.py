@@ -25,6 +25,7 @@ def quality(text: str) -> float:
 
 # --------------------------------------------------------------------------- pure strategies
 
+
 def test_plans():
     assert plan_pairs("pivot", 4) == [(1, 0), (2, 0), (3, 0)]
     assert plan_pairs("pivot", 3, pivot=2) == [(0, 2), (1, 2)]
@@ -79,11 +80,18 @@ def test_scores_stay_in_unit_interval_and_keep_the_true_order(strategy):
 
 # --------------------------------------------------------------------------- the judge on a fake engine
 
+
 def judge(strategy="pivot", reasoning=False, swap=True, next_token=None, **kw):
-    engine = FakeEngine(next_token=next_token or preferring(quality),
-                        respond=lambda prompt, i: "A is livelier. Verdict: A")
-    return engine, GenerativeJudge(engine, JudgeSettings(strategy=strategy, reasoning=reasoning, swap=swap,
-                                                         max_analysis_tokens=32, **kw))
+    engine = FakeEngine(
+        next_token=next_token or preferring(quality),
+        respond=lambda prompt, i: "A is livelier. Verdict: A",
+    )
+    return engine, GenerativeJudge(
+        engine,
+        JudgeSettings(
+            strategy=strategy, reasoning=reasoning, swap=swap, max_analysis_tokens=32, **kw
+        ),
+    )
 
 
 GROUPS = [
@@ -112,7 +120,10 @@ def test_pivot_counts_and_values():
     out = j.score_groups(GROUPS)
     assert out[0].writing[0] == 0.5  # the pivot
     assert len(out[0].comparisons) == 2 and len(out[0].entropies) == 2
-    assert engine.calls[-1] == ("next_token_logprobs", 2 * (2 + 1))  # (n-1) comparisons x 2 orders, both groups
+    assert engine.calls[-1] == (
+        "next_token_logprobs",
+        2 * (2 + 1),
+    )  # (n-1) comparisons x 2 orders, both groups
 
 
 def test_round_robin_sends_all_pairs_in_both_orders():
@@ -136,7 +147,9 @@ def test_swap_cancels_a_judge_that_always_picks_the_first_response():
     assert all(h == pytest.approx(1.0) for h in out[0].entropies)
     _, j = judge("pivot", swap=False, next_token=first_always)
     out = j.score_groups([JudgeGroup("p", ("a", "b", "c"))])
-    assert out[0].writing[1] == pytest.approx(0.8 / 0.9)  # without swap the bias goes straight into w
+    assert out[0].writing[1] == pytest.approx(
+        0.8 / 0.9
+    )  # without swap the bias goes straight into w
     assert out[0].position_consistency is None
 
 

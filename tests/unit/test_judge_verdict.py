@@ -80,7 +80,11 @@ def test_score_expectation_and_ten_split():
     assert expected_score(dist) == pytest.approx(5.5)
     nine = [0.5] + [0.0] * 7 + [0.5]  # P("1") = 0.5, P("9") = 0.5
     ten = split_ten(nine, 0.8)  # after "1", "0" follows with probability 0.8
-    assert ten[0] == pytest.approx(0.1) and ten[9] == pytest.approx(0.4) and sum(ten) == pytest.approx(1.0)
+    assert (
+        ten[0] == pytest.approx(0.1)
+        and ten[9] == pytest.approx(0.4)
+        and sum(ten) == pytest.approx(1.0)
+    )
 
 
 def test_swap_combination_cancels_a_pure_position_bias():

@@ -73,7 +73,8 @@ def _is_type_checking(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
     return isinstance(node, ast.If) and (
         (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
 
 
 def _imports(path: Path) -> list[tuple[str, int]]:
@@ -99,7 +100,9 @@ def _imports(path: Path) -> list[tuple[str, int]]:
 
 
 def _layer(module: str) -> str:
-    return max((name for name in LAYERS if module == name or module.startswith(name + ".")), key=len)
+    return max(
+        (name for name in LAYERS if module == name or module.startswith(name + ".")), key=len
+    )
 
 
 def test_every_module_has_a_layer():
@@ -122,8 +125,14 @@ def test_no_module_imports_a_layer_above_it_or_a_sibling_layer():
 
 
 def test_the_core_never_reaches_the_ray_layer():
-    users = sorted({m for m, path in MODULES.items() for name, _ in _imports(path)
-                    if (_resolve(name) or "").split(".")[0] == "actors" and not m.startswith("actors")})
+    users = sorted(
+        {
+            m
+            for m, path in MODULES.items()
+            for name, _ in _imports(path)
+            if (_resolve(name) or "").split(".")[0] == "actors" and not m.startswith("actors")
+        }
+    )
     assert all(m.startswith("rlmr.cli") for m in users), users
 
 
@@ -192,25 +201,40 @@ def test_third_party_imports_stay_in_their_layer(layer):
 
 def _loaded_after(code: str) -> set[str]:
     probe = code + "\nimport sys\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                         cwd=REPO).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
     return set(out.split())
 
 
 def test_config_layer_imports_with_torch_and_ray_absent():
-    code = ("import sys\n"
-            "for name in ('torch', 'ray', 'numpy', 'transformers', 'deepspeed', 'vllm', 'datasets'):\n"
-            "    sys.modules[name] = None\n"
-            "import rlmr.config, rlmr.config.placement, rlmr.config.memory\n"
-            "from rlmr.cli import main\n"
-            "assert main(['config', '--quiet', 'configs/qwen2.5-32b-rlmr-4node.yaml']) == 0\n")
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'ray', 'numpy', 'transformers', 'deepspeed', 'vllm', 'datasets'):\n"
+        "    sys.modules[name] = None\n"
+        "import rlmr.config, rlmr.config.placement, rlmr.config.memory\n"
+        "from rlmr.cli import main\n"
+        "assert main(['config', '--quiet', 'configs/qwen2.5-32b-rlmr-4node.yaml']) == 0\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("module", ["rlmr", "rlmr.core.algo", "rlmr.core.rewards", "rlmr.core.shaping",
-                                    "rlmr.core.records", "rlmr.data.prompts", "rlmr.engine", "rlmr.verify",
-                                    "rlmr.judge", "rlmr.training.driver"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "rlmr",
+        "rlmr.core.algo",
+        "rlmr.core.rewards",
+        "rlmr.core.shaping",
+        "rlmr.core.records",
+        "rlmr.data.prompts",
+        "rlmr.engine",
+        "rlmr.verify",
+        "rlmr.judge",
+        "rlmr.training.driver",
+    ],
+)
 def test_importing_a_layer_loads_no_heavy_backend(module):
     loaded = _loaded_after(f"import {module}")
     assert not loaded & HEAVY, loaded & HEAVY
@@ -226,7 +250,6 @@ def test_no_source_file_exceeds_500_lines(path):
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 500
 
 
-
 def test_the_gpu_extra_lists_only_what_the_code_imports():
     import tomllib
 
@@ -234,4 +257,6 @@ def test_the_gpu_extra_lists_only_what_the_code_imports():
     imported = {name.split(".")[0] for path in MODULES.values() for name, _ in _imports(path)}
     for requirement in project["optional-dependencies"]["gpu"]:
         dist = re.split(r"[<>=!~\[ ;]", requirement)[0].lower().replace("-", "_")
-        assert dist in imported, f"the gpu extra lists {requirement}, which nothing in rlmr/ or actors/ imports"
+        assert dist in imported, (
+            f"the gpu extra lists {requirement}, which nothing in rlmr/ or actors/ imports"
+        )

@@ -24,7 +24,17 @@ def test_cli_writes_an_overlay(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.jsonl").write_text(
-            "".join(json.dumps({"step": s, "reward_mean": s * 0.1}) + "\n" for s in range(5)))
-    assert main([str(tmp_path / "a" / "metrics.jsonl"), str(tmp_path / "b" / "metrics.jsonl"),
-                 "-o", str(tmp_path / "o.png")]) == 0
+            "".join(json.dumps({"step": s, "reward_mean": s * 0.1}) + "\n" for s in range(5))
+        )
+    assert (
+        main(
+            [
+                str(tmp_path / "a" / "metrics.jsonl"),
+                str(tmp_path / "b" / "metrics.jsonl"),
+                "-o",
+                str(tmp_path / "o.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "o.png").exists()

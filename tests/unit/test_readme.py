@@ -27,7 +27,11 @@ def test_readme_marks_install_test_and_main_commands():
     build_parser().parse_args(main[1:])
     load_config(REPO / main[2])
     assert "-c constraints-cpu.txt" in commands["install"]
-    pins = [ln.strip() for ln in (REPO / "constraints-cpu.txt").read_text().splitlines() if not ln.startswith("#")]
+    pins = [
+        ln.strip()
+        for ln in (REPO / "constraints-cpu.txt").read_text().splitlines()
+        if not ln.startswith("#")
+    ]
     assert "torch==2.13.0" in pins
     assert commands["test"].split()[:3] == ["python", "-m", "pytest"]
 
@@ -36,8 +40,12 @@ def test_ci_runs_the_readme_commands():
     ci = (REPO / ".ci" / "run").read_text()
     assert "readme_commands.py install" in ci and "readme_commands.py test" in ci
     assert 'eval "$install_cmd"' in ci and 'eval "$test_cmd"' in ci
-    out = subprocess.run([sys.executable, str(REPO / ".ci" / "readme_commands.py"), "test"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, str(REPO / ".ci" / "readme_commands.py"), "test"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert out == readme_commands(README)["test"]
 
 

