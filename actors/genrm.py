@@ -21,7 +21,8 @@ from rlmr.core.records import Group, WritingScores
 @ray.remote
 class GenRMWorker:
     def __init__(self, writing, model, device: str = "cpu", seed: int = 0):
-        """`writing`: the `GenRMReward` section; `model`: the run's `ModelConfig` (fallback weights)."""
+        """`writing`: the `GenRMReward` section; `model`: the run's `ModelConfig` (fallback
+        weights)."""
         from rlmr.engine import build_engine
         from rlmr.judge import GenerativeJudge, JudgeSettings
 
@@ -58,7 +59,8 @@ class GenRMWorker:
         ]
 
     def info(self) -> dict:
-        """Engine, model and judge settings, and the judge's running counts (prompts, truncations, empties)."""
+        """Engine, model and judge settings, and the judge's running counts (prompts, truncations,
+        empties)."""
         info = self.engine.info()
         return {
             "engine": info.name,

@@ -5,7 +5,9 @@ its own logic: the group starts the replicas, splits work across them in
 order (`map`), hands each replica its own part (`call_each`), calls them all
 the same way (`call_all`), gathers the answers, and stops them.
 
-    verifier = ActorGroup.start(VerifierWorker, plan.replicas["verifier"], options_for, cfg.reward.verifier)
+    verifier = ActorGroup.start(
+        VerifierWorker, plan.replicas["verifier"], options_for, cfg.reward.verifier
+    )
     verdicts = verifier.map("check_groups", groups)            # results in the order of `groups`
     pending = verifier.map_async("check_groups", groups)       # ... while something else runs
     verdicts = pending.get()
@@ -42,7 +44,8 @@ class ActorGroup:
     def start(
         cls, actor_cls, placements: Sequence, options_for: Callable[[object], dict], *args, **kwargs
     ) -> ActorGroup:
-        """One `actor_cls` per placement, with `options_for(placement)` (bundle, CPUs, GPUs) and these args."""
+        """One `actor_cls` per placement, with `options_for(placement)` (bundle, CPUs, GPUs) and
+        these args."""
         return cls(
             [actor_cls.options(**options_for(p)).remote(*args, **kwargs) for p in placements]
         )
@@ -51,7 +54,8 @@ class ActorGroup:
         return len(self.actors)
 
     def map_async(self, method: str, items: Sequence, *args) -> Pending:
-        """Split `items` into contiguous, nearly equal chunks, one per actor (fewer when items are few)."""
+        """Split `items` into contiguous, nearly equal chunks, one per actor (fewer when items are
+        few)."""
         chunks = split_evenly(list(items), len(self.actors))
         return Pending(
             [getattr(a, method).remote(chunk, *args) for a, chunk in zip(self.actors, chunks)]

@@ -1,4 +1,5 @@
-"""LearnerWorker: one DeepSpeed rank of the policy, as a Ray actor; LearnerGroup: all ranks together.
+"""LearnerWorker: one DeepSpeed rank of the policy, as a Ray actor; LearnerGroup: all ranks
+together.
 
 `LearnerGroup` asks rank 0 for a free port on its node and hands that address
 to every rank, then each joins the process group (gloo on CPU, NCCL on GPU).
@@ -21,8 +22,9 @@ from rlmr.core.records import TokenBatch, TrainBatch
 
 
 def owned_by_rank(filename: str, rank: int) -> bool:
-    """Which rank uploads a checkpoint file: DeepSpeed's per-rank shards (`zero_pp_rank_<r>_...`) go with
-    their rank, everything else (policy/, model states) with rank 0, so each file is sent once."""
+    """Which rank uploads a checkpoint file: DeepSpeed's per-rank shards (`zero_pp_rank_<r>_...`) go
+    with their rank, everything else (policy/, model states) with rank 0, so each file is sent
+    once."""
     m = re.search(r"zero_pp_rank_(\d+)_", filename)
     return int(m.group(1)) == rank if m else rank == 0
 

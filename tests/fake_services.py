@@ -71,7 +71,8 @@ class FakeServices:
         self.syncs += 1
 
     def save(self, directory, client_state, remote=None):
-        """Like the real learner: learner state plus an optimizer/ folder (written by `save_optimizer`)."""
+        """Like the real learner: learner state plus an optimizer/ folder (written by
+        `save_optimizer`)."""
         path = Path(directory, "learner.json")
         path.write_text(json.dumps({"updates": self.updates, **client_state}))
         written = [path]

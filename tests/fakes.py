@@ -119,7 +119,8 @@ class FakeEngine:
 
 
 class TwoTokensPerCharTokenizer(FakeTokenizer):
-    """Every character is two tokens: no label can ever be a single token (judge start-up must fail)."""
+    """Every character is two tokens: no label can ever be a single token (judge start-up must
+    fail)."""
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return [t for ch in text for t in (2 * ord(ch) + 3, 2 * ord(ch) + 4)]
@@ -215,7 +216,8 @@ class FakeSamplingParams:
 class FakeVLLM:
     """Stands in for `vllm.LLM`: the same methods and output shapes, answers from test functions.
 
-    - `token_logprob(prefix_ids, token) -> float`: the model's log-prob of `token` after `prefix_ids`;
+    - `token_logprob(prefix_ids, token) -> float`: the model's log-prob of `token` after
+      `prefix_ids`;
     - `respond(prompt_ids, sample_index) -> list[int]`: sampled token ids;
     - `score_sequence(ids) -> list[float]` (optional): log-probs of `ids[1:]` in one go, used for
       `prompt_logprobs` (e.g. a real model's teacher-forced scores).
@@ -295,7 +297,8 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def tiny_cache(tmp_path_factory):
-        """A fresh `$RLMR_CACHE` for the session (tiny models are built there once); import it into a test module."""
+        """A fresh `$RLMR_CACHE` for the session (tiny models are built there once); import it into
+        a test module."""
         import os
 
         path = tmp_path_factory.mktemp("rlmr-cache")

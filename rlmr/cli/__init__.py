@@ -18,7 +18,8 @@ import sys
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    """The positional CONFIG and repeatable --set KEY=VALUE, shared by every subcommand that takes a run config."""
+    """The positional CONFIG and repeatable --set KEY=VALUE, shared by every subcommand that takes a
+    run config."""
     p.add_argument("config", help="YAML config file, e.g. configs/tiny.yaml")
     p.add_argument(
         "--set",

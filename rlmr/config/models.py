@@ -1,4 +1,5 @@
-"""Where a model's weights come from and which engine serves it: the model and engine config sections.
+"""Where a model's weights come from and which engine serves it: the model and engine config
+sections.
 
 Model sources and inference engines are unions discriminated on `type`:
 `local` (an HF folder or a GGUF file), `package` (a file inside an installed
@@ -14,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
-    """Base of every config section: unknown keys are errors, values are frozen, defaults validated."""
+    """Base of every config section: unknown keys are errors, values are frozen, defaults
+    validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -43,7 +45,8 @@ class PackageModel(Strict):
 
 
 class TinyModel(Strict):
-    """A randomly initialised Llama-style model built from this config, with a tokenizer trained locally."""
+    """A randomly initialised Llama-style model built from this config, with a tokenizer trained
+    locally."""
 
     type: Literal["tiny"] = "tiny"
     vocab_size: int = Field(512, ge=64, le=65536, description="Tokenizer/model vocabulary size.")

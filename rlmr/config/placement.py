@@ -121,7 +121,8 @@ def _round(x: float) -> float:
 
 
 def _take(role: str, rep: int, gpus: float, demand, nodes, per_node: int) -> list[int]:
-    """First fit: whole GPUs on one node for gpus >= 1, or room on a partly used GPU for fractions."""
+    """First fit: whole GPUs on one node for gpus >= 1, or room on a partly used GPU for
+    fractions."""
     if gpus > per_node:
         raise PlacementError(f"{role}: a replica asks for {gpus:g} GPUs but a node has {per_node}")
     if gpus < 1:

@@ -110,7 +110,8 @@ class VerifierConfig(Strict):
 
     soft_constraints: Literal["engine", "unverifiable"] = Field(
         "unverifiable",
-        description="engine = ask the judge's text engine yes/no; unverifiable = report them as such.",
+        description="engine = ask the judge's text engine yes/no; "
+        "unverifiable = report them as such.",
     )
     judge_directed_text: bool = Field(
         True, description="Always flag text addressed to the reward model."
@@ -146,7 +147,8 @@ class RewardConfig(Strict):
     def _writing_needed(self):
         if self.strategy != "verifier_only" and self.writing.type == "none":
             raise ValueError(
-                f"writing.type: none leaves strategy {self.strategy!r} without a writing reward; use genrm or strategy verifier_only"
+                f"writing.type: none leaves strategy {self.strategy!r} without a writing reward; "
+                "use genrm or strategy verifier_only"
             )
         return self
 
@@ -173,7 +175,8 @@ class KLConfig(Strict):
     estimator: Literal["k1", "k2", "k3"] = Field("k3", description="Per-token estimator.")
     in_loss: bool = Field(
         True,
-        description="true: beta * KL added to the loss; false: beta * sum k1 subtracted from the reward.",
+        description="true: beta * KL added to the loss; "
+        "false: beta * sum k1 subtracted from the reward.",
     )
 
 
@@ -244,7 +247,8 @@ class RoleResources(Strict):
         0.0,
         ge=0.0,
         le=8.0,
-        description="GPUs per replica; a fraction below 1 shares a GPU with another role's replica.",
+        description="GPUs per replica; "
+        "a fraction below 1 shares a GPU with another role's replica.",
     )
     cpus: float = Field(1.0, ge=0.0, le=256.0, description="CPUs per replica.")
 
@@ -256,8 +260,9 @@ class ClusterConfig(Strict):
     gpus_per_node: int = Field(0, ge=0, le=16, description="0 = CPU-only cluster.")
     colocate: bool = Field(
         False,
-        description="Rollout engines on the learner's GPUs. Not supported yet: nothing puts the engines "
-        "to sleep while the learner trains, so true is refused.",
+        description="Rollout engines on the learner's GPUs. "
+        "Not supported yet: nothing puts the engines to sleep while the learner trains, "
+        "so true is refused.",
     )
     rollout: RoleResources = Field(default_factory=RoleResources)
     genrm: RoleResources = Field(default_factory=RoleResources)
@@ -271,8 +276,8 @@ class ClusterConfig(Strict):
     def _check(self):
         if self.colocate:
             raise ValueError(
-                "colocate: true is not supported yet (nothing puts the rollout engines to sleep while the "
-                "learner trains); give the rollout engines GPUs of their own"
+                "colocate: true is not supported yet (nothing puts the rollout engines to sleep "
+                "while the learner trains); give the rollout engines GPUs of their own"
             )
         if self.learner.replicas < 1:
             raise ValueError("learner.replicas: must be at least 1")
@@ -345,7 +350,8 @@ class TrainerConfig(Strict):
     max_wall_minutes: float | None = Field(
         None,
         gt=0.0,
-        description="Stop after the step that crosses this wall-clock budget (then eval + checkpoint).",
+        description="Stop after the step that crosses this wall-clock budget "
+        "(then eval + checkpoint).",
     )
     eval_temperature: float | None = Field(
         None, ge=0.0, le=5.0, description="Held-out sampling temperature (rollout's when unset)."
@@ -371,7 +377,8 @@ class RLMRConfig(Strict):
         gpu = self.cluster.gpus_per_node > 0
         if self.rollout.engine.type == "vllm" and not gpu:
             raise ValueError(
-                "rollout.engine.type: vllm needs GPUs but cluster.gpus_per_node is 0; use type: hf on CPU"
+                "rollout.engine.type: vllm needs GPUs but cluster.gpus_per_node is 0; "
+                "use type: hf on CPU"
             )
         if (
             self.reward.writing.type == "genrm"
@@ -393,8 +400,10 @@ class RLMRConfig(Strict):
         )
         if samples % per_update:
             raise ValueError(
-                f"rollout.prompts_per_step: prompts_per_step * rollout.n = {samples} responses per step must be divisible by "
-                f"cluster.learner.replicas * learner.micro_batch_size * learner.updates_per_step = {per_update}"
+                "rollout.prompts_per_step: prompts_per_step * rollout.n = "
+                f"{samples} responses per step must be divisible by "
+                "cluster.learner.replicas * learner.micro_batch_size * learner.updates_per_step = "
+                f"{per_update}"
             )
         if self.reward.writing.type == "genrm" and self.cluster.genrm.replicas == 0:
             raise ValueError(
@@ -406,12 +415,14 @@ class RLMRConfig(Strict):
             )
         if self.reward.verifier.soft_constraints == "engine" and self.reward.writing.type == "none":
             raise ValueError(
-                "reward.verifier.soft_constraints: engine needs the judge's engine; reward.writing.type is none"
+                "reward.verifier.soft_constraints: engine needs the judge's engine; "
+                "reward.writing.type is none"
             )
         if self.data.max_prompt_tokens + self.rollout.max_new_tokens > self.model.max_model_len:
             raise ValueError(
                 f"data.max_prompt_tokens: {self.data.max_prompt_tokens} + rollout.max_new_tokens "
-                f"{self.rollout.max_new_tokens} exceed model.max_model_len {self.model.max_model_len}"
+                f"{self.rollout.max_new_tokens} exceed model.max_model_len "
+                f"{self.model.max_model_len}"
             )
         if self.trainer.eval_every and not self.data.eval:
             raise ValueError("trainer.eval_every: is set but data.eval names no held-out prompts")

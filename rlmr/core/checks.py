@@ -41,7 +41,8 @@ def check_groups(name: str, t: torch.Tensor) -> None:
 def check_same_shape(names: tuple[str, str], a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(
-            f"{names[0]} and {names[1]} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+            f"{names[0]} and {names[1]} must have the same shape, "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
         )
 
 

@@ -1,4 +1,5 @@
-"""Typed records for everything the driver and its workers exchange: prompts, groups, scores, batches.
+"""Typed records for everything the driver and its workers exchange: prompts, groups, scores,
+batches.
 
 Frozen dataclasses of Python values and torch tensors (cheap to pickle through
 Ray's object store); no dicts of strings. One step's data flow, in records:
@@ -71,7 +72,8 @@ class ConstraintOutcome:
 
 @dataclass(frozen=True)
 class Verdicts:
-    """The verifier's answer for one group: per response, overall flag, share met, per-constraint outcomes.
+    """The verifier's answer for one group: per response, overall flag, share met, per-constraint
+    outcomes.
 
     `passed[i]`: no checked constraint of response i failed; `passed_fraction[i]`:
     passed / checked constraints (unchecked ones are left out of both).
@@ -99,7 +101,8 @@ class WritingScores:
 
 @dataclass(frozen=True)
 class ScoredGroup:
-    """One prompt's group with what the verifier and the judge said about it: the input of its rewards."""
+    """One prompt's group with what the verifier and the judge said about it: the input of its
+    rewards."""
 
     group: Group
     verdicts: Verdicts
@@ -120,7 +123,8 @@ class ScoredGroup:
 
 @dataclass(frozen=True)
 class RewardSignals:
-    """`[groups, n]` float64 tensors the reward is mixed from: writing scores, pass flags, shares met."""
+    """`[groups, n]` float64 tensors the reward is mixed from: writing scores, pass flags, shares
+    met."""
 
     writing: torch.Tensor
     passed: torch.Tensor  # bool
@@ -154,7 +158,8 @@ class TokenBatch:
         return int(self.input_ids.shape[0])
 
     def select(self, index):
-        """The rows `index` (a slice or an index tensor) of every tensor, as the same record type."""
+        """The rows `index` (a slice or an index tensor) of every tensor, as the same record
+        type."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return type(self)(**{k: None if v is None else v[index] for k, v in values.items()})
 
@@ -166,7 +171,8 @@ class TokenBatch:
         return [self.select(slice(i * size, (i + 1) * size)) for i in range(parts)]
 
     def chunks(self, parts: int) -> list:
-        """At most `parts` contiguous, nearly equal, non-empty slices (order kept): work for replicas."""
+        """At most `parts` contiguous, nearly equal, non-empty slices (order kept): work for
+        replicas."""
         return [
             self.select(slice(c[0], c[-1] + 1)) for c in split_evenly(list(range(len(self))), parts)
         ]
@@ -178,7 +184,8 @@ class TokenBatch:
         for group in groups:
             if not group.prompt_token_ids:
                 raise ValueError(
-                    f"prompt {group.row.id!r}: empty prompt token ids (a prompt needs at least one token)"
+                    f"prompt {group.row.id!r}: empty prompt token ids "
+                    "(a prompt needs at least one token)"
                 )
             for resp in group.responses:
                 seqs.append(list(group.prompt_token_ids) + list(resp.token_ids))
@@ -230,7 +237,8 @@ class TrainBatch(TokenBatch):
     def of(
         cls, tokens: TokenBatch, advantages: torch.Tensor, ref_logprobs: torch.Tensor | None = None
     ) -> TrainBatch:
-        """`tokens` with one advantage per sequence (`[groups, n]` advantages are flattened in order)."""
+        """`tokens` with one advantage per sequence (`[groups, n]` advantages are flattened in
+        order)."""
         return cls(
             input_ids=tokens.input_ids,
             attention_mask=tokens.attention_mask,

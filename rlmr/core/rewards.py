@@ -1,4 +1,5 @@
-"""Mixing the writing reward with the constraint verifier's verdicts (RLMR, `docs/ALGORITHMS.md` section 2).
+"""Mixing the writing reward with the constraint verifier's verdicts (RLMR, `docs/ALGORITHMS.md`
+section 2).
 
 `mix_rewards(writing, passed)` turns per-response writing scores `w` and
 pass/fail flags `c` into GRPO rewards. The default `dynamic` strategy applies
@@ -58,7 +59,8 @@ def mix_rewards(
     check_finite("writing", w)
     if w.dtype in (torch.float16, torch.bfloat16):
         raise ValueError(
-            f"writing: dtype {w.dtype} cannot hold the penalty margin exactly; pass float32 or float64"
+            f"writing: dtype {w.dtype} cannot hold the penalty margin exactly; "
+            "pass float32 or float64"
         )
     c = passed if isinstance(passed, torch.Tensor) else torch.as_tensor(passed)
     if c.dtype != torch.bool:

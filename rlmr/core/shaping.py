@@ -1,4 +1,5 @@
-"""Entropy-based reward shaping for training the GenRM judge itself (RLCS, `docs/ALGORITHMS.md` section 4).
+"""Entropy-based reward shaping for training the GenRM judge itself (RLCS, `docs/ALGORITHMS.md`
+section 4).
 
 A sampled judgment `k` of a labelled preference pair earns `+1` when its
 verdict matches the label and `-1` otherwise. Shaping reweights that by the

@@ -59,7 +59,8 @@ def iter_jsonl(
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Every object of a file the project wrote itself; the first bad line raises `ValueError` naming it."""
+    """Every object of a file the project wrote itself; the first bad line raises `ValueError`
+    naming it."""
     rows = []
     for line in iter_jsonl(path):
         if line.problem:

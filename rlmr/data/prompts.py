@@ -99,7 +99,8 @@ def parse_rows(
         extra = sorted(set(r) - ALLOWED_KEYS)
         if extra:
             errors.append(
-                f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(ALLOWED_KEYS))}"
+                f"{where}: unknown key(s) {', '.join(extra)}; "
+                f"allowed: {', '.join(sorted(ALLOWED_KEYS))}"
             )
             continue
         prompt = r.get("prompt")
@@ -173,8 +174,9 @@ def check_prompt_rows(
     max_tokens: int,
     need_reference: bool = False,
 ) -> None:
-    """Refuse, before any model starts, prompts the run cannot use: longer than `max_tokens` once formatted
-    (`count_tokens` applies the chat template), or without the `reference` the judge's strategy needs."""
+    """Refuse, before any model starts, prompts the run cannot use: longer than `max_tokens` once
+    formatted (`count_tokens` applies the chat template), or without the `reference` the judge's
+    strategy needs."""
     errors = []
     for r in rows:
         n = count_tokens(r)
@@ -185,7 +187,8 @@ def check_prompt_rows(
             )
         if need_reference and not r.reference:
             errors.append(
-                f"{source}: id {r.id!r}: reference: required by reward.writing.group_strategy: reference"
+                f"{source}: id {r.id!r}: "
+                "reference: required by reward.writing.group_strategy: reference"
             )
     if errors:
         raise DataError(_summary(errors))
@@ -231,7 +234,8 @@ class PromptSampler:
     def load_state_dict(self, state: dict) -> None:
         if state.get("size") != len(self.rows) or state.get("seed") != self.seed:
             raise DataError(
-                f"checkpoint's data position is for {state.get('size')} prompts with seed {state.get('seed')}, "
+                f"checkpoint's data position is for {state.get('size')} prompts "
+                f"with seed {state.get('seed')}, "
                 f"but the config loads {len(self.rows)} prompts with seed {self.seed}"
             )
         self.epoch = int(state["epoch"])

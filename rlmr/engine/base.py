@@ -63,7 +63,8 @@ class Generation:
     def __post_init__(self):
         if len(self.token_ids) != len(self.logprobs):
             raise ValueError(
-                f"token_ids ({len(self.token_ids)}) and logprobs ({len(self.logprobs)}) differ in length"
+                f"token_ids ({len(self.token_ids)}) and logprobs ({len(self.logprobs)}) "
+                "differ in length"
             )
 
 

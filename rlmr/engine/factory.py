@@ -11,7 +11,8 @@ from __future__ import annotations
 def build_engine(
     source, engine_cfg, *, dtype: str = "float32", max_model_len: int = 2048, seed: int = 0
 ):
-    """A `TextEngine` for `source` (a `ModelSource`) configured by `engine_cfg` (`HFEngine` or `VLLMEngine` config)."""
+    """A `TextEngine` for `source` (a `ModelSource`) configured by `engine_cfg` (`HFEngine` or
+    `VLLMEngine` config)."""
     kind = getattr(engine_cfg, "type", None)
     if kind == "hf":
         from rlmr.engine.hf import HFEngine

@@ -69,7 +69,8 @@ class HFEngine:
         batch_size: int = 16,
         max_model_len: int | None = None,
     ) -> HFEngine:
-        """Load any `ModelSource` (see `rlmr.engine.loading`) onto `device` (auto = cuda if visible)."""
+        """Load any `ModelSource` (see `rlmr.engine.loading`) onto `device` (auto = cuda if
+        visible)."""
         from rlmr.engine.loading import describe_source, load_model_and_tokenizer, resolve_device
 
         model, tokenizer = load_model_and_tokenizer(
@@ -109,7 +110,8 @@ class HFEngine:
     def _check_len(self, index: int, length: int, extra: int = 0) -> None:
         if length + extra > self.max_model_len:
             raise ValueError(
-                f"prompt {index}: {length} tokens (+{extra}) exceed max_model_len {self.max_model_len}"
+                f"prompt {index}: {length} tokens (+{extra}) "
+                f"exceed max_model_len {self.max_model_len}"
             )
         if length == 0:
             raise ValueError(f"prompt {index}: is empty")
@@ -129,7 +131,8 @@ class HFEngine:
         return ids.to(dev), mask.to(dev), positions.to(dev)
 
     def _batches(self, lengths: Sequence[int]) -> Iterable[list[int]]:
-        """Indices grouped into batches of similar length (longest first, so memory errors come early)."""
+        """Indices grouped into batches of similar length (longest first, so memory errors come
+        early)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         for start in range(0, len(order), self.batch_size):
             yield order[start : start + self.batch_size]
@@ -170,7 +173,8 @@ class HFEngine:
     ) -> list[list[float]]:
         if len(prompt_ids) != len(response_ids):
             raise ValueError(
-                f"prompt_ids ({len(prompt_ids)}) and response_ids ({len(response_ids)}) differ in length"
+                f"prompt_ids ({len(prompt_ids)}) and response_ids ({len(response_ids)}) "
+                "differ in length"
             )
         full = [list(map(int, p)) + list(map(int, r)) for p, r in zip(prompt_ids, response_ids)]
         for i, (p, seq) in enumerate(zip(prompt_ids, full)):
@@ -272,7 +276,8 @@ class HFEngine:
             if hits:
                 cut_at = min(hits)[0]
                 text = text[:cut_at]
-                # The shortest token prefix whose text reaches the stop string (decoding is monotone in the prefix).
+                # The shortest token prefix whose text reaches the stop string (decoding is monotone
+                # in the prefix).
                 lo, hi = 1, len(tokens)
                 while lo < hi:
                     mid = (lo + hi) // 2
@@ -298,7 +303,8 @@ class HFEngine:
 
     @torch.no_grad()
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
-        """Copy tensors into the model's parameters/buffers by state-dict name; returns how many were copied."""
+        """Copy tensors into the model's parameters/buffers by state-dict name; returns how many
+        were copied."""
         state = self.model.state_dict(keep_vars=True)
         count = 0
         for name, tensor in named_tensors:
@@ -307,7 +313,8 @@ class HFEngine:
             target = state[name]
             if tuple(target.shape) != tuple(tensor.shape):
                 raise ValueError(
-                    f"load_weights: {name} has shape {tuple(target.shape)}, got {tuple(tensor.shape)}"
+                    f"load_weights: {name} has shape {tuple(target.shape)}, "
+                    f"got {tuple(tensor.shape)}"
                 )
             target.data.copy_(tensor.to(device=target.device, dtype=target.dtype))
             count += 1

@@ -40,7 +40,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 TINY_SPECIAL_TOKENS = ("<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>")
 TINY_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 # Text the tiny tokenizer learns its merges from: files the project ships (original writing).
@@ -66,7 +67,8 @@ def _short_hash(payload) -> str:
 
 
 def _build_atomically(final: Path, build) -> Path:
-    """Run `build(tmp_dir)` and rename the result to `final`, unless another process got there first."""
+    """Run `build(tmp_dir)` and rename the result to `final`, unless another process got there
+    first."""
     if (final / "config.json").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +105,8 @@ def package_file(package: str, file: str) -> Path:
         if candidate.is_file():
             return candidate
     raise ModelLoadError(
-        f"package {package!r} has no file {file!r} (looked in {list(spec.submodule_search_locations)})"
+        f"package {package!r} has no file {file!r} "
+        f"(looked in {list(spec.submodule_search_locations)})"
     )
 
 
@@ -136,7 +139,8 @@ def convert_gguf(gguf: Path, out_dir: Path, tokenizer_dir: Path | None = None) -
         tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
         if set(missing) - tied or unexpected:
             raise ModelLoadError(
-                f"{gguf}: weights do not match the architecture: missing {sorted(set(missing) - tied)[:5]}, "
+                f"{gguf}: weights do not match the architecture: "
+                f"missing {sorted(set(missing) - tied)[:5]}, "
                 f"unexpected {sorted(unexpected)[:5]}"
             )
         model.tie_weights()
@@ -249,14 +253,16 @@ def build_tiny_model(source: TinyModel, out_dir: Path, corpus: list[str] | None 
 
 
 def resolve_model_dir(source) -> Path:
-    """An HF folder (config.json + weights, and the tokenizer unless `LocalModel.tokenizer` says otherwise)."""
+    """An HF folder (config.json + weights, and the tokenizer unless `LocalModel.tokenizer` says
+    otherwise)."""
     if isinstance(source, TinyModel):
         return _tiny_dir(source)
     if isinstance(source, PackageModel):
         if not source.tokenizer_from_gguf:
             raise ModelLoadError(
-                f"package model {source.package}/{source.file}: tokenizer_from_gguf is false, but a "
-                "package model carries no other tokenizer; set it to true"
+                f"package model {source.package}/{source.file}: "
+                "tokenizer_from_gguf is false, but a package model carries no other tokenizer; "
+                "set it to true"
             )
         gguf = package_file(source.package, source.file)
         try:
@@ -310,7 +316,10 @@ def describe_source(source) -> str:
     if isinstance(source, LocalModel):
         return source.path
     if isinstance(source, TinyModel):
-        return f"tiny(h={source.hidden_size}, layers={source.num_layers}, vocab={source.vocab_size}, seed={source.seed})"
+        return (
+            f"tiny(h={source.hidden_size}, layers={source.num_layers}, "
+            f"vocab={source.vocab_size}, seed={source.seed})"
+        )
     return repr(source)
 
 
@@ -332,7 +341,8 @@ def resolve_device(device: str) -> str:
 
 
 def load_model_and_tokenizer(source, dtype: str = "float32", device: str = "cpu"):
-    """Load a causal LM (eval mode) and its tokenizer from any `ModelSource`; never touches a hub."""
+    """Load a causal LM (eval mode) and its tokenizer from any `ModelSource`; never touches a
+    hub."""
     from transformers import AutoModelForCausalLM
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

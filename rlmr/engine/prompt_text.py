@@ -16,7 +16,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def clean_text(text) -> str:
-    """Any input (str, bytes, None) as safe text: valid UTF-8, no control characters but \\n and \\t."""
+    """Any input (str, bytes, None) as safe text: valid UTF-8, no control characters but \\n and
+    \\t."""
     if text is None:
         return ""
     if isinstance(text, (bytes, bytearray)):
@@ -43,7 +44,8 @@ def token_ids(tokenizer, text: str) -> list[int]:
 
 
 def truncate_middle(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
-    """Keep the first and last tokens of `text` so that it fits `max_tokens`; returns (text, was_cut)."""
+    """Keep the first and last tokens of `text` so that it fits `max_tokens`; returns (text,
+    was_cut)."""
     ids = token_ids(tokenizer, text)
     if len(ids) <= max_tokens:
         return text, False
@@ -53,7 +55,8 @@ def truncate_middle(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
     keep = max(max_tokens - marker_room, 2)
     head, tail = ids[: (keep + 1) // 2], ids[len(ids) - keep // 2 :]
     omitted = len(ids) - len(head) - len(tail)
-    # A cut can split a multi-byte character: drop the replacement characters that leaves at the seam.
+    # A cut can split a multi-byte character: drop the replacement characters that leaves at the
+    # seam.
     head_text = tokenizer.decode(head, skip_special_tokens=True).rstrip("\ufffd")
     tail_text = tokenizer.decode(tail, skip_special_tokens=True).lstrip("\ufffd")
     return f"{head_text} [... {omitted} tokens omitted ...] {tail_text}", True

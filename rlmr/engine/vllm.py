@@ -35,7 +35,8 @@ WORKER_EXTENSION = "rlmr.engine.vllm_worker.WeightSyncExtension"
 
 
 class VLLMEngine:
-    """A `TextEngine` over `vllm.LLM`. Pass `llm=` (and `sampling_params_cls=`) to inject fakes in tests."""
+    """A `TextEngine` over `vllm.LLM`. Pass `llm=` (and `sampling_params_cls=`) to inject fakes in
+    tests."""
 
     def __init__(
         self,
@@ -85,7 +86,8 @@ class VLLMEngine:
     def from_config(
         cls, source, cfg, *, dtype: str, max_model_len: int, seed: int = 0
     ) -> VLLMEngine:
-        """Build from a `ModelSource` and the `VLLMEngine` config section (GGUF/tiny sources are converted first)."""
+        """Build from a `ModelSource` and the `VLLMEngine` config section (GGUF/tiny sources are
+        converted first)."""
         from rlmr.engine.loading import resolve_model_dir, resolve_tokenizer_dir
 
         return cls(
@@ -177,7 +179,8 @@ class VLLMEngine:
         return [len(self.tokenizer.encode(t, add_special_tokens=False)) for t in texts]
 
     def load_weights(self, named_tensors: Iterable[tuple[str, object]]) -> int:
-        """Send new weights to every vLLM worker (CPU tensors, pickled; fine for small models), then drop stale KV."""
+        """Send new weights to every vLLM worker (CPU tensors, pickled; fine for small models), then
+        drop stale KV."""
         batch = [
             (name, tensor.detach().cpu() if hasattr(tensor, "detach") else tensor)
             for name, tensor in named_tensors
@@ -195,7 +198,8 @@ class VLLMEngine:
         )
 
     def receive_weights(self, metas) -> int:
-        """Receive one NCCL broadcast per `(name, dtype, shape)` from learner rank 0, then drop stale KV."""
+        """Receive one NCCL broadcast per `(name, dtype, shape)` from learner rank 0, then drop
+        stale KV."""
         self.llm.collective_rpc("rlmr_receive_weights", args=(list(metas),))
         self.llm.reset_prefix_cache()
         return len(metas)

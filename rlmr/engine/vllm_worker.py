@@ -1,4 +1,5 @@
-"""Methods vLLM mixes into its GPU workers (`worker_extension_cls`), for weight sync from the learner.
+"""Methods vLLM mixes into its GPU workers (`worker_extension_cls`), for weight sync from the
+learner.
 
 UNTESTED AGAINST A REAL vLLM here (no GPU): follows vLLM's RLHF example,
 where an extension class reaches the model through `self.model_runner.model`
@@ -17,7 +18,8 @@ class WeightSyncExtension:
     """Mixed into each vLLM worker; `self.model_runner` and `self.device` come from the worker."""
 
     def rlmr_load_weights(self, named_tensors) -> int:
-        """Load `(name, tensor)` pairs (HF parameter names) into the worker's model; returns how many."""
+        """Load `(name, tensor)` pairs (HF parameter names) into the worker's model; returns how
+        many."""
         device = getattr(self, "device", None)
         weights = [(name, t.to(device) if device is not None else t) for name, t in named_tensors]
         self.model_runner.model.load_weights(weights=weights)
@@ -26,7 +28,8 @@ class WeightSyncExtension:
     def rlmr_init_weight_group(
         self, master_address: str, master_port: int, rank_offset: int, world_size: int
     ) -> int:
-        """Join the NCCL weight-sync group as rank `rank_offset` + this worker's rank in its engine."""
+        """Join the NCCL weight-sync group as rank `rank_offset` + this worker's rank in its
+        engine."""
         from vllm.distributed.parallel_state import get_world_group
 
         from rlmr.engine.weight_group import create_weight_group
@@ -38,7 +41,8 @@ class WeightSyncExtension:
         return rank
 
     def rlmr_receive_weights(self, metas) -> int:
-        """Receive the learner's broadcast of every `(name, dtype, shape)` in `metas`, loading each tensor."""
+        """Receive the learner's broadcast of every `(name, dtype, shape)` in `metas`, loading each
+        tensor."""
         from rlmr.engine.weight_group import receive_parameters
 
         model = self.model_runner.model

@@ -1,4 +1,5 @@
-"""GPU weight sync: an NCCL group between learner rank 0 (source) and every vLLM worker, and the broadcast protocol.
+"""GPU weight sync: an NCCL group between learner rank 0 (source) and every vLLM worker, and the
+broadcast protocol.
 
 Follows vLLM's documented RLHF pattern: a `StatelessProcessGroup` (outside
 torch.distributed's global group, so it never collides with DeepSpeed's) with
@@ -39,7 +40,8 @@ def _stream():
 
 
 def weight_metas(named_params: Iterable[tuple[str, torch.Tensor]]) -> list[WeightMeta]:
-    """What the receivers allocate, in broadcast order. ZeRO-3 partitioned params report their full shape."""
+    """What the receivers allocate, in broadcast order. ZeRO-3 partitioned params report their full
+    shape."""
     metas = []
     for name, p in named_params:
         shape = tuple(getattr(p, "ds_shape", None) or p.shape)
@@ -70,7 +72,8 @@ def broadcast_parameters(
 def receive_parameters(
     metas: list[WeightMeta], group, device, load: Callable[[list[tuple[str, torch.Tensor]]], object]
 ) -> int:
-    """Receive each broadcast into a fresh buffer and hand it to `load` (vLLM's `model.load_weights`)."""
+    """Receive each broadcast into a fresh buffer and hand it to `load` (vLLM's
+    `model.load_weights`)."""
     for name, dtype_name, shape in metas:
         buf = torch.empty(shape, dtype=getattr(torch, dtype_name), device=device)
         group.broadcast(buf, src=0, stream=_stream())

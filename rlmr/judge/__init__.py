@@ -1,4 +1,5 @@
-"""The generative reward model (GenRM): a pairwise judge that reasons, then gives a verdict probability.
+"""The generative reward model (GenRM): a pairwise judge that reasons, then gives a verdict
+probability.
 
 `docs/ALGORITHMS.md` sections 3-4. Pure core, importable without a model:
 - `prompts`: Jinja templates (`templates/`), fencing of judged text, middle truncation;

@@ -71,7 +71,8 @@ def agreement(p_chosen: Sequence[float]) -> float:
 
 
 def expected_calibration_error(p_chosen: Sequence[float], bins: int = 10) -> float:
-    """Top-label ECE: bins over confidence max(p, 1-p) in [0.5, 1]; |accuracy - confidence| weighted by bin size."""
+    """Top-label ECE: bins over confidence max(p, 1-p) in [0.5, 1]; |accuracy - confidence| weighted
+    by bin size."""
     if not p_chosen:
         return float("nan")
     if bins < 1:
@@ -117,10 +118,12 @@ class EvaluationReport:
             f"ECE                   {self.ece:.3f}",
             f"Brier score           {self.brier:.3f}",
             f"first shown wins      {self.first_position_rate:.1%}   (50% = no position bias)",
-            f"verdict mass          {self.verdict_mass:.3f}   (probability on the two label tokens)",
+            f"verdict mass          {self.verdict_mass:.3f}   "
+            "(probability on the two label tokens)",
             f"truncated responses   {self.truncated}",
             f"empty responses       {self.empty}",
-            f"time                  {self.seconds:.1f} s ({self.seconds / max(self.pairs, 1):.2f} s/pair)",
+            f"time                  {self.seconds:.1f} s "
+            f"({self.seconds / max(self.pairs, 1):.2f} s/pair)",
         ]
         if self.bad_utf8_lines:
             out.append(f"non-UTF-8 lines       {self.bad_utf8_lines} (bytes replaced)")
@@ -136,7 +139,8 @@ def evaluate_pairs(
     batch_pairs: int = 8,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[EvaluationReport, list[PairJudgment]]:
-    """Judge every pair (chosen as `a`) in batches of `batch_pairs`; `progress(k)` after each batch."""
+    """Judge every pair (chosen as `a`) in batches of `batch_pairs`; `progress(k)` after each
+    batch."""
     from rlmr.judge.judge import PairQuery
 
     start = time.perf_counter()

@@ -104,7 +104,8 @@ def _is_empty(text) -> bool:
 
 
 class GenerativeJudge:
-    """Scores groups of responses with a generative pairwise (or pointwise) judge on a `TextEngine`."""
+    """Scores groups of responses with a generative pairwise (or pointwise) judge on a
+    `TextEngine`."""
 
     def __init__(self, engine, settings: JudgeSettings = JudgeSettings()):
         self.engine = engine
@@ -270,7 +271,8 @@ class GenerativeJudge:
     # ---------------------------------------------------------------- groups
 
     def score_groups(self, groups: Sequence[JudgeGroup]) -> list[GroupScores]:
-        """Writing scores for every group; all judge prompts of all groups go to the engine together."""
+        """Writing scores for every group; all judge prompts of all groups go to the engine
+        together."""
         s = self.settings
         if s.strategy == "pointwise":
             return self._score_pointwise(groups)

@@ -1,4 +1,5 @@
-"""Judge prompts: templates, fencing of the judged text, and fitting everything into the judge's context.
+"""Judge prompts: templates, fencing of the judged text, and fitting everything into the judge's
+context.
 
 Templates are Jinja files in `rlmr/judge/templates/` (`system.j2`,
 `pairwise.j2`, `pointwise.j2`). The judged responses are fenced
@@ -116,9 +117,10 @@ class PromptBuilder:
         for template, (cost, k) in self._base.items():
             if self.budget - cost < 2 * k * _MIN_RESPONSE_TOKENS:
                 raise JudgeSetupError(
-                    f"max_judge_len: {max_len} tokens cannot hold the {template} judge prompt ({cost} tokens without "
-                    f"any text) plus {self.analysis_budget} analysis tokens and {k} response(s); raise max_judge_len "
-                    "(or lower max_analysis_tokens)"
+                    f"max_judge_len: {max_len} tokens cannot hold the {template} judge prompt "
+                    f"({cost} tokens without any text) "
+                    f"plus {self.analysis_budget} analysis tokens and {k} response(s); "
+                    "raise max_judge_len (or lower max_analysis_tokens)"
                 )
 
     # ---------------------------------------------------------------- assembly

@@ -1,4 +1,5 @@
-"""Group scoring strategies (`docs/ALGORITHMS.md` section 3): which pairs to judge, and how verdicts become `w`.
+"""Group scoring strategies (`docs/ALGORITHMS.md` section 3): which pairs to judge, and how verdicts
+become `w`.
 
 Pure functions, no model: `plan_pairs(strategy, n)` lists the comparisons
 `(a, b)` a group of `n` responses needs (`REFERENCE` = -1 stands for the

@@ -36,7 +36,8 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 
 def _single_token_after(tokenizer, cue: str, label: str) -> int | None:
-    """Token id of `label` if `cue + label` tokenises as `cue` followed by exactly one more token."""
+    """Token id of `label` if `cue + label` tokenises as `cue` followed by exactly one more
+    token."""
     # A newline before the cue mirrors where the cue stands in a judge prompt.
     base = _encode(tokenizer, "\n" + cue)
     full = _encode(tokenizer, "\n" + cue + label)
@@ -77,7 +78,8 @@ def choose_verdict_labels(
                 return VerdictLabels(first, second, ids[0], ids[1], prompt_cue)
     raise JudgeSetupError(
         "the judge's tokenizer has no single-token verdict labels: none of "
-        f"{', '.join(f'{a}/{b}' for a, b in candidates)} is one token after {cue!r} (tried {', '.join(tried)}); "
+        f"{', '.join(f'{a}/{b}' for a, b in candidates)} is one token after {cue!r} "
+        f"(tried {', '.join(tried)}); "
         "use a judge model whose tokenizer encodes single letters or digits as single tokens"
     )
 
@@ -95,7 +97,8 @@ class ScoreTokens:
 
 
 def choose_score_tokens(tokenizer, cue: str = SCORE_CUE) -> ScoreTokens:
-    """Single-token score labels 1..9 (and 10 when possible) after the cue; JudgeSetupError otherwise."""
+    """Single-token score labels 1..9 (and 10 when possible) after the cue; JudgeSetupError
+    otherwise."""
     for spaced in (True, False):
         prompt_cue = cue if spaced else cue + " "
         pre = " " if spaced else ""
@@ -133,7 +136,8 @@ def verdict_probability(logp_x: float, logp_y: float) -> tuple[float, float]:
 
 
 def score_distribution(logps: Sequence[float]) -> tuple[list[float], float]:
-    """Renormalise log-probs of the scores 1..10 into a distribution; returns it and the mass it held."""
+    """Renormalise log-probs of the scores 1..10 into a distribution; returns it and the mass it
+    held."""
     top = max(logps)
     if top == -math.inf:
         return [1.0 / len(logps)] * len(logps), 0.0

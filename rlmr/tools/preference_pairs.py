@@ -1,6 +1,6 @@
 """Build the shipped preference set: each original passage against degraded copies of itself.
 
-    python -m rlmr.tools.preference_pairs                       # rewrites rlmr/assets/preferences/pairs.jsonl
+    python -m rlmr.tools.preference_pairs  # rewrites rlmr/assets/preferences/pairs.jsonl
     python -m rlmr.tools.preference_pairs --out other.jsonl --seed 1
 
 Input: `rlmr/assets/preferences/passages.jsonl`, short passages written for this
@@ -35,7 +35,8 @@ PASSAGES = ASSETS / "passages.jsonl"
 PAIRS = ASSETS / "pairs.jsonl"
 KINDS = ("shuffled", "truncated", "looped", "off_topic", "constraint")
 
-# A sentence ends at . ! or ? (optionally followed by a closing quote) before a space and a capital or a quote.
+# A sentence ends at . ! or ? (optionally followed by a closing quote) before a space and a capital
+# or a quote.
 _SENTENCE_END = re.compile(r"(?<=[.!?])(?:\"|\u201d)?\s+(?=[A-Z\"\u201c])")
 
 

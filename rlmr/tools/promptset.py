@@ -1,6 +1,6 @@
-"""Generate the project's creative-writing prompt set: stories, poems, scripts and copy with verifiable briefs.
+"""Generate the project's prompt set: stories, poems, scripts and copy with checkable briefs.
 
-    python -m rlmr.tools.promptset --out rlmr/assets/prompts        # writes train.jsonl, heldout.jsonl
+    python -m rlmr.tools.promptset --out rlmr/assets/prompts  # writes train.jsonl, heldout.jsonl
 
 Every prompt is composed from templates written for this project (no text is
 taken from elsewhere; the set is released with the code under Apache-2.0).
@@ -169,7 +169,8 @@ def _constraint_options(kind: str, rng: random.Random) -> list[tuple[str, dict]]
             {"type": "creative:must_mention", "items": [obj]},
         ),
         (
-            f"Do not use the word{'s' if len(forbidden) > 1 else ''} {' or '.join(repr(w) for w in forbidden)}.",
+            f"Do not use the word{'s' if len(forbidden) > 1 else ''} "
+            f"{' or '.join(repr(w) for w in forbidden)}.",
             {"type": "creative:forbidden_words", "words": forbidden},
         ),
         (

@@ -35,7 +35,8 @@ def save_checkpoint(run: RunDir, services, sampler: PromptSampler, step: int) ->
 
 
 def restore_checkpoint(run: RunDir, services, sampler: PromptSampler) -> int:
-    """Load the latest complete checkpoint into the learner, the sampler and the RNGs; returns its step."""
+    """Load the latest complete checkpoint into the learner, the sampler and the RNGs; returns its
+    step."""
     ckpt = run.latest_checkpoint()
     if not (ckpt / "optimizer").exists():
         raise RunDirError(

@@ -31,7 +31,8 @@ from rlmr.training.run_dir import RunDir
 
 
 class Services(Protocol):
-    """What the loop needs from the cluster; every call is synchronous from the loop's point of view."""
+    """What the loop needs from the cluster; every call is synchronous from the loop's point of
+    view."""
 
     pad_token_id: int
 
@@ -162,7 +163,8 @@ def run_training(
     train_rows: Sequence[PromptRow],
     eval_rows: Sequence[PromptRow] = (),
 ) -> list[dict]:
-    """Run, or continue when `run` was opened to resume; returns the metric rows logged by this call."""
+    """Run, or continue when `run` was opened to resume; returns the metric rows logged by this
+    call."""
     sampler = PromptSampler(train_rows, seed=cfg.data.seed, shuffle=cfg.data.shuffle)
     start = 0
     if run.resuming:

@@ -36,7 +36,8 @@ class RankInfo:
 def deepspeed_config(
     cfg: LearnerConfig, dtype: str, micro_batch: int, grad_accum: int, world_size: int
 ) -> dict:
-    """The DeepSpeed config for this learner (client optimizer and scheduler are passed separately)."""
+    """The DeepSpeed config for this learner (client optimizer and scheduler are passed
+    separately)."""
     zero: dict = {"stage": cfg.zero_stage}
     if cfg.offload_optimizer and cfg.zero_stage > 0:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
@@ -61,7 +62,8 @@ def deepspeed_config(
 def sequence_token_logprobs(
     model, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False
 ):
-    """Log-probs of each target token `input_ids[:, 1:]` (and optionally the entropy), `[B, T-1]`."""
+    """Log-probs of each target token `input_ids[:, 1:]` (and optionally the entropy),
+    `[B, T-1]`."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     logits = out.logits[:, :-1].float()
     targets = input_ids[:, 1:]
@@ -112,7 +114,8 @@ class PolicyLearner:
         ):
             raise ValueError(
                 f"learner.micro_batch_size: {samples_per_step} samples per step do not split into "
-                f"{rank.world_size} ranks x {learner.updates_per_step} updates x micro-batches of {learner.micro_batch_size}"
+                f"{rank.world_size} ranks x {learner.updates_per_step} updates "
+                f"x micro-batches of {learner.micro_batch_size}"
             )
         self.per_update = per_update
         self.grad_accum = per_update // learner.micro_batch_size
@@ -170,7 +173,8 @@ class PolicyLearner:
 
     @torch.no_grad()
     def logprobs(self, batch: TokenBatch) -> torch.Tensor:
-        """Current policy's log-probs of every target token, `[B, T-1]` on CPU (eval mode, no grad)."""
+        """Current policy's log-probs of every target token, `[B, T-1]` on CPU (eval mode, no
+        grad)."""
         self.engine.eval()
         outs = []
         step = self.cfg.micro_batch_size
@@ -188,7 +192,8 @@ class PolicyLearner:
         """One rollout batch's worth of updates on this rank's shard; returns mean statistics."""
         if len(shard) != self.per_update * self.cfg.updates_per_step:
             raise ValueError(
-                f"shard of {len(shard)} samples; expected {self.per_update * self.cfg.updates_per_step}"
+                f"shard of {len(shard)} samples; "
+                f"expected {self.per_update * self.cfg.updates_per_step}"
             )
         if self.cfg.updates_per_step > 1 and shard.old_logprobs is None:
             shard = dataclasses.replace(
@@ -219,7 +224,8 @@ class PolicyLearner:
                 self.engine.step()
             if not self.engine.was_step_applied():
                 raise RuntimeError(
-                    "DeepSpeed skipped the optimizer step (overflow or a broken accumulation boundary)"
+                    "DeepSpeed skipped the optimizer step "
+                    "(overflow or a broken accumulation boundary)"
                 )
             self.updates += 1
             norm = local_norm if self.cfg.zero_stage == 0 else self.engine.get_global_grad_norm()
@@ -273,7 +279,8 @@ class PolicyLearner:
     # ------------------------------------------------------------------ weights and checkpoints
 
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
-        """The whole policy's weights as CPU tensors on rank 0 (None elsewhere); collective under ZeRO-3."""
+        """The whole policy's weights as CPU tensors on rank 0 (None elsewhere); collective under
+        ZeRO-3."""
         import deepspeed
 
         module = self.engine.module
@@ -283,7 +290,8 @@ class PolicyLearner:
                 with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
                     if self.rank.rank == 0:
                         state[name] = param.detach().to("cpu", copy=True)
-            # Persistent buffers only: non-persistent ones (rotary inv_freq) are not in a state dict.
+            # Persistent buffers only: non-persistent ones (rotary inv_freq) are not in a state
+            # dict.
             persistent = set(module.state_dict().keys())
             for name, buf in module.named_buffers():
                 if self.rank.rank == 0 and name in persistent:
@@ -294,13 +302,15 @@ class PolicyLearner:
         return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
     def weight_metas(self) -> list:
-        """(name, dtype, full shape) of every parameter, in broadcast order (for the vLLM receivers)."""
+        """(name, dtype, full shape) of every parameter, in broadcast order (for the vLLM
+        receivers)."""
         from rlmr.engine.weight_group import weight_metas
 
         return weight_metas(self.engine.module.named_parameters())
 
     def init_weight_group(self, master_address: str, master_port: int, world_size: int) -> None:
-        """Rank 0 only: become rank 0 (the source) of the NCCL weight-sync group with the vLLM workers."""
+        """Rank 0 only: become rank 0 (the source) of the NCCL weight-sync group with the vLLM
+        workers."""
         from rlmr.engine.weight_group import create_weight_group
 
         self._weight_group = create_weight_group(
@@ -308,7 +318,8 @@ class PolicyLearner:
         )
 
     def broadcast_weights(self) -> int:
-        """Collective over learner ranks (ZeRO-3 gathers each parameter); rank 0 broadcasts it to vLLM."""
+        """Collective over learner ranks (ZeRO-3 gathers each parameter); rank 0 broadcasts it to
+        vLLM."""
         import deepspeed
 
         from rlmr.engine.weight_group import broadcast_parameters
@@ -326,7 +337,8 @@ class PolicyLearner:
         )
 
     def save(self, directory: str, client_state: dict | None = None) -> None:
-        """Collective. Writes `policy/` (HF format, loadable by from_pretrained) and `optimizer/` (DeepSpeed)."""
+        """Collective. Writes `policy/` (HF format, loadable by from_pretrained) and `optimizer/`
+        (DeepSpeed)."""
         d = Path(directory)
         state = self.full_state_dict()
         if self.rank.rank == 0:

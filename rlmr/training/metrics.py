@@ -50,7 +50,8 @@ def step_metrics(
     responses = [r for s in scored for r in s.group.responses]
     lengths = torch.tensor([len(r.token_ids) for r in responses], dtype=torch.float64)
     passed = signals.passed
-    # RLMR's guarantee, observed: the largest advantage any violator got where someone passed (must be < 0).
+    # RLMR's guarantee, observed: the largest advantage any violator got where someone passed (must
+    # be < 0).
     violator_adv = advantages[passed.any(1, keepdim=True) & ~passed]
     m = {
         "reward_mean": float(rewards.mean()),
@@ -124,8 +125,8 @@ def eval_metrics(scored: Sequence[ScoredGroup]) -> dict:
 def expected_last_step(
     max_steps: int, step: int, seconds_per_step: float, seconds_left: float | None
 ) -> int:
-    """The step the run will end on: `max_steps`, or sooner when the wall-clock budget runs out first
-    (the step that crosses the budget still completes)."""
+    """The step the run will end on: `max_steps`, or sooner when the wall-clock budget runs out
+    first (the step that crosses the budget still completes)."""
     if seconds_left is None or seconds_per_step <= 0:
         return max_steps
     return min(max_steps, step + 1 + int(max(0.0, seconds_left) // seconds_per_step))

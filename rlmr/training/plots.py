@@ -1,6 +1,7 @@
 """Training curves from metrics.jsonl, drawn with matplotlib (headless).
 
-    python -m rlmr.training.plots runs/smollm2-cpu/metrics.jsonl [runs/other/metrics.jsonl ...] -o curves.png
+    python -m rlmr.training.plots runs/smollm2-cpu/metrics.jsonl \
+        [runs/other/metrics.jsonl ...] -o curves.png
 
 With several runs the panels overlay them (e.g. RLMR's dynamic mixing beside
 the `writing_only` baseline). Dense per-step series are drawn faint with a bold
@@ -44,7 +45,8 @@ def moving_average(ys: list[float], window: int) -> list[float]:
 
 
 def _has_signal(runs: dict, key: str) -> bool:
-    """A panel is drawn when some run logged the metric with a non-zero value (KL with beta 0 is all zeros)."""
+    """A panel is drawn when some run logged the metric with a non-zero value (KL with beta 0 is all
+    zeros)."""
     return any(any(y != 0 for y in _series(rows, key)[1]) for rows in runs.values())
 
 

@@ -16,7 +16,8 @@ from rlmr.engine.base import SamplingParams, TextEngine
 
 
 def format_prompt(row: PromptRow, tokenizer, chat_template: bool = True) -> str:
-    """The text the policy sees: the chat template applied to the row's messages, or the raw prompt."""
+    """The text the policy sees: the chat template applied to the row's messages, or the raw
+    prompt."""
     messages = (
         [{"role": "user", "content": row.prompt}]
         if isinstance(row.prompt, str)

@@ -1,4 +1,5 @@
-"""The run directory: resolved config, metrics, samples, TensorBoard/W&B, atomic checkpoints, curves.
+"""The run directory: resolved config, metrics, samples, TensorBoard/W&B, atomic checkpoints,
+curves.
 
     runs/<run_name>/
       config.yaml                 the resolved config this run used
@@ -41,7 +42,8 @@ class RunDir:
     """Owns every file of one run; the driver calls it, nothing else writes there."""
 
     def __init__(self, cfg: RLMRConfig, resume: bool | str = False):
-        """`resume`: False (refuse an existing run), True (require a checkpoint), "auto" (resume if there is one)."""
+        """`resume`: False (refuse an existing run), True (require a checkpoint), "auto" (resume if
+        there is one)."""
         self.cfg = cfg
         out = cfg.logging.output_dir
         self.uri = storage.join(out, cfg.logging.run_name) if storage.is_remote(out) else None
@@ -81,7 +83,8 @@ class RunDir:
         self._wandb = None
 
     def _set_aside_unfinished(self) -> None:
-        """Move the logs of an attempt that never checkpointed into `abandoned-<time>/` (kept, not deleted)."""
+        """Move the logs of an attempt that never checkpointed into `abandoned-<time>/` (kept, not
+        deleted)."""
         import time
 
         aside = f"abandoned-{int(time.time())}"
@@ -120,7 +123,8 @@ class RunDir:
                 storage.upload_tree(p, storage.join(self.uri, name))
 
     def checkpoint_uri(self, step: int) -> str | None:
-        """Where the learner ranks upload the files they write for this checkpoint (None for local runs)."""
+        """Where the learner ranks upload the files they write for this checkpoint (None for local
+        runs)."""
         return (
             storage.join(self.uri, "checkpoints", f"{CHECKPOINT_PREFIX}{step:06d}")
             if self.uri
@@ -156,7 +160,8 @@ class RunDir:
             )
 
     def log(self, step: int, metrics: dict) -> None:
-        """Append one metrics line (non-finite values are written as null) and mirror it to TB/W&B."""
+        """Append one metrics line (non-finite values are written as null) and mirror it to
+        TB/W&B."""
         clean = {
             k: (v if not isinstance(v, float) or math.isfinite(v) else None)
             for k, v in metrics.items()
@@ -185,8 +190,8 @@ class RunDir:
         return read_jsonl(p)
 
     def truncate_after(self, step: int) -> None:
-        """On resume, forget lines logged after the checkpoint (they will be produced again), and any
-        line cut short by a crash mid-write."""
+        """On resume, forget lines logged after the checkpoint (they will be produced again), and
+        any line cut short by a crash mid-write."""
 
         def kept(line: str) -> bool:
             try:

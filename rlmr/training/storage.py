@@ -1,4 +1,5 @@
-"""Run storage on a local path, NFS, or an object store URI (s3://, gs://, az://, file://...) through fsspec.
+"""Run storage on a local path, NFS, or an object store URI (s3://, gs://, az://, file://...)
+through fsspec.
 
 Training always writes to a local directory first (DeepSpeed and
 `save_pretrained` need real files). When `logging.output_dir` is a URI, the

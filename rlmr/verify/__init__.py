@@ -1,8 +1,10 @@
-"""The constraint verifier: pass/fail per constraint, exact against IFEval's reference, offline and fast.
+"""The constraint verifier: pass/fail per constraint, exact against IFEval's reference, offline and
+fast.
 
     from rlmr.verify import verify_batch, parse_constraints
-    checks = verify_batch([(response, [{"type": "creative:word_count", "min": 200, "max": 400},
-                                       {"type": "keywords:forbidden_words", "forbidden_words": ["suddenly"]}])])
+    checks = verify_batch([(response, [
+        {"type": "creative:word_count", "min": 200, "max": 400},
+        {"type": "keywords:forbidden_words", "forbidden_words": ["suddenly"]}])])
     checks[0].passed, [r.verdict for r in checks[0].results]
 
 Modules: `constraints` (registry, validation), `ifeval` (the 25 IFEval

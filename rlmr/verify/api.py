@@ -1,4 +1,5 @@
-"""Check a batch of (response, constraints): the one entry point the trainer, the CLI and the Ray worker use.
+"""Check a batch of (response, constraints): the one entry point the trainer, the CLI and the Ray
+worker use.
 
     results = verify_batch([(response, [{"type": "creative:word_count", "max": 300}]), ...])
     results[0].passed, results[0].results[0].verdict

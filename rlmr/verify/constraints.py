@@ -1,4 +1,5 @@
-"""Constraints as data: the registry of constraint types and the validation of `{"type": ..., **kwargs}`.
+"""Constraints as data: the registry of constraint types and the validation of
+`{"type": ..., **kwargs}`.
 
 A prompt row carries a list of constraints, each a mapping with a `type` and
 that type's keyword arguments, for example
@@ -28,7 +29,8 @@ FAMILIES = ("ifeval", "creative", "guard", "soft")
 
 
 class ConstraintError(ValueError):
-    """A constraint is malformed; the message names the row, the list position, the type and the key."""
+    """A constraint is malformed; the message names the row, the list position, the type and the
+    key."""
 
 
 class KwargError(ValueError):
@@ -155,7 +157,8 @@ class ConstraintType:
 
 @dataclass(frozen=True)
 class Constraint:
-    """A validated constraint: its type, its normalised kwargs, and the prepared arguments its rule uses."""
+    """A validated constraint: its type, its normalised kwargs, and the prepared arguments its rule
+    uses."""
 
     type: str
     kwargs: Mapping[str, Any]
@@ -221,7 +224,8 @@ def _where(row: int | None, index: int | None, type_name: str | None) -> str:
 def parse_constraint(
     raw: Mapping[str, Any] | Constraint, *, row: int | None = None, index: int | None = None
 ) -> Constraint:
-    """Validate one `{"type": ..., **kwargs}` mapping; `row`/`index` only shape the error message."""
+    """Validate one `{"type": ..., **kwargs}` mapping; `row`/`index` only shape the error
+    message."""
     if isinstance(raw, Constraint):
         return raw
     if not isinstance(raw, Mapping):
@@ -275,7 +279,8 @@ def parse_constraints(
     if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
         prefix = f"row {row}: " if row is not None else ""
         raise ConstraintError(
-            f"{prefix}constraints: must be a list of {{'type': ...}} mappings, got {type(raw).__name__}"
+            f"{prefix}constraints: must be a list of {{'type': ...}} mappings, "
+            f"got {type(raw).__name__}"
         )
     return tuple(parse_constraint(item, row=row, index=i) for i, item in enumerate(raw))
 

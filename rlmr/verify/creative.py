@@ -128,7 +128,8 @@ def dialogue(s: TextStats, a):
 
 
 def narration_person(s: TextStats) -> tuple[str, int, int, int]:
-    """(person, first-person count, second-person count, words) of the narration outside dialogue."""
+    """(person, first-person count, second-person count, words) of the narration outside
+    dialogue."""
     words = comparable_words(s.narration)
     first = sum(1 for w in words if w in FIRST_PERSON)
     second = sum(1 for w in words if w in SECOND_PERSON)
@@ -144,7 +145,10 @@ def narration_person(s: TextStats) -> tuple[str, int, int, int]:
 
 def narration(s: TextStats, a):
     person, first, second, n = narration_person(s)
-    detail = f"{person} person ({first} first-person, {second} second-person pronouns in {n} narrative words)"
+    detail = (
+        f"{person} person ({first} first-person, {second} second-person pronouns "
+        f"in {n} narrative words)"
+    )
     return person == a["person"], detail
 
 

@@ -1,4 +1,5 @@
-"""The 25 IFEval instruction types (Zhou et al. 2023), with the reference's ids, kwargs and verdicts.
+"""The 25 IFEval instruction types (Zhou et al. 2023), with the reference's ids, kwargs and
+verdicts.
 
 Each rule below reimplements `check_following` of Google's reference checker
 (google-research `instruction_following_eval/instructions.py`, Apache-2.0,
@@ -71,7 +72,8 @@ from rlmr.verify.text import TextStats
 def _language(value) -> str:
     if value not in LANGDETECT_CODES:
         raise KwargError(
-            f"must be a language code langdetect can return (e.g. 'en', 'fr', 'zh-cn'), got {value!r}"
+            "must be a language code langdetect can return (e.g. 'en', 'fr', 'zh-cn'), "
+            f"got {value!r}"
         )
     return value
 
@@ -126,7 +128,8 @@ def _prepare_letter(kw):
 def _prepare_nth(kw):
     if not 1 <= kw["nth_paragraph"] <= kw["num_paragraphs"]:
         raise KwargError(
-            f"nth_paragraph: must lie in [1, num_paragraphs={kw['num_paragraphs']}], got {kw['nth_paragraph']}"
+            f"nth_paragraph: must lie in [1, num_paragraphs={kw['num_paragraphs']}], "
+            f"got {kw['nth_paragraph']}"
         )
     return {**kw, "first_word": kw["first_word"].lower()}
 
@@ -237,7 +240,8 @@ _register(
         "first_word": Kwarg(text()),
     },
     _prepare_nth,
-    "exactly `num_paragraphs` paragraphs separated by blank lines; paragraph `nth_paragraph` starts with `first_word`",
+    "exactly `num_paragraphs` paragraphs separated by blank lines; "
+    "paragraph `nth_paragraph` starts with `first_word`",
 )
 _register(
     "detectable_content:number_placeholders",
@@ -348,7 +352,8 @@ IFEVAL_TYPES = (
 
 
 def loose_variants(response: str) -> list[str]:
-    """The reference's eight texts for the loose mode (first line removed, last, both, asterisks removed)."""
+    """The reference's eight texts for the loose mode (first line removed, last, both, asterisks
+    removed)."""
     lines = response.split("\n")
     remove_first = "\n".join(lines[1:]).strip()
     remove_last = "\n".join(lines[:-1]).strip()
@@ -366,14 +371,16 @@ def loose_variants(response: str) -> list[str]:
 
 
 class LooseTexts:
-    """The distinct non-empty loose variants of one response, each with its own lazily built `TextStats`."""
+    """The distinct non-empty loose variants of one response, each with its own lazily built
+    `TextStats`."""
 
     def __init__(self, stats: TextStats):
         self._stats = stats
         self._others: list[TextStats] | None = None
 
     def others(self) -> list[TextStats]:
-        """Variants other than the response itself, deduplicated, empty ones dropped (they never pass)."""
+        """Variants other than the response itself, deduplicated, empty ones dropped (they never
+        pass)."""
         if self._others is None:
             seen = {self._stats.text}
             out = []
@@ -392,7 +399,8 @@ def strict_verdict(check, stats: TextStats, args) -> bool:
 def loose_verdict(
     check, stats: TextStats, args, loose: LooseTexts, strict: bool | None = None
 ) -> bool:
-    """True if the response or any loose variant follows; `strict` may pass the already known strict verdict."""
+    """True if the response or any loose variant follows; `strict` may pass the already known strict
+    verdict."""
     if strict is None:
         strict = strict_verdict(check, stats, args)
     return strict or any(check(v, args) for v in loose.others())

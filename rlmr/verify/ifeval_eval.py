@@ -1,4 +1,5 @@
-"""IFEval evaluation: read IFEval rows, compute strict and loose verdicts, report and write them as the reference does.
+"""IFEval evaluation: read IFEval rows, compute strict and loose verdicts, report and write them as
+the reference does.
 
 Rows are JSON lines with `prompt`, `instruction_id_list`, `kwargs` and
 `response`; the response may instead come from a second file of
@@ -180,7 +181,8 @@ def evaluate_rows(rows: list[IFEvalRow], problems: list[str] | None = None) -> I
 
 
 def write_outputs(report: IFEvalReport, output_dir: str | Path) -> tuple[Path, Path]:
-    """eval_results_strict.jsonl and eval_results_loose.jsonl, byte-identical to the reference's `write_outputs`."""
+    """eval_results_strict.jsonl and eval_results_loose.jsonl, byte-identical to the reference's
+    `write_outputs`."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -14,9 +14,11 @@ import re
 
 from rlmr.verify.text import TextStats
 
-# The ISO 639-1 codes langdetect can return, so that an unreachable language is refused at load time.
+# The ISO 639-1 codes langdetect can return, so that an unreachable language is refused at load
+# time.
 LANGDETECT_CODES = frozenset(
-    "af ar bg bn ca cs cy da de el en es et fa fi fr gu he hi hr hu id it ja kn ko lt lv mk ml mr ne nl no pa pl "
+    "af ar bg bn ca cs cy da de el en es et fa fi fr gu he hi hr hu id it ja kn ko lt lv mk ml mr "
+    "ne nl no pa pl "
     "pt ro ru sk sl so sq sv sw ta te th tl tr uk ur vi zh-cn zh-tw".split()
 )
 

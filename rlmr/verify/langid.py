@@ -1,4 +1,5 @@
-"""Language identification that returns exactly what `langdetect.detect` returns, several times faster.
+"""Language identification that returns exactly what `langdetect.detect` returns, several times
+faster.
 
 IFEval's reference checker decides `language:response_language` and the two
 `change_case:english_*` instructions with `langdetect.detect(text)` (with
@@ -240,7 +241,8 @@ class LanguageIdentifier:
             count *= 2
 
     def _blocks(self, picks: np.ndarray, n_blocks: int, weight: float) -> np.ndarray:
-        """[block, 6, language]: row 0 receives the normalised probabilities, rows 1-5 the block's factors."""
+        """[block, 6, language]: row 0 receives the normalised probabilities, rows 1-5 the block's
+        factors."""
         n_lang = len(self.languages)
         out = np.empty((n_blocks, 6, n_lang))
         np.add(
@@ -272,7 +274,8 @@ class LanguageIdentifier:
             prob = np.full(n_lang, 1.0 / n_lang) * (weight + self._rows[picks[0]])
             block = 0
             while True:
-                # After 1 + 5 * block updates langdetect's loop counter i is a multiple of 5: it normalises.
+                # After 1 + 5 * block updates langdetect's loop counter i is a multiple of 5: it
+                # normalises.
                 # Python's own sum, as Detector._normalize_prob; max(p)/s == max(p/s).
                 as_list = prob.tolist()
                 total = sum(as_list)
@@ -340,8 +343,8 @@ class _SeededStream:
         return m.cos(x2pi) * g2rad, m.sin(x2pi) * g2rad
 
     def _check(self, seed: int) -> None:
-        """Raise RuntimeError if this Python's `random` draws differently from the port (the identifier
-        then falls back to running langdetect itself)."""
+        """Raise RuntimeError if this Python's `random` draws differently from the port (the
+        identifier then falls back to running langdetect itself)."""
         rng = random.Random(seed)
         expected = [rng.gauss(0.0, 1.0), rng.gauss(0.0, 1.0)]
         expected += [

@@ -28,7 +28,8 @@ class Verdict(str, Enum):
 
 @dataclass(frozen=True)
 class ConstraintResult:
-    """The verdict on one constraint; `index` is its position in the row's list (None for the built-in guard)."""
+    """The verdict on one constraint; `index` is its position in the row's list (None for the
+    built-in guard)."""
 
     type: str
     verdict: Verdict

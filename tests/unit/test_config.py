@@ -95,7 +95,10 @@ def test_cross_field_errors_name_full_keys(tmp_path):
             _write(
                 tmp_path,
                 MINIMAL
-                + "cluster: {gpus_per_node: 8, rollout: {replicas: 4, gpus: 2}, learner: {gpus: 4}}\n",
+                + (
+                    "cluster: {gpus_per_node: 8, rollout: {replicas: 4, gpus: 2}, "
+                    "learner: {gpus: 4}}\n"
+                ),
             )
         )
     with pytest.raises(ConfigError, match=r"algo\.kl\.estimator: must be k1"):
@@ -112,9 +115,9 @@ def test_cross_field_errors_name_full_keys(tmp_path):
 
 
 def test_colocation_is_refused_until_the_runtime_puts_engines_to_sleep(tmp_path):
-    text = (
-        MINIMAL
-        + "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 4, gpus: 1}, learner: {replicas: 4, gpus: 1}, genrm: {replicas: 1}}\n"
+    text = MINIMAL + (
+        "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 4, gpus: 1}, "
+        "learner: {replicas: 4, gpus: 1}, genrm: {replicas: 1}}\n"
     )
     with pytest.raises(ConfigError, match=r"cluster\.colocate: true is not supported yet"):
         load_config(_write(tmp_path, text))
@@ -180,6 +183,9 @@ def test_prompt_and_response_budget_must_fit_the_model(tmp_path):
             _write(
                 tmp_path,
                 MINIMAL
-                + "rollout: {max_new_tokens: 1024}\nmodel: {source: {type: tiny}, max_model_len: 1024}\n",
+                + (
+                    "rollout: {max_new_tokens: 1024}\n"
+                    "model: {source: {type: tiny}, max_model_len: 1024}\n"
+                ),
             )
         )

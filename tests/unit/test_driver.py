@@ -1,4 +1,5 @@
-"""The driver's control flow over in-process fake services: rewards, advantages, refills, checkpoints, resume."""
+"""The driver's control flow over in-process fake services: rewards, advantages, refills,
+checkpoints, resume."""
 
 from __future__ import annotations
 
@@ -184,7 +185,8 @@ def test_kl_in_reward_is_subtracted_from_the_writing_score_before_mixing(tmp_pat
     batch = services.batches[0]
     assert batch.ref_logprobs is None  # KL in the reward: the learner gets no reference log-probs
     signals = RewardSignals.of(services.scored[0])
-    # The fake reference gives -1.5 per response token: k1 = logp - logp_ref summed over the response.
+    # The fake reference gives -1.5 per response token: k1 = logp - logp_ref summed over the
+    # response.
     kl = ((batch.rollout_logprobs + 1.5) * batch.response_mask).sum(-1).double().reshape(2, 4)
     assert (kl != 0).all()
     rewards = mix_rewards(
@@ -335,7 +337,8 @@ def test_progress_bar_total_follows_the_wall_clock_budget():
     from rlmr.training.metrics import expected_last_step
 
     assert expected_last_step(200, 10, 45.0, None) == 200
-    # 10 steps done at 45 s each, 17 minutes left: 22 more full steps fit, plus the one that crosses.
+    # 10 steps done at 45 s each, 17 minutes left: 22 more full steps fit, plus the one that
+    # crosses.
     assert expected_last_step(200, 10, 45.0, 17 * 60) == 10 + 1 + 22
     assert expected_last_step(20, 10, 1.0, 3600) == 20
     assert expected_last_step(200, 10, 45.0, -5) == 11

@@ -1,4 +1,5 @@
-"""`HFEngine` on a tiny random Llama built locally: sampling log-probs, padding, stops, weight sync."""
+"""`HFEngine` on a tiny random Llama built locally: sampling log-probs, padding, stops, weight
+sync."""
 
 from __future__ import annotations
 

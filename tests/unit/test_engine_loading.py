@@ -1,4 +1,5 @@
-"""Model loading: tiny models (deterministic, cached atomically), package lookup without import, errors."""
+"""Model loading: tiny models (deterministic, cached atomically), package lookup without import,
+errors."""
 
 from __future__ import annotations
 

@@ -118,7 +118,8 @@ def test_the_same_judge_runs_on_the_vllm_engine_and_agrees_with_the_fake_engine(
     label_ids = [labels.first_id, labels.second_id]
 
     def last_token_logprob(ids):
-        # The fake vLLM answers, for the last prompt token, what FakeEngine would after the text before it.
+        # The fake vLLM answers, for the last prompt token, what FakeEngine would after the text
+        # before it.
         if ids[-1] not in label_ids:
             return -math.inf
         w = pref(tok.decode(ids[:-1]), label_ids)[label_ids.index(ids[-1])]

@@ -1,4 +1,5 @@
-"""Judge evaluation: metrics, reading pair files (bad bytes included), the shipped pairs, `rlmr judge`."""
+"""Judge evaluation: metrics, reading pair files (bad bytes included), the shipped pairs,
+`rlmr judge`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Group scoring: the strategies as pure functions, and `GenerativeJudge.score_groups` on a fake engine."""
+"""Group scoring: the strategies as pure functions, and `GenerativeJudge.score_groups` on a fake
+engine."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def test_scores_stay_in_unit_interval_and_keep_the_true_order(strategy):
             assert all(w[a] <= w[b] + 1e-12 for a, b in zip(order, order[1:]))
 
 
-# --------------------------------------------------------------------------- the judge on a fake engine
+# ---------------------------------------------------------------------- the judge on a fake engine
 
 
 def judge(strategy="pivot", reasoning=False, swap=True, next_token=None, **kw):
@@ -195,7 +196,8 @@ def test_empty_responses_rate_lowest_pointwise():
 
 
 def test_pointwise_reads_ten_through_a_second_step_on_digit_tokenizers():
-    # quality 10 -> the fake puts its mass on the first digit "1"; then "0" follows with probability 0.9 * ...
+    # quality 10 -> the fake puts its mass on the first digit "1"; then "0" follows with probability
+    # 0.9 * ...
     def next_token(prompt, cands):
         if len(cands) == 1:  # P("0" | "...Score: 1")
             return [0.75]

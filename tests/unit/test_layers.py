@@ -260,3 +260,9 @@ def test_the_gpu_extra_lists_only_what_the_code_imports():
         assert dist in imported, (
             f"the gpu extra lists {requirement}, which nothing in rlmr/ or actors/ imports"
         )
+
+
+def test_architecture_doc_lists_the_layers():
+    doc = (REPO / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:rlmr|actors)(?:\.\w+)?)`", doc))
+    assert set(LAYERS) - {"rlmr"} <= named

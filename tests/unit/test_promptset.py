@@ -1,4 +1,5 @@
-"""The shipped prompt set equals its generator's output, is big enough, and every constraint parses."""
+"""The shipped prompt set equals its generator's output, is big enough, and every constraint
+parses."""
 
 from __future__ import annotations
 

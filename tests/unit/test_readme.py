@@ -36,17 +36,22 @@ def test_readme_marks_install_test_and_main_commands():
     assert commands["test"].split()[:3] == ["python", "-m", "pytest"]
 
 
-def test_ci_runs_the_readme_commands():
+@pytest.mark.parametrize("name", ["install", "lint", "test"])
+def test_ci_runs_the_readme_commands(name):
     ci = (REPO / ".ci" / "run").read_text()
-    assert "readme_commands.py install" in ci and "readme_commands.py test" in ci
-    assert 'eval "$install_cmd"' in ci and 'eval "$test_cmd"' in ci
+    assert f"readme_commands.py {name}" in ci and f'eval "${name}_cmd"' in ci
     out = subprocess.run(
-        [sys.executable, str(REPO / ".ci" / "readme_commands.py"), "test"],
+        [sys.executable, str(REPO / ".ci" / "readme_commands.py"), name],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    assert out == readme_commands(README)["test"]
+    assert out == readme_commands(README)[name]
+
+
+def test_the_lint_command_runs_ruff_check_and_format():
+    lint = readme_commands(README)["lint"]
+    assert "ruff check ." in lint and "ruff format --check ." in lint
 
 
 CONFIG_MENTIONS = sorted(set(re.findall(r"configs/[\w.\-/]+\.yaml", README)))
@@ -79,14 +84,59 @@ def test_every_rlmr_command_in_the_readme_parses():
         parser.parse_args(argv)  # exits (fails the test) on an unknown subcommand or flag
 
 
-def test_readme_layout_names_existing_paths():
-    block = README.split("## Layout", 1)[1].split("```")[1]
-    for line in block.splitlines():
-        name = line.split()[0] if line.strip() else ""
-        if not name or line.startswith("  "):
-            continue
-        for part in name.split(","):
-            assert (REPO / part.strip().rstrip("/")).exists(), part
+# A path inside the repository, as prose, code blocks and docstrings write it: a top-level folder
+# of the project (or a top-level file) followed by a relative path.
+_PATH = re.compile(
+    r"(?<![\w./-])((?:rlmr|actors|tests|configs|cluster|bench|docs|\.ci)/[\w./*-]*[\w/*]"
+    r"|pyproject\.toml|constraints-cpu\.txt|README\.md)"
+)
+
+
+def mentioned_paths(text: str) -> set[str]:
+    """Every repository path in `text` (with `(` `)` and trailing punctuation left out)."""
+    return {m.rstrip("/.") for m in _PATH.findall(text)}
+
+
+def _documents() -> dict[str, str]:
+    """README, docs/, cluster/*.md, and every module docstring of rlmr/ and actors/."""
+    import ast
+
+    docs = {"README.md": README}
+    for path in [*(REPO / "docs").glob("*.md"), *(REPO / "cluster").glob("*.md")]:
+        docs[str(path.relative_to(REPO))] = path.read_text(encoding="utf-8")
+    for top in ("rlmr", "actors"):
+        for path in (REPO / top).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            strings = [
+                ast.get_docstring(n) or ""
+                for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+            ]
+            docs[str(path.relative_to(REPO))] = "\n".join(strings)
+    return docs
+
+
+DOCUMENTS = _documents()
+
+
+def test_path_finder_finds_indented_and_inline_paths():
+    text = "see `rlmr/core/algo.py`,\n    tests/unit/ (and docs/ARCHITECTURE.md).\n  .ci/run x"
+    assert mentioned_paths(text) == {
+        "rlmr/core/algo.py",
+        "tests/unit",
+        "docs/ARCHITECTURE.md",
+        ".ci/run",
+    }
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTS))
+def test_every_path_a_document_mentions_exists(name):
+    missing = sorted(p for p in mentioned_paths(DOCUMENTS[name]) if not any(REPO.glob(p)))
+    assert not missing, f"{name} mentions paths that are not in the repository: {missing}"
+
+
+def test_the_readme_mentions_paths():
+    assert len(mentioned_paths(README)) > 20
 
 
 def test_readme_python_example_runs():

@@ -1,4 +1,5 @@
-"""The scaling plan: nine layouts of cluster/scaling.yaml place, fit in 80 GB and match cluster/SCALING.md.
+"""The scaling plan: nine layouts of cluster/scaling.yaml place, fit in 80 GB and match
+cluster/SCALING.md.
 
 No GPU, no Ray: `rlmr.config.placement.plan_placement` and `rlmr.config.memory` are pure.
 When a table check fails, regenerate the tables with
@@ -133,7 +134,8 @@ def test_scenario_places_on_every_gpu(name):
                 used.setdefault(role, set()).update(r.bundles)
     n_gpus = cluster.nodes * cluster.gpus_per_node
     assert set().union(*used.values()) == set(range(n_gpus)), "a GPU is left idle"
-    # Roles with GPUs of their own take replicas x ceil(gpus) GPUs; engines span TP GPUs on one node.
+    # Roles with GPUs of their own take replicas x ceil(gpus) GPUs; engines span TP GPUs on one
+    # node.
     for role in ("learner", "genrm", "rollout"):
         res = getattr(cluster, role)
         assert len(used[role]) == res.replicas * math.ceil(res.gpus)
@@ -186,7 +188,7 @@ def test_every_scenario_is_explained_in_the_document():
         assert re.search(rf"\*\*{model}, [^*]*\b{nodes}\b[^*]*nodes?\*\*", text), s.name
 
 
-# --------------------------------------------------------------------------- the shipped GPU configs
+# ------------------------------------------------------------------------ the shipped GPU configs
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,8 @@ def test_orderings(floor, p_a, p_b):
     cc = _shaped(True, confident, floor)
     uw = _shaped(False, uncertain, floor)
     cw = _shaped(False, confident, floor)
-    # Rounding is monotone, so the order always holds with ties allowed; the signs are always strict.
+    # Rounding is monotone, so the order always holds with ties allowed; the signs are always
+    # strict.
     assert uc >= cc > 0 > uw >= cw
     # Strict wherever the entropies differ by more than float64 can resolve after scaling by
     # (1 - floor): shaped rewards lie in [-1, 1], where one ulp is at most 2.2e-16.

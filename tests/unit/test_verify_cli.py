@@ -1,4 +1,5 @@
-"""`rlmr verify ...` on the command line: the IFEval report, bad rows by line number, checks, types."""
+"""`rlmr verify ...` on the command line: the IFEval report, bad rows by line number, checks,
+types."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ DATA = Path(os.environ.get("RLMR_IFEVAL_DATA", REPO.parent / "shared" / "data" /
 def test_verify_cli_imports_nothing_heavy():
     code = (
         "import sys, rlmr.cli.verify; "
-        "print(sorted(m for m in ('numpy', 'langdetect', 'nltk', 'punkt', 'torch', 'ray') if m in sys.modules))"
+        "print(sorted(m for m in ('numpy', 'langdetect', 'nltk', 'punkt', 'torch', 'ray') "
+        "if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True

@@ -1,4 +1,5 @@
-"""Constraints are data: the registry, load-time validation with row-numbered errors, and the records."""
+"""Constraints are data: the registry, load-time validation with row-numbered errors, and the
+records."""
 
 from __future__ import annotations
 
@@ -73,19 +74,23 @@ def test_a_valid_row_parses_into_frozen_records():
         ({"num_words": 3}, "row 7: constraints[0]: type: required key is missing"),
         (
             {"type": "length_constraints:number_words", "num_words": 3},
-            "row 7: constraints[0] (length_constraints:number_words): relation: required key is missing",
+            "row 7: constraints[0] (length_constraints:number_words): "
+            "relation: required key is missing",
         ),
         (
             {"type": "length_constraints:number_words", "num_words": "300", "relation": "at least"},
-            "row 7: constraints[0] (length_constraints:number_words): num_words: must be an integer, got '300'",
+            "row 7: constraints[0] (length_constraints:number_words): "
+            "num_words: must be an integer, got '300'",
         ),
         (
             {"type": "length_constraints:number_words", "num_words": -1, "relation": "at least"},
-            "row 7: constraints[0] (length_constraints:number_words): num_words: must be >= 0, got -1",
+            "row 7: constraints[0] (length_constraints:number_words): "
+            "num_words: must be >= 0, got -1",
         ),
         (
             {"type": "length_constraints:number_words", "num_words": 3, "relation": "at most"},
-            "row 7: constraints[0] (length_constraints:number_words): relation: must be one of 'less than', 'at least', "
+            "row 7: constraints[0] (length_constraints:number_words): "
+            "relation: must be one of 'less than', 'at least', "
             "got 'at most'",
         ),
         (
@@ -95,7 +100,8 @@ def test_a_valid_row_parses_into_frozen_records():
                 "relation": "at least",
                 "words": 2,
             },
-            "row 7: constraints[0] (length_constraints:number_words): words: unknown key (allowed: num_words, relation)",
+            "row 7: constraints[0] (length_constraints:number_words): "
+            "words: unknown key (allowed: num_words, relation)",
         ),
         (
             {
@@ -104,7 +110,8 @@ def test_a_valid_row_parses_into_frozen_records():
                 "let_frequency": 2,
                 "let_relation": "at least",
             },
-            "row 7: constraints[0] (keywords:letter_frequency): letter: must be exactly one non-space character, got 'ab'",
+            "row 7: constraints[0] (keywords:letter_frequency): "
+            "letter: must be exactly one non-space character, got 'ab'",
         ),
         (
             {
@@ -113,12 +120,14 @@ def test_a_valid_row_parses_into_frozen_records():
                 "nth_paragraph": 3,
                 "first_word": "so",
             },
-            "row 7: constraints[0] (length_constraints:nth_paragraph_first_word): nth_paragraph: must lie in "
+            "row 7: constraints[0] (length_constraints:nth_paragraph_first_word): "
+            "nth_paragraph: must lie in "
             "[1, num_paragraphs=2], got 3",
         ),
         (
             {"type": "keywords:existence", "keywords": ["cat (unclosed"]},
-            "row 7: constraints[0] (keywords:existence): keywords: is not a valid regular expression",
+            "row 7: constraints[0] (keywords:existence): "
+            "keywords: is not a valid regular expression",
         ),
         (
             {"type": "language:response_language", "language": "klingon"},
@@ -138,7 +147,8 @@ def test_a_valid_row_parses_into_frozen_records():
         ),
         (
             {"type": "creative:narration", "person": "fourth"},
-            "row 7: constraints[0] (creative:narration): person: must be one of 'first', 'second', 'third'",
+            "row 7: constraints[0] (creative:narration): "
+            "person: must be one of 'first', 'second', 'third'",
         ),
         (
             {"type": "soft:requirement", "requirement": "  "},

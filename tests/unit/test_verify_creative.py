@@ -1,4 +1,5 @@
-"""Creative-writing constraints and the judge-directed-text guard, rule by rule, on their boundaries."""
+"""Creative-writing constraints and the judge-directed-text guard, rule by rule, on their
+boundaries."""
 
 from __future__ import annotations
 

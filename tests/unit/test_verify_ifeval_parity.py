@@ -72,9 +72,10 @@ def test_four_accuracies_match_the_reference_to_the_last_digit(reference, ours):
     for mode in ("strict", "loose"):
         theirs = accuracies([list(o.follow_instruction_list) for o in reference[mode]])
         assert (acc[f"prompt_{mode}"], acc[f"instruction_{mode}"]) == theirs
-    # The figures of tests/data/ifeval/README.md. Loose figures of 0.7948 / 0.8549 seen elsewhere are one
-    # draw of llm-eval-framework's random letter on prompts 19 and 22 (see the next test); with the letter
-    # the prompt gives, as upstream Google counts it, loose is 0.7967 / 0.8561 on every run.
+    # The figures of tests/data/ifeval/README.md. Loose figures of 0.7948 / 0.8549 seen elsewhere
+    # are one draw of llm-eval-framework's random letter on prompts 19 and 22 (see the next test);
+    # with the letter the prompt gives, as upstream Google counts it, loose is 0.7967 / 0.8561 on
+    # every run.
     assert round(acc["prompt_strict"], 4) == 0.7708
     assert round(acc["instruction_strict"], 4) == 0.8369
     assert (round(acc["prompt_loose"], 4), round(acc["instruction_loose"], 4)) == (0.7967, 0.8561)
@@ -83,8 +84,8 @@ def test_four_accuracies_match_the_reference_to_the_last_digit(reference, ours):
 def test_the_unpatched_reference_copy_agrees_except_where_it_draws_a_random_letter(
     reference_rows, ours
 ):
-    """llm-eval-framework's copy replaces a non-letter `letter` ("!", "#") by a random ASCII letter; every
-    other verdict of that copy, used as shipped (only Punkt and the seed set), equals ours."""
+    """llm-eval-framework's copy replaces a non-letter `letter` ("!", "#") by a random ASCII letter;
+    every other verdict of that copy, used as shipped (only Punkt and the seed set), equals ours."""
     shipped = reference_outputs(reference_rows, upstream_letter_rule=False)
     random_positions = random_letter_instructions(reference_rows)
     assert random_positions == {(19, 1), (22, 0)}

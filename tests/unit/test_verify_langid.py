@@ -1,4 +1,5 @@
-"""`rlmr.verify.langid` returns exactly what `langdetect.detect` returns (seed 0), on every kind of text."""
+"""`rlmr.verify.langid` returns exactly what `langdetect.detect` returns (seed 0), on every kind of
+text."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Soft constraints through the TextEngine interface (FakeEngine), and their reporting without an engine."""
+"""Soft constraints through the TextEngine interface (FakeEngine), and their reporting without an
+engine."""
 
 from __future__ import annotations
 
@@ -126,7 +127,8 @@ def _parsed(raw):
 
 @pytest.mark.slow
 def test_with_the_hf_transformers_engine(tiny_cache):  # noqa: F811
-    """The same checker on the real HF engine (a tiny random Llama): one batched call, verdicts from its log-probs."""
+    """The same checker on the real HF engine (a tiny random Llama): one batched call, verdicts from
+    its log-probs."""
     from rlmr.config import TinyModel
     from rlmr.engine.hf import HFEngine
 

@@ -1,4 +1,5 @@
-"""Per-response measurements: the sentence-count bound the IFEval rule relies on, and the capital-word count."""
+"""Per-response measurements: the sentence-count bound the IFEval rule relies on, and the
+capital-word count."""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def _tiny(seed):
 
 
 class FakeWorker(WeightSyncExtension):
-    """What vLLM's worker provides to the extension: `model_runner.model.load_weights` and `device`."""
+    """What vLLM's worker provides to the extension: `model_runner.model.load_weights` and
+    `device`."""
 
     def __init__(self, model):
         class Runner:
