@@ -66,7 +66,7 @@ def main(argv=None) -> int:
 
     core = pin_to_one_core()
 
-    from rlmr.tools.ifeval_reference import ReferenceRow, offline_reference
+    from rlmr.tools.ifeval_reference import ReferenceRow, offline_reference, reference_inputs
     from rlmr.verify.api import verify_batch
     from rlmr.verify.ifeval_eval import evaluate_rows, read_ifeval_rows, read_responses
     from rlmr.verify.langid import shared_identifier
@@ -83,16 +83,7 @@ def main(argv=None) -> int:
 
     logging.disable(logging.ERROR)  # the reference logs every langdetect failure
     with offline_reference() as evaluation:
-        examples = [
-            evaluation.InputExample(
-                key=i,
-                instruction_id_list=list(r.instruction_id_list),
-                prompt=r.prompt,
-                kwargs=[dict(k) for k in r.kwargs],
-            )
-            for i, r in enumerate(ref_rows)
-        ]
-        prompt_to_response = {r.prompt: r.response for r in ref_rows}
+        examples, prompt_to_response = reference_inputs(evaluation, ref_rows)
 
         def reference(examples_, modes=("strict", "loose")):
             out = {}

@@ -74,7 +74,8 @@ def offline_reference(upstream_letter_rule: bool = True) -> Iterator[object]:
         ) = saved
 
 
-def _inputs(evaluation, rows: Sequence[ReferenceRow]):
+def reference_inputs(evaluation, rows: Sequence[ReferenceRow]):
+    """The reference's `InputExample`s for `rows`, and its prompt -> response mapping."""
     examples = [
         evaluation.InputExample(
             key=i,
@@ -100,7 +101,7 @@ def reference_outputs(
     import logging
 
     with offline_reference(upstream_letter_rule) as evaluation:
-        examples, prompt_to_response = _inputs(evaluation, rows)
+        examples, prompt_to_response = reference_inputs(evaluation, rows)
         if len(prompt_to_response) != len(rows):
             raise ValueError("reference: prompts must be distinct")
         functions = {

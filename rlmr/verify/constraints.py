@@ -198,6 +198,28 @@ def register(ctype: ConstraintType) -> ConstraintType:
     return ctype
 
 
+def define(
+    name: str,
+    check,
+    kwargs: dict[str, Kwarg] | None = None,
+    prepare=None,
+    description: str = "",
+    *,
+    family: str,
+) -> ConstraintType:
+    """Register a constraint type of `family` (the short form the rule modules use)."""
+    return register(
+        ConstraintType(
+            name=name,
+            family=family,
+            kwargs=kwargs or {},
+            check=check,
+            prepare=prepare,
+            description=description,
+        )
+    )
+
+
 def registry() -> Mapping[str, ConstraintType]:
     """Every known constraint type by name."""
     return MappingProxyType(_REGISTRY)

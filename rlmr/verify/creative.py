@@ -33,13 +33,12 @@ from __future__ import annotations
 import re
 
 from rlmr.verify.constraints import (
-    ConstraintType,
     Kwarg,
     KwargError,
     boolean,
     choice,
+    define,
     integer,
-    register,
     text,
     text_list,
 )
@@ -208,16 +207,7 @@ def _register(name, check, kwargs=None, prepare=None, description=""):
     def on_visible_text(s: TextStats, a):  # what a reader sees: no zero-width tricks
         return check(s.visible, a)
 
-    register(
-        ConstraintType(
-            name=name,
-            family="creative",
-            kwargs=kwargs or {},
-            check=on_visible_text,
-            prepare=prepare,
-            description=description,
-        )
-    )
+    define(name, on_visible_text, kwargs, prepare, description, family="creative")
 
 
 _register("creative:word_count", word_count, _COUNT_RANGE, _prepare_range, "words in [min, max]")

@@ -24,14 +24,14 @@ whitespace) response follows no instruction, as in the reference.
 from __future__ import annotations
 
 import re
+from functools import partial
 
 from rlmr.verify.constraints import (
-    ConstraintType,
     Kwarg,
     KwargError,
     compile_pattern,
+    define,
     integer,
-    register,
     relation,
     text,
     text_list,
@@ -162,19 +162,7 @@ _PS = re.compile(r"\s*p\.\s?s\..*$", re.MULTILINE)
 _COUNT = integer(0)
 
 
-def _register(
-    name: str, check, kwargs: dict[str, Kwarg] | None = None, prepare=None, description: str = ""
-) -> None:
-    register(
-        ConstraintType(
-            name=name,
-            family="ifeval",
-            kwargs=kwargs or {},
-            check=check,
-            prepare=prepare,
-            description=description,
-        )
-    )
+_register = partial(define, family="ifeval")
 
 
 _register(
