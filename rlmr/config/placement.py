@@ -101,7 +101,7 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
     # CPU-only roles (the verifier; GPU roles configured with gpus: 0) get CPU bundles.
     for role in ALL_ROLES:
         res = getattr(cluster, role)
-        if res.gpus > 0 or res.replicas == 0:
+        if getattr(res, "gpus", 0.0) > 0 or res.replicas == 0:
             continue
         for rep in range(res.replicas):
             bundles.append({"CPU": res.cpus})

@@ -239,6 +239,13 @@ class LearnerConfig(Strict):
 # --------------------------------------------------------------------------- cluster
 
 
+class CPUResources(Strict):
+    """How many actors a CPU-only role gets (the verifier) and the CPUs each holds."""
+
+    replicas: int = Field(1, ge=0, le=4096)
+    cpus: float = Field(1.0, ge=0.0, le=256.0, description="CPUs per replica.")
+
+
 class RoleResources(Strict):
     """How many actors a role gets and what each one holds."""
 
@@ -270,7 +277,9 @@ class ClusterConfig(Strict):
     learner: RoleResources = Field(
         default_factory=RoleResources, description="replicas = DeepSpeed ranks."
     )
-    verifier: RoleResources = Field(default_factory=lambda: RoleResources(replicas=1, cpus=1.0))
+    verifier: CPUResources = Field(
+        default_factory=CPUResources, description="The constraint verifier runs on CPU only."
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -283,8 +292,6 @@ class ClusterConfig(Strict):
             raise ValueError("learner.replicas: must be at least 1")
         if self.rollout.replicas < 1:
             raise ValueError("rollout.replicas: must be at least 1")
-        if self.verifier.gpus:
-            raise ValueError("verifier.gpus: must be 0, the verifier runs on CPU")
         if self.gpus_per_node == 0:
             for role in ("rollout", "genrm", "reference", "learner"):
                 if getattr(self, role).gpus:

@@ -258,12 +258,6 @@ def resolve_model_dir(source) -> Path:
     if isinstance(source, TinyModel):
         return _tiny_dir(source)
     if isinstance(source, PackageModel):
-        if not source.tokenizer_from_gguf:
-            raise ModelLoadError(
-                f"package model {source.package}/{source.file}: "
-                "tokenizer_from_gguf is false, but a package model carries no other tokenizer; "
-                "set it to true"
-            )
         gguf = package_file(source.package, source.file)
         try:
             version = metadata.version(source.package.replace("_", "-"))

@@ -8,37 +8,21 @@ import json
 import pytest
 import torch
 
-from rlmr.config import load_config
 from rlmr.core.algo import group_advantages
 from rlmr.core.records import PromptRow, RewardSignals, ScoredGroup, WritingScores
 from rlmr.core.rewards import mix_rewards
 from rlmr.training.driver import run_training
 from rlmr.training.run_dir import RunDir, RunDirError
-from tests.fake_services import FakeServices
+from tests.fake_services import FakeServices, fake_run_config
 
 ROWS = [PromptRow(id=f"p{i}", prompt=f"Write piece {i}.") for i in range(12)]
 HELD_OUT = [PromptRow(id=f"h{i}", prompt=f"Held out {i}.") for i in range(3)]
 
 
 def _cfg(tmp_path, *overrides):
-    base = [
-        "model.source={type: tiny}",
-        "data.train=x",
-        "data.eval=y",
-        f"logging.output_dir={tmp_path}",
-        "logging.progress_bar=false",
-        "logging.tensorboard=false",
-        "trainer.steps=3",
-        "trainer.eval_every=2",
-        "checkpoint.every=1",
-        "rollout.n=4",
-        "rollout.prompts_per_step=2",
-        "learner.micro_batch_size=4",
-    ]
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    p = tmp_path / "c.yaml"
-    p.write_text("{}\n")
-    return load_config(p, base + list(overrides))
+    return fake_run_config(
+        tmp_path, "trainer.steps=3", "trainer.eval_every=2", "checkpoint.every=1", *overrides
+    )
 
 
 def test_steps_write_metrics_samples_checkpoints_and_curves(tmp_path):

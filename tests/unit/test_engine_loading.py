@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlmr.config import LocalModel, PackageModel, TinyModel
+from rlmr.config import LocalModel, TinyModel
 from rlmr.engine import loading
 from rlmr.judge.verdict import choose_verdict_labels
 from tests.fakes import tiny_cache  # noqa: F401 (fixture)
@@ -102,10 +102,6 @@ def test_bad_sources_fail_clearly(tmp_path):
         loading.resolve_model_dir(LocalModel(path=str(tmp_path)))
     with pytest.raises(loading.ModelLoadError, match="not found"):
         loading.resolve_model_dir(LocalModel(path=str(tmp_path / "missing.gguf")))
-    with pytest.raises(loading.ModelLoadError, match="tokenizer_from_gguf"):
-        loading.resolve_model_dir(
-            PackageModel(package="x", file="y.gguf", tokenizer_from_gguf=False)
-        )
     with pytest.raises(ValueError, match="dtype"):
         loading.torch_dtype("float64")
 

@@ -1,4 +1,4 @@
-"""Placement planning: 1 CPU node and 1..4 nodes x 8 GPUs, colocated or not. No Ray, no GPU."""
+"""Placement planning: 1 CPU node and 1..4 nodes x 8 GPUs. No Ray, no GPU."""
 
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ def _check_invariants(cluster: ClusterConfig, plan):
     # Every replica of every role is placed exactly once.
     for role in ("learner", "reference", "rollout", "genrm", "verifier"):
         res = getattr(cluster, role)
+        gpus = getattr(res, "gpus", 0.0)  # the verifier's section has none
         reps = plan.replicas.get(role, [])
         assert [r.replica for r in reps] == list(range(res.replicas)), role
         for r in reps:
             # A replica's bundles sit on one node and exist.
             assert {plan.bundle_nodes[b] for b in r.bundles} == {r.node}
             assert all(0 <= b < len(plan.bundles) for b in r.bundles)
-            if res.gpus >= 1:
-                assert len(r.bundles) == int(-(-res.gpus // 1))
-            if res.gpus == 0:
+            if gpus >= 1:
+                assert len(r.bundles) == int(-(-gpus // 1))
+            if gpus == 0:
                 assert r.gpus_per_bundle == 0.0
     # Ray's GPU accounting never oversubscribes a bundle, and GPU bundles hold one GPU.
     for b, load in enumerate(plan.gpu_load()):

@@ -149,3 +149,28 @@ def test_readme_python_example_runs():
 def test_readme_has_no_unfilled_placeholders():
     for marker in ("INSTALL_FIGURES", "EVIDENCE_SECTION", "TODO", "TBD"):
         assert marker not in README, marker
+
+
+# A config key as the documents write it: `section.key[.key...]`, in backticks.
+_KEY = re.compile(
+    r"`((?:model|data|rollout|reward|algo|learner|cluster|logging|checkpoint|trainer)"
+    r"(?:\.\w+)+)(?:[:=][^`]*)?`"
+)
+
+
+def _config_keys() -> set[str]:
+    """Every dotted key of the config tree, sections included (union variants merged)."""
+    from tests.unit.test_config_fields import leaf_fields
+
+    keys = set()
+    for leaf in leaf_fields():
+        parts = re.sub(r"\[\w+\]", "", leaf).split(".")
+        keys.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return keys
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(DOCUMENTS) if n.endswith(".md")])
+def test_every_config_key_a_document_names_exists(name):
+    keys = _config_keys()
+    unknown = sorted({k for k in _KEY.findall(DOCUMENTS[name]) if k not in keys})
+    assert not unknown, f"{name} names config keys the config does not have: {unknown}"
