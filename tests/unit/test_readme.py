@@ -174,3 +174,21 @@ def test_every_config_key_a_document_names_exists(name):
     keys = _config_keys()
     unknown = sorted({k for k in _KEY.findall(DOCUMENTS[name]) if k not in keys})
     assert not unknown, f"{name} names config keys the config does not have: {unknown}"
+
+
+def test_nothing_in_the_repository_reads_a_folder_beside_it():
+    """Users clone the repository alone: no file may point at `../shared` or a sibling folder."""
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    outside = re.compile(r"\.\./shared|REPO\.parent\b|parents\[2\]\s*/\s*\"shared\"")
+    hits = []
+    for name in files:
+        path = REPO / name
+        if path.suffix not in {".py", ".md", ".sh", ".yaml", ".yml", ".toml", ".txt", ""}:
+            continue
+        if not path.is_file() or name == "tests/unit/test_readme.py":
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        hits += [f"{name}: {m.group(0)}" for m in outside.finditer(text)]
+    assert not hits, hits

@@ -4,17 +4,14 @@ types."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from rlmr.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("RLMR_IFEVAL_DATA", REPO.parent / "shared" / "data" / "ifeval"))
+DATA = REPO / "tests" / "data" / "ifeval"
 
 
 def test_verify_cli_imports_nothing_heavy():
@@ -29,10 +26,8 @@ def test_verify_cli_imports_nothing_heavy():
     assert out.stdout.strip() == "[]"
 
 
-def test_ifeval_on_the_shared_data_prints_the_four_accuracies(tmp_path, capsys):
+def test_ifeval_on_gpt4_responses_prints_the_four_accuracies(tmp_path, capsys):
     responses = DATA / "input_response_data_gpt4_20231107_145030.jsonl"
-    if not responses.is_file():
-        pytest.fail(f"IFEval data not found in {DATA}; set RLMR_IFEVAL_DATA")
     code = main(
         [
             "verify",
