@@ -20,6 +20,12 @@ from pathlib import Path
 SEED = 20260314
 TOTAL = 400
 HELD_OUT_EVERY = 5
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "prompts"
+# The tiny set: prompts whose one constraint a random tiny model meets about half the time
+# (at most TINY_WORDS words), so the groups of `configs/tiny.yaml` hold passing and failing
+# responses and its advantages are not all zero.
+TINY_TOTAL = 32
+TINY_WORDS = 5
 
 SUBJECTS = [
     "a lighthouse keeper who finds a message in a bottle",
@@ -252,26 +258,46 @@ def generate(total: int = TOTAL, seed: int = SEED) -> tuple[list[dict], list[dic
     return train, heldout
 
 
-def write(out: Path, total: int = TOTAL, seed: int = SEED) -> tuple[Path, Path]:
-    from rlmr.verify.constraints import parse_constraints as check_constraints
-
-    train, heldout = generate(total, seed)
-    for row in train + heldout:
-        check_constraints(
-            row["constraints"]
-        )  # every constraint must parse against the verifier's registry
-    out.mkdir(parents=True, exist_ok=True)
-    paths = out / "train.jsonl", out / "heldout.jsonl"
-    for path, rows in zip(paths, (train, heldout)):
-        path.write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+def generate_tiny(total: int = TINY_TOTAL, seed: int = SEED) -> tuple[list[dict], list[dict]]:
+    """Short briefs with one word limit each, split like the main set (`configs/tiny.yaml`)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(total):
+        subject = rng.choice(SUBJECTS)
+        rows.append(
+            {
+                "id": f"tiny-{i:04d}",
+                "prompt": f"Write one line about {subject}. Use at most {TINY_WORDS} words.",
+                "constraints": [{"type": "creative:word_count", "max": TINY_WORDS}],
+            }
         )
+    heldout = [r for i, r in enumerate(rows) if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
+    train = [r for i, r in enumerate(rows) if i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1]
+    return train, heldout
+
+
+def write(out: Path, total: int = TOTAL, seed: int = SEED) -> list[Path]:
+    """Write train.jsonl, heldout.jsonl and the tiny set's tiny-train.jsonl, tiny-heldout.jsonl."""
+    from rlmr.verify.constraints import parse_constraints
+
+    sets = {"": generate(total, seed), "tiny-": generate_tiny(seed=seed)}
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for prefix, (train, heldout) in sets.items():
+        for row in train + heldout:  # every constraint must parse against the verifier's registry
+            parse_constraints(row["constraints"])
+        for name, rows in (("train", train), ("heldout", heldout)):
+            path = out / f"{prefix}{name}.jsonl"
+            path.write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+            )
+            paths.append(path)
     return paths
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "assets" / "prompts")
+    p.add_argument("--out", type=Path, default=ASSETS)
     p.add_argument("--total", type=int, default=TOTAL)
     p.add_argument("--seed", type=int, default=SEED)
     args = p.parse_args(argv)

@@ -1,5 +1,9 @@
 """End to end on CPU: `rlmr train configs/tiny.yaml` runs 2 real steps through real Ray actors,
-a real DeepSpeed learner, the real verifier and judge, then `--resume` adds a third."""
+a real DeepSpeed learner, the real verifier and judge, then `--resume` adds a third.
+
+The run must learn, not only write files: every step has groups with passing and failing
+responses (non-zero advantages), a positive gradient norm, and weights that move; and the
+resumed run ends with exactly the weights of an uninterrupted three-step run."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,8 +72,45 @@ def test_two_steps_then_resume_for_a_third(repo, tmp_path):
 
     AutoModelForCausalLM.from_pretrained(policy, local_files_only=True)
 
+    # Learning happened: mixed groups, real gradients, weights that moved from the start.
+    for m in metrics[1:]:
+        assert m["frac_zero_std"] < 1.0 and m["adv_std"] > 0.1 and m["adv_max"] > 0 > m["adv_min"]
+        assert m["grad_norm"] > 0.0
+    initial = _weights(_initial_model_dir(repo))
+    after_one = _weights(run / "checkpoints" / "step_000001" / "policy")
+    assert initial.keys() == after_one.keys()
+    moved = [k for k in initial if not torch.equal(initial[k], after_one[k])]
+    assert len(moved) > len(initial) // 2, f"only {len(moved)} of {len(initial)} tensors changed"
+
     proc = _train(repo, tmp_path, "--set", "trainer.steps=3", "--resume")
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1, 2, 3]
     assert (run / "checkpoints" / "latest").read_text() == "step_000003"
     assert "run directory" in proc.stderr
+
+    # An uninterrupted three-step run ends with the same weights as 2 steps + resume.
+    straight = tmp_path / "straight"
+    _train(repo, straight, "--set", "trainer.steps=3")
+    resumed = _weights(run / "checkpoints" / "step_000003" / "policy")
+    uninterrupted = _weights(straight / "it" / "checkpoints" / "step_000003" / "policy")
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
+    straight_metrics = [
+        json.loads(x) for x in (straight / "it" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert straight_metrics[3]["reward_mean"] == metrics[3]["reward_mean"]
+
+
+def _weights(policy_dir) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(policy_dir / "model.safetensors"))
+
+
+def _initial_model_dir(repo):
+    """The tiny model `configs/tiny.yaml` starts from (built once in $RLMR_CACHE)."""
+    from rlmr.config import load_config
+    from rlmr.engine.loading import resolve_model_dir
+
+    return resolve_model_dir(load_config(repo / "configs" / "tiny.yaml").model.source)

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from rlmr.data.prompts import load_prompts
-from rlmr.tools.promptset import generate
+from rlmr.tools.promptset import ASSETS as GENERATOR_OUT
+from rlmr.tools.promptset import TINY_WORDS, generate, generate_tiny
 from rlmr.verify.constraints import parse_constraints
 
 ASSETS = Path(__file__).resolve().parents[2] / "rlmr" / "assets" / "prompts"
@@ -19,9 +20,22 @@ def _read(name):
 
 
 def test_shipped_files_equal_the_generator():
+    assert GENERATOR_OUT == ASSETS  # `python -m rlmr.tools.promptset` rewrites the shipped files
     train, heldout = generate()
     assert _read("train.jsonl") == train
     assert _read("heldout.jsonl") == heldout
+    tiny_train, tiny_heldout = generate_tiny()
+    assert _read("tiny-train.jsonl") == tiny_train
+    assert _read("tiny-heldout.jsonl") == tiny_heldout
+
+
+def test_tiny_set_asks_for_one_word_limit_and_splits_like_the_main_set():
+    train, heldout = _read("tiny-train.jsonl"), _read("tiny-heldout.jsonl")
+    assert (len(train), len(heldout)) == (26, 6)
+    assert not {r["id"] for r in train} & {r["id"] for r in heldout}
+    for r in train + heldout:
+        assert r["constraints"] == [{"type": "creative:word_count", "max": TINY_WORDS}]
+        assert f"at most {TINY_WORDS} words" in r["prompt"]
 
 
 def test_size_kinds_constraints_and_split():
