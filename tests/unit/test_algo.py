@@ -264,3 +264,25 @@ def test_global_normalizer_makes_micro_batches_sum_to_the_full_token_mean():
         for i in range(3)
     )
     assert parts.item() == pytest.approx(seq.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("advantage", [1.0, -1.0])
+def test_clipping_binds_exactly_where_the_ratio_leaves_the_band(advantage):
+    """Clip-higher (0.2, 0.28): a positive advantage stops pushing once the ratio passes 1.28, a
+    negative one once it falls below 0.8; elsewhere each token's gradient is -ratio * A / N."""
+    low, high = 0.2, 0.28
+    ratios = torch.tensor([0.5, 0.79, 0.81, 1.0, 1.27, 1.29, 2.0], dtype=torch.float64)
+    logp = ratios.log().clone().requires_grad_(True)
+    mask = torch.ones(1, len(ratios), dtype=torch.bool)
+    out = policy_loss(
+        logp[None],
+        torch.zeros(1, len(ratios), dtype=torch.float64),
+        torch.tensor([advantage], dtype=torch.float64),
+        mask,
+        LossSettings(clip_low=low, clip_high=high),
+    )
+    out.loss.backward()
+    clipped = ratios > 1 + high if advantage > 0 else ratios < 1 - low
+    expected = torch.where(clipped, torch.zeros_like(ratios), -ratios * advantage / len(ratios))
+    assert torch.allclose(logp.grad, expected, rtol=1e-12, atol=0)
+    assert out.clip_frac == pytest.approx(float(clipped.sum()) / len(ratios))
