@@ -75,8 +75,11 @@ class LearnerWorker:
     def logprobs(self, shard: TokenBatch) -> torch.Tensor:
         return self.learner.logprobs(shard)
 
-    def export_weights(self) -> dict | None:
-        return self.learner.full_state_dict()
+    def export_weights(self) -> tuple:
+        """(ObjectRef of the full state dict, its number of tensors) on rank 0; (None, 0) on the
+        others, which only take part in the gather. The dict never travels through the driver."""
+        state = self.learner.full_state_dict()
+        return (ray.put(state), len(state)) if state is not None else (None, 0)
 
     def weight_metas(self) -> list:
         return self.learner.weight_metas()
@@ -134,11 +137,10 @@ class LearnerGroup:
         stats = self.ranks.call_each("update", batch.split(len(self.ranks)))
         return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
 
-    def export_weights_ref(self):
-        """ObjectRef of the full weights (rank 0's); the other ranks take part in the gather."""
-        refs = self.ranks.call_all_async("export_weights")
-        ray.wait(refs, num_returns=len(refs))
-        return refs[0]
+    def export_weights(self) -> tuple:
+        """(ObjectRef of the full weights, how many tensors they are), from rank 0; every rank
+        takes part in the gather."""
+        return self.ranks.call_all("export_weights")[0]
 
     def broadcast_weights_refs(self) -> list:
         """Every rank takes part (ZeRO-3 gathers); rank 0 broadcasts over the NCCL weight group."""

@@ -36,7 +36,7 @@ class RolloutWorker:
 
     def load_weights(self, state: dict) -> int:
         """Replace the engine's weights with the learner's (CPU path: tensors through the object
-        store)."""
+        store); returns how many tensors the engine loaded (it raises when it loads none)."""
         return self.engine.load_weights(state.items())
 
     def tensor_parallel_size(self) -> int:

@@ -137,9 +137,11 @@ class RayServices:
                     f"NCCL weight sync sent {sent} tensors, engines received {counts}"
                 )
             return
-        counts = self.rollout.call_all("load_weights", self.learner.export_weights_ref())
-        if len(set(counts)) != 1 or counts[0] == 0:
-            raise RuntimeError(f"weight sync loaded {counts} tensors into the rollout engines")
+        state, sent = self.learner.export_weights()
+        counts = self.rollout.call_all("load_weights", state)
+        if sent == 0 or any(c != sent for c in counts):
+            raise RuntimeError(f"weight sync: the learner sent {sent} tensors, "
+                               f"the rollout engines loaded {counts}")
 
     def save(self, directory: str, client_state: dict, remote: str | None = None) -> None:
         self.learner.save(directory, client_state, remote)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 import re
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rlmr.engine.base import EngineInfo, Generation, SamplingParams
+from rlmr.engine.vllm_worker import WeightSyncExtension
 
 
 class FakeTokenizer:
@@ -223,15 +225,18 @@ class FakeVLLM:
       `prompt_logprobs` (e.g. a real model's teacher-forced scores).
     """
 
-    def __init__(self, tokenizer=None, token_logprob=None, respond=None, score_sequence=None):
+    def __init__(
+        self, tokenizer=None, token_logprob=None, respond=None, score_sequence=None, workers=None
+    ):
         self.tokenizer = tokenizer or FakeTokenizer()
+        # What `collective_rpc` reaches: the real extension methods on recording workers.
+        self.workers = workers if workers is not None else [FakeVLLMWorker()]
         self.token_logprob = token_logprob or (
             lambda prefix, tok: -float(1 + (tok + len(prefix)) % 7)
         )
         self.respond = respond or (lambda ids, i: [ord(c) + 3 for c in f"reply {i}"])
         self.score_sequence = score_sequence
         self.calls: list[tuple] = []
-        self.asleep = False
 
     def get_tokenizer(self):
         return self.tokenizer
@@ -272,18 +277,34 @@ class FakeVLLM:
         return outs
 
     def collective_rpc(self, method, args=(), kwargs=None):
+        """Like vLLM: call `method` on every worker, return their answers in worker order."""
         self.calls.append(("collective_rpc", method, args))
-        return [None]
+        return [getattr(w, method)(*args, **(kwargs or {})) for w in self.workers]
 
     def reset_prefix_cache(self):
         self.calls.append(("reset_prefix_cache",))
         return True
 
-    def sleep(self, level=1):
-        self.asleep = True
 
-    def wake_up(self):
-        self.asleep = False
+class FakeVLLMWorker(WeightSyncExtension):
+    """A vLLM worker as the weight-sync extension sees it: the real extension methods, over a
+    model whose `load_weights` records the names it is given; the NCCL group is whatever the
+    test hands in (an in-process channel), and joining it only records the call."""
+
+    def __init__(self, weight_group=None):
+        self.device = None
+        self.loaded: list[str] = []
+        self.joined = None
+        self._rlmr_weight_group = weight_group
+        model = types.SimpleNamespace(load_weights=self._load, named_parameters=lambda: iter(()))
+        self.model_runner = types.SimpleNamespace(model=model)
+
+    def _load(self, weights):
+        self.loaded.extend(name for name, _ in weights)
+
+    def rlmr_init_weight_group(self, master_address, master_port, rank_offset, world_size):
+        self.joined = (master_address, master_port, rank_offset, world_size)
+        return rank_offset
 
 
 # --------------------------------------------------------------------------- tiny real models

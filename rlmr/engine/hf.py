@@ -318,6 +318,8 @@ class HFEngine:
                 )
             target.data.copy_(tensor.to(device=target.device, dtype=target.dtype))
             count += 1
+        if count == 0:
+            raise ValueError("load_weights: no tensors arrived")
         return count
 
 

@@ -185,9 +185,9 @@ class VLLMEngine:
             (name, tensor.detach().cpu() if hasattr(tensor, "detach") else tensor)
             for name, tensor in named_tensors
         ]
-        self.llm.collective_rpc("rlmr_load_weights", args=(batch,))
+        counts = self.llm.collective_rpc("rlmr_load_weights", args=(batch,))
         self.llm.reset_prefix_cache()
-        return len(batch)
+        return _same_count("load_weights", counts, len(batch))
 
     def init_weight_group(
         self, master_address: str, master_port: int, rank_offset: int, world_size: int
@@ -200,6 +200,14 @@ class VLLMEngine:
     def receive_weights(self, metas) -> int:
         """Receive one NCCL broadcast per `(name, dtype, shape)` from learner rank 0, then drop
         stale KV."""
-        self.llm.collective_rpc("rlmr_receive_weights", args=(list(metas),))
+        counts = self.llm.collective_rpc("rlmr_receive_weights", args=(list(metas),))
         self.llm.reset_prefix_cache()
-        return len(metas)
+        return _same_count("receive_weights", counts, len(metas))
+
+
+def _same_count(call: str, counts, sent: int) -> int:
+    """The tensors each vLLM worker says it loaded; every worker must have loaded all `sent`."""
+    counts = list(counts)
+    if not counts or any(not isinstance(c, int) or c != sent for c in counts):
+        raise RuntimeError(f"{call}: sent {sent} tensors, the vLLM workers loaded {counts}")
+    return sent

@@ -19,11 +19,16 @@ class WeightSyncExtension:
 
     def rlmr_load_weights(self, named_tensors) -> int:
         """Load `(name, tensor)` pairs (HF parameter names) into the worker's model; returns how
-        many."""
+        many this worker loaded (an empty load is an error, never a silent success)."""
         device = getattr(self, "device", None)
         weights = [(name, t.to(device) if device is not None else t) for name, t in named_tensors]
-        self.model_runner.model.load_weights(weights=weights)
-        return len(weights)
+        if not weights:
+            raise ValueError("rlmr_load_weights: no tensors arrived")
+        loaded = 0
+        for name, tensor in weights:  # one at a time: the count is what the model took
+            self.model_runner.model.load_weights(weights=[(name, tensor)])
+            loaded += 1
+        return loaded
 
     def rlmr_init_weight_group(
         self, master_address: str, master_port: int, rank_offset: int, world_size: int

@@ -74,8 +74,10 @@ def receive_parameters(
 ) -> int:
     """Receive each broadcast into a fresh buffer and hand it to `load` (vLLM's
     `model.load_weights`)."""
+    received = 0
     for name, dtype_name, shape in metas:
         buf = torch.empty(shape, dtype=getattr(torch, dtype_name), device=device)
         group.broadcast(buf, src=0, stream=_stream())
         load([(name, buf)])
-    return len(metas)
+        received += 1
+    return received

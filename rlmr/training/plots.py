@@ -51,7 +51,19 @@ def _has_signal(runs: dict, key: str) -> bool:
 
 
 def plot_metrics(rows_or_runs, out: Path, title: str = "") -> Path:
-    """`rows_or_runs`: metric rows of one run, or {label: rows} for an overlay."""
+    """`rows_or_runs`: metric rows of one run, or {label: rows} for an overlay; writes a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(rows_or_runs, title)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def curves_figure(rows_or_runs, title: str = ""):
+    """The matplotlib figure: one panel per metric that some run logged with a non-zero value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,11 +95,7 @@ def plot_metrics(rows_or_runs, out: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def main(argv=None) -> int:

@@ -76,14 +76,15 @@ def test_rollout_matches_learner_after_sync(local_ray, repo, tmp_path):
         lp = ray.get(learner.rank0.logprobs.remote(batch))
         return lp[batch.response_mask].reshape(4, 4)
 
-    state = learner.export_weights_ref()
-    ray.get(rollout.load_weights.remote(state))
+    state, sent = learner.export_weights()
+    # Every tensor of the tiny model: 2 layers x 9, embeddings, final norm, lm_head.
+    assert sent == 2 * 9 + 3 and ray.get(rollout.load_weights.remote(state)) == sent
     assert torch.allclose(rollout_lp(), learner_lp(), atol=1e-5)  # same start
 
     learner.update(batch)  # a large step: the learner's weights move
     moved = (rollout_lp() - learner_lp()).abs().max().item()
     assert moved > 1e-3
 
-    count = ray.get(rollout.load_weights.remote(learner.export_weights_ref()))
-    assert count > 0
+    state, sent = learner.export_weights()
+    assert ray.get(rollout.load_weights.remote(state)) == sent
     assert torch.allclose(rollout_lp(), learner_lp(), atol=1e-5)

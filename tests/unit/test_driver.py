@@ -225,13 +225,17 @@ def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path, monkey
         "trainer.eval_every=0",
         "checkpoint.every=0",
     )
-    clock = iter(range(0, 10_000, 25))  # every monotonic() call advances 25 s
+    # The clock is read once at the start and once after each step, 25 s apart: steps end at 25,
+    # 50 and 75 s, so step 3 is the first to cross the 60 s budget and the last to run.
+    clock = iter(range(0, 10_000, 25))
     monkeypatch.setattr(metrics.time, "monotonic", lambda: next(clock))
-    rows = run_training(cfg, FakeServices(), RunDir(cfg), ROWS, HELD_OUT)
-    steps = [r["step"] for r in rows]
-    assert steps[-1] < 50
-    assert "eval/pass_rate" in rows[-1]  # the final step is evaluated
-    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == f"step_{steps[-1]:06d}"
+    services = FakeServices()
+    rows = run_training(cfg, services, RunDir(cfg), ROWS, HELD_OUT)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3] and services.updates == 3
+    assert (
+        "eval/pass_rate" in rows[-1] and "eval/pass_rate" not in rows[2]
+    )  # the last step is evaluated
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step_000003"
 
 
 def test_resume_auto_starts_fresh_then_resumes(tmp_path):

@@ -16,7 +16,7 @@ from rlmr.engine import SamplingParams, TextEngine, WeightSyncEngine
 from rlmr.engine.vllm import VLLMEngine
 from rlmr.engine.vllm_worker import WeightSyncExtension
 from rlmr.judge import GenerativeJudge, JudgeGroup, JudgeSettings
-from tests.fakes import FakeEngine, FakeSamplingParams, FakeVLLM, preferring
+from tests.fakes import FakeEngine, FakeSamplingParams, FakeVLLM, FakeVLLMWorker, preferring
 
 
 def make(**kw):
@@ -74,15 +74,28 @@ def test_sequence_logprobs():
 
 
 def test_weight_sync_goes_to_every_worker_and_resets_the_prefix_cache():
-    llm, engine = make()
+    llm, engine = make(workers=[FakeVLLMWorker(), FakeVLLMWorker()])
     n = engine.load_weights([("lm_head.weight", torch.ones(2, 2)), ("norm.weight", torch.ones(2))])
     assert n == 2
+    assert [w.loaded for w in llm.workers] == [["lm_head.weight", "norm.weight"]] * 2
     (rpc,) = [c for c in llm.calls if c[0] == "collective_rpc"]
     assert rpc[1] == "rlmr_load_weights" and [name for name, _ in rpc[2][0]] == [
         "lm_head.weight",
         "norm.weight",
     ]
     assert llm.calls[-1] == ("reset_prefix_cache",)
+
+
+def test_a_worker_that_loads_less_than_was_sent_fails_the_sync():
+    class Lossy(FakeVLLMWorker):
+        def rlmr_load_weights(self, named_tensors):
+            return 0
+
+    llm, engine = make(workers=[FakeVLLMWorker(), Lossy()])
+    with pytest.raises(RuntimeError, match=r"load_weights: sent 1 tensors, .* loaded \[1, 0\]"):
+        engine.load_weights([("norm.weight", torch.ones(2))])
+    with pytest.raises(ValueError, match="no tensors arrived"):
+        FakeVLLMWorker().rlmr_load_weights([])
 
 
 def test_worker_extension_loads_weights_into_the_worker_model():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlmr.training.plots import _has_signal, main, moving_average, plot_metrics
+from rlmr.training.plots import _has_signal, curves_figure, main, moving_average, plot_metrics
 
 
 def test_moving_average_is_a_trailing_mean():
@@ -16,6 +16,10 @@ def test_plot_overlays_runs_and_skips_all_zero_panels(tmp_path):
     assert not _has_signal(runs, "kl") and _has_signal(runs, "pass_rate")
     out = plot_metrics(runs, tmp_path / "c.png", title="t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    fig = curves_figure(runs, title="t")
+    drawn = [ax.get_title() for ax in fig.axes if ax.axison]
+    assert drawn == ["held-out constraint pass rate", "train pass rate"]  # no all-zero KL panel
+    assert [len(ax.get_lines()) for ax in fig.axes if ax.axison] == [3, 3]  # 30 rows: raw + mean
 
 
 def test_cli_writes_an_overlay(tmp_path):

@@ -136,16 +136,17 @@ def test_with_the_hf_transformers_engine(tiny_cache):  # noqa: F811
         TinyModel(), dtype="float32", device="cpu", batch_size=2, max_model_len=1024
     )
     checker = SoftConstraintChecker(engine, yes="Y", no="N", chat_template=False)
+    response = "Snow fell all night."
+    row = engine.next_token_logprobs(
+        [checker.prompt(response, WINTER["requirement"])], [checker.yes_id, checker.no_id]
+    )[0]
+    p_yes = 1 / (1 + math.exp(row[1] - row[0]))  # P(yes) / (P(yes) + P(no))
+    assert 0.02 < p_yes < 0.98  # the random model is unsure: thresholds on both sides of it matter
+    below, above = round(p_yes - 0.01, 4), round(p_yes + 0.01, 4)
     items = [
-        ("Snow fell all night.", _parsed(WINTER)),
-        ("The sun was hot.", _parsed({**WINTER, "threshold": 0.0})),
+        (response, _parsed({**WINTER, "threshold": below})),
+        (response, _parsed({**WINTER, "threshold": above})),
     ]
     results = checker.check(items)
-    rows = engine.next_token_logprobs(
-        [checker.prompt(r, c.kwargs["requirement"]) for r, c in items],
-        [checker.yes_id, checker.no_id],
-    )
-    p_yes = 1 / (1 + math.exp(rows[0][1] - rows[0][0]))
+    assert [r.verdict for r in results] == [Verdict.PASS, Verdict.FAIL]
     assert results[0].detail == f"p(yes)={p_yes:.3f}"
-    assert results[0].verdict is (Verdict.PASS if p_yes >= 0.5 else Verdict.FAIL)
-    assert results[1].verdict is Verdict.PASS  # threshold 0 accepts any answer

@@ -16,7 +16,7 @@ import torch
 from rlmr.engine.vllm import VLLMEngine
 from rlmr.engine.vllm_worker import WeightSyncExtension
 from rlmr.engine.weight_group import broadcast_parameters, receive_parameters, weight_metas
-from tests.fakes import FakeVLLM
+from tests.fakes import FakeVLLM, FakeVLLMWorker
 
 
 class Channel:
@@ -138,12 +138,29 @@ def test_receive_parameters_allocates_from_metas():
 
 
 def test_vllm_engine_routes_the_nccl_path_through_collective_rpc():
-    fake = FakeVLLM()
+    tensors = {"a": torch.ones(2), "b": torch.zeros(3, 3, dtype=torch.bfloat16)}
+    metas = weight_metas(tensors.items())
+    channels = [Channel(), Channel()]  # one per tensor-parallel worker
+    for channel in channels:
+        assert broadcast_parameters(tensors.items(), channel.endpoint(True), is_source=True) == 2
+    workers = [FakeVLLMWorker(c.endpoint(False)) for c in channels]
+    fake = FakeVLLM(workers=workers)
     engine = VLLMEngine(llm=fake, sampling_params_cls=dict, tensor_parallel_size=2)
     assert engine.tensor_parallel_size == 2
     engine.init_weight_group("10.0.0.1", 29500, 3, 5)
-    metas = [("a", "float32", (2,)), ("b", "bfloat16", (3, 3))]
+    assert [w.joined for w in workers] == [("10.0.0.1", 29500, 3, 5)] * 2
     assert engine.receive_weights(metas) == 2
+    assert [w.loaded for w in workers] == [["a", "b"], ["a", "b"]]
     assert ("collective_rpc", "rlmr_init_weight_group", ("10.0.0.1", 29500, 3, 5)) in fake.calls
     assert ("collective_rpc", "rlmr_receive_weights", (metas,)) in fake.calls
     assert fake.calls[-1] == ("reset_prefix_cache",)  # no KV from the old weights is reused
+
+
+def test_a_worker_that_receives_fewer_tensors_fails_the_sync():
+    class Short(FakeVLLMWorker):
+        def rlmr_receive_weights(self, metas):
+            return len(metas) - 1
+
+    engine = VLLMEngine(llm=FakeVLLM(workers=[Short()]), sampling_params_cls=dict)
+    with pytest.raises(RuntimeError, match=r"receive_weights: sent 2 tensors, .* loaded \[1\]"):
+        engine.receive_weights([("a", "float32", (2,)), ("b", "float32", (1,))])
