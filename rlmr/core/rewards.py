@@ -125,9 +125,3 @@ def _dynamic(
             raise ValueError('passed_fraction: required when all_violate="fraction"')
         fallback = frac.to(w.dtype)
     return torch.where(some_pass, out, fallback)
-
-
-def pass_rate(passed) -> float:
-    """Fraction of responses that met every constraint."""
-    c = passed if isinstance(passed, torch.Tensor) else torch.as_tensor(passed)
-    return float(c.to(torch.float64).mean()) if c.numel() else 0.0

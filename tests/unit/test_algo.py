@@ -19,6 +19,7 @@ from rlmr.core.algo import (
     sequence_kl,
     zero_std_mask,
 )
+from tests.properties import examples
 
 
 def test_group_norm_matches_definition():
@@ -34,7 +35,7 @@ def test_dr_grpo_and_rloo_match_definitions():
     assert torch.allclose(group_advantages(r, "rloo"), loo, atol=1e-12)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.integers(1, 64),
     st.floats(-1e6, 1e6, allow_nan=False),

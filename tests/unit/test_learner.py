@@ -63,11 +63,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_learner(model_dir, micro=4, updates=1, lr=1e-2, algo=None, grad_clip=1e6):
+def make_learner(
+    model_dir, micro=4, updates=1, lr=1e-2, algo=None, grad_clip=1e6, zero=0, save_optimizer=True
+):
     from rlmr.training.learner import PolicyLearner, RankInfo
 
     learner_cfg = LearnerConfig(
-        lr=lr, micro_batch_size=micro, updates_per_step=updates, grad_clip=grad_clip, backend="gloo"
+        lr=lr,
+        micro_batch_size=micro,
+        updates_per_step=updates,
+        grad_clip=grad_clip,
+        backend="gloo",
+        zero_stage=zero,
     )
     return PolicyLearner(
         model_dir,
@@ -77,6 +84,7 @@ def make_learner(model_dir, micro=4, updates=1, lr=1e-2, algo=None, grad_clip=1e
         RankInfo(0, 1, "cpu"),
         samples_per_step=len(RESPONSES),
         seed=0,
+        save_optimizer=save_optimizer,
     )
 
 
@@ -212,3 +220,49 @@ def test_several_updates_per_step_keep_the_old_log_probs_fixed(model_dir):
     two = make_learner(model_dir, micro=2, updates=2, lr=5e-2).update(batch())
     assert one["ratio_mean"] == pytest.approx(1.0, abs=1e-6) and one["clip_frac"] == 0.0
     assert abs(two["ratio_mean"] - 1.0) > 1e-4
+
+
+@pytest.mark.parametrize("zero", [0, 3])
+def test_a_checkpoint_holds_the_weights_the_tokenizer_and_the_optimizer(model_dir, tmp_path, zero):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    learner = make_learner(model_dir, zero=zero)
+    learner.update(batch())
+    exported = learner.full_state_dict()
+    learner.save(str(tmp_path / "ck"), {"step": 7})
+    policy = tmp_path / "ck" / "policy"
+    saved = load_file(str(policy / "model.safetensors"))
+    assert saved.keys() == exported.keys() and len(saved) == 2 * 9 + 3
+    assert all(torch.equal(saved[k], exported[k]) for k in saved)
+    assert {p.name for p in policy.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "generation_config.json",
+    }
+    AutoTokenizer.from_pretrained(str(policy))
+    reloaded = AutoModelForCausalLM.from_pretrained(str(policy), local_files_only=True)
+    assert all(torch.equal(reloaded.state_dict()[k], exported[k]) for k in exported)
+
+    # A fresh learner restores weights, optimizer and client state: the next update matches.
+    other = make_learner(model_dir, zero=zero)
+    assert other.load(str(tmp_path / "ck"))["step"] == 7
+    restored = other.full_state_dict()
+    assert all(torch.equal(restored[k], exported[k]) for k in exported)
+    learner.update(batch())
+    other.update(batch())
+    after_a, after_b = learner.full_state_dict(), other.full_state_dict()
+    assert all(torch.equal(after_a[k], after_b[k]) for k in after_a)
+
+
+def test_without_optimizer_state_only_the_policy_is_saved_and_resume_is_refused(
+    model_dir, tmp_path
+):
+    learner = make_learner(model_dir, save_optimizer=False)
+    learner.save(str(tmp_path / "ck"))
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["policy"]
+    with pytest.raises(FileNotFoundError, match="no optimizer/ state to resume from"):
+        make_learner(model_dir).load(str(tmp_path / "ck"))

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from rlmr.core.algo import ADVANTAGE_METHODS, group_advantages
 from rlmr.core.rewards import mix_rewards
+from tests.properties import examples
 
 PROPERTY_SETTINGS = settings(
-    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(1500), deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmr.core.shaping import binary_entropy, entropy_shaped_rewards, vote_entropy
+from tests.properties import examples
 
 prob = st.floats(0.0, 1.0, allow_nan=False)
 
@@ -26,7 +27,7 @@ def test_binary_entropy_limits():
     assert h[3].item() == pytest.approx(-(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75)))
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(st.floats(0.01, 0.99), st.floats(0.5, 0.999), st.floats(0.5, 0.999))
 def test_orderings(floor, p_a, p_b):
     # Confidence = distance of p from 0.5: the more confident of the two judgments.
@@ -55,7 +56,7 @@ def test_orderings_at_float_resolution_are_ties_not_inversions():
     assert _shaped(False, uncertain, floor) >= _shaped(False, confident, floor)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.floats(0.0, 1.0), prob)
 def test_bounds_and_symmetry(floor, p):
     for correct in (True, False):
