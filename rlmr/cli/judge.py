@@ -142,13 +142,14 @@ def _settings(args):
 def run(args) -> int:
     import time
 
+    from rlmr.data.pairs import load_pairs
     from rlmr.engine.factory import build_engine
-    from rlmr.judge.evaluation import evaluate_pairs, read_pairs
+    from rlmr.judge.evaluation import evaluate_pairs
     from rlmr.judge.judge import GenerativeJudge, JudgeSettings
 
     try:
         source, writing, engine_cfg = _settings(args)
-        pairs, bad_utf8 = read_pairs(args.pairs)
+        pairs = load_pairs(args.pairs)
     except (ValueError, FileNotFoundError) as err:
         print(f"rlmr judge: {err}", file=sys.stderr)
         return 2
@@ -182,7 +183,6 @@ def run(args) -> int:
     finally:
         if bar:
             bar.close()
-    report.bad_utf8_lines = bad_utf8
     print(f"pairs file: {args.pairs}")
     for line in report.lines():
         print(line)

@@ -15,62 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from rlmr.core.records import PromptRow
+from rlmr.data.files import DataError, read_rows, summary
 
 ALLOWED_KEYS = {"id", "prompt", "constraints", "context", "reference"}
-
-
-class DataError(ValueError):
-    """A prompt file is unreadable or has bad rows; the message names file and rows."""
-
-
-def _read_rows(path: Path) -> list[dict]:
-    """Rows of a JSONL/JSON/Parquet file or a `save_to_disk` folder, via `datasets`."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    if path.is_dir():
-        try:
-            ds = datasets.load_from_disk(str(path))
-        except Exception as exc:  # datasets raises several types for a folder that is not a dataset
-            raise DataError(f"{path}: not a saved dataset folder ({exc})") from None
-        if isinstance(ds, datasets.DatasetDict):
-            if "train" not in ds:
-                raise DataError(
-                    f"{path}: dataset has splits {list(ds)}, expected one or a 'train' split"
-                )
-            ds = ds["train"]
-        return ds.to_list()
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return _read_jsonl(path)
-    if suffix == ".parquet":
-        return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()
-    raise DataError(
-        f"{path}: unsupported file type {suffix!r}; use .jsonl, .parquet or a saved dataset folder"
-    )
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    # Read line by line ourselves rather than with datasets' JSON loader: a broken
-    # line is reported with its number, and constraint objects keep their own keys
-    # (Arrow would unify them into one struct with nulls for every other kwarg).
-    from rlmr.data.jsonl import iter_jsonl
-
-    rows, errors = [], []
-    for lineno, row, problem, _ in iter_jsonl(path):
-        if problem:
-            errors.append(f"{path}:{lineno}: {problem}")
-            continue
-        row["__line__"] = lineno
-        rows.append(row)
-    if errors:
-        raise DataError(_summary(errors))
-    return rows
-
-
-def _summary(errors: list[str], limit: int = 20) -> str:
-    more = f"\n  ... and {len(errors) - limit} more" if len(errors) > limit else ""
-    return f"{len(errors)} bad row(s):\n  " + "\n  ".join(errors[:limit]) + more
 
 
 def _check_messages(value) -> str | None:
@@ -151,7 +98,7 @@ def parse_rows(
                 )
             )
     if errors:
-        raise DataError(_summary(errors))
+        raise DataError(summary(errors))
     if not rows:
         raise DataError(f"{source}: no prompt rows")
     return rows
@@ -164,7 +111,7 @@ def load_prompts(
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: prompt file not found")
-    return parse_rows(_read_rows(p), str(p), check_constraints)
+    return parse_rows(read_rows(p), str(p), check_constraints)
 
 
 def check_prompt_rows(
@@ -191,7 +138,7 @@ def check_prompt_rows(
                 "reference: required by reward.writing.group_strategy: reference"
             )
     if errors:
-        raise DataError(_summary(errors))
+        raise DataError(summary(errors))
 
 
 class PromptSampler:

@@ -1,8 +1,7 @@
 """Evaluating a judge on labelled preference pairs: agreement, position consistency, calibration.
 
-Pairs are JSONL rows with `prompt`, `chosen`, `rejected` and optional
-`context`, `id`, `kind`. The judge gives `p = P(chosen > rejected)` (both
-orders averaged with swap). Reported:
+Pairs are `rlmr.data.pairs.PreferencePair`s (loaded with `load_pairs`). The judge
+gives `p = P(chosen > rejected)` (both orders averaged with swap). Reported:
 - agreement: share of pairs with `p > 0.5` (an exact tie counts one half);
 - position consistency: share of pairs whose two orders pick the same winner;
 - ECE: expected calibration error of the judge's confidence `max(p, 1 - p)`
@@ -17,51 +16,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from rlmr.data.jsonl import iter_jsonl
-from rlmr.engine.prompt_text import clean_text
+from rlmr.data.pairs import PreferencePair
 from rlmr.judge.types import PairJudgment
-
-
-@dataclass(frozen=True)
-class PreferencePair:
-    prompt: str
-    chosen: str
-    rejected: str
-    context: str | None = None
-    id: str = ""
-    kind: str = ""
-
-
-def read_pairs(path: str | Path) -> tuple[list[PreferencePair], int]:
-    """Pairs from a JSONL file; returns them and the number of lines that were not valid UTF-8.
-
-    Bytes that are not UTF-8 are replaced, not fatal; a row without `prompt`,
-    `chosen` or `rejected` is an error naming its line.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: preference file not found")
-    pairs, bad_utf8 = [], 0
-    for lineno, row, problem, repaired in iter_jsonl(p, bad_utf8="replace"):
-        if problem:
-            raise ValueError(f"{p}:{lineno}: {problem}")
-        bad_utf8 += repaired
-        missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str)]
-        if missing:
-            raise ValueError(f"{p}:{lineno}: missing or non-string field(s) {', '.join(missing)}")
-        pairs.append(
-            PreferencePair(
-                clean_text(row["prompt"]),
-                clean_text(row["chosen"]),
-                clean_text(row["rejected"]),
-                clean_text(row.get("context")) or None,
-                str(row.get("id", lineno)),
-                str(row.get("kind", "")),
-            )
-        )
-    return pairs, bad_utf8
 
 
 def agreement(p_chosen: Sequence[float]) -> float:
@@ -101,7 +58,6 @@ class EvaluationReport:
     verdict_mass: float
     seconds: float
     by_kind: dict[str, float] = field(default_factory=dict)
-    bad_utf8_lines: int = 0
     truncated: int = 0
     empty: int = 0
 
@@ -125,8 +81,6 @@ class EvaluationReport:
             f"time                  {self.seconds:.1f} s "
             f"({self.seconds / max(self.pairs, 1):.2f} s/pair)",
         ]
-        if self.bad_utf8_lines:
-            out.append(f"non-UTF-8 lines       {self.bad_utf8_lines} (bytes replaced)")
         for kind, value in sorted(self.by_kind.items()):
             out.append(f"  agreement {kind:<12}{value:.1%}")
         return out

@@ -57,8 +57,8 @@ def test_sampled_logprobs_match_teacher_forcing(engine):
 
 
 def test_judge_reads_verdicts_and_scores_from_smollm2(engine):
+    from rlmr.data.pairs import load_pairs
     from rlmr.judge import GenerativeJudge, JudgeGroup, JudgeSettings, PairQuery
-    from rlmr.judge.evaluation import read_pairs
     from rlmr.tools.preference_pairs import PAIRS
 
     judge = GenerativeJudge(engine, JudgeSettings(reasoning=False, max_judge_len=1024))
@@ -67,7 +67,7 @@ def test_judge_reads_verdicts_and_scores_from_smollm2(engine):
         "B",
         "Verdict:",
     )  # " A" is one token
-    pairs, _ = read_pairs(PAIRS)
+    pairs = load_pairs(PAIRS)
     results = judge.compare(
         [PairQuery(p.prompt, p.chosen, p.rejected, p.context) for p in pairs[:2]]
     )

@@ -8,14 +8,14 @@ import json
 import pytest
 
 from rlmr.cli import judge as judge_cli
+from rlmr.data.files import DataError
 from rlmr.data.jsonl import read_jsonl
+from rlmr.data.pairs import PreferencePair, load_pairs
 from rlmr.judge import GenerativeJudge, JudgeSettings
 from rlmr.judge.evaluation import (
-    PreferencePair,
     agreement,
     evaluate_pairs,
     expected_calibration_error,
-    read_pairs,
 )
 from rlmr.tools.preference_pairs import (
     KINDS,
@@ -39,26 +39,59 @@ def test_ece_is_zero_for_a_calibrated_judge_and_large_for_an_overconfident_one()
     assert expected_calibration_error(overconfident) == pytest.approx(0.49)
 
 
-def test_read_pairs_replaces_bad_bytes_and_names_bad_lines(tmp_path):
-    good = json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}).encode()
-    bad = b'{"prompt": "p", "chosen": "caf\xe9", "rejected": "r", "kind": "x"}'
+def test_load_pairs_reads_every_field_and_refuses_bad_rows_by_line(tmp_path):
+    rows = [
+        {"prompt": "p", "chosen": "c", "rejected": "r"},
+        {
+            "id": "x1",
+            "prompt": "p",
+            "chosen": "c2",
+            "rejected": "r2",
+            "context": "ctx",
+            "rationale": "why",
+            "label_source": "human",
+            "kind": "k",
+        },
+    ]
     f = tmp_path / "pairs.jsonl"
-    f.write_bytes(good + b"\n\n" + bad + b"\n")
-    pairs, bad_lines = read_pairs(f)
-    assert len(pairs) == 2 and bad_lines == 1
-    assert pairs[1].chosen == "caf\ufffd" and pairs[1].kind == "x"
-    f.write_bytes(good + b"\n" + json.dumps({"prompt": "p", "chosen": "c"}).encode() + b"\n")
-    with pytest.raises(ValueError, match=r":2: missing .*rejected"):
-        read_pairs(f)
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first, second = load_pairs(f)
+    assert first == PreferencePair(id="pairs-0", prompt="p", chosen="c", rejected="r")
+    assert second.to_dict() == rows[1]
+    bad = [
+        {"prompt": "p", "chosen": "same", "rejected": "same"},
+        {"prompt": "p", "chosen": "c"},
+        {"id": "x1", "prompt": "p", "chosen": "a", "rejected": "b"},
+        {"id": "x1", "prompt": "p", "chosen": "a", "rejected": "c"},
+        {"prompt": "p", "chosen": "a", "rejected": "b", "score": 3},
+        {"prompt": "p", "chosen": "a", "rejected": "b", "context": 5},
+    ]
+    f.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    with pytest.raises(DataError) as err:
+        load_pairs(f)
+    message = str(err.value)
+    for expected in (
+        "pairs.jsonl:1: chosen and rejected are the same text",
+        "pairs.jsonl:2: rejected: required text is missing or empty",
+        "pairs.jsonl:4: id: 'x1' repeats the id of",
+        "pairs.jsonl:5: unknown key(s) score",
+        "pairs.jsonl:6: context: must be text",
+    ):
+        assert expected in message, message
+    f.write_text(json.dumps(rows[0]) + "\nnot json\n")
+    with pytest.raises(DataError, match=r"pairs\.jsonl:2: not valid JSON"):
+        load_pairs(f)
+    with pytest.raises(DataError, match="file not found"):
+        load_pairs(tmp_path / "missing.jsonl")
 
 
 def test_evaluate_pairs_with_a_fake_judge():
     engine = FakeEngine(next_token=preferring(lambda t: 1.0 + 3 * t.count("good")))
     judge = GenerativeJudge(engine, JudgeSettings(reasoning=False))
     pairs = [
-        PreferencePair("p", "good good", "bad", kind="k1"),
-        PreferencePair("p", "bad", "good", kind="k2"),
-        PreferencePair("p", "", "bad"),
+        PreferencePair(id="1", prompt="p", chosen="good good", rejected="bad", kind="k1"),
+        PreferencePair(id="2", prompt="p", chosen="bad", rejected="good", kind="k2"),
+        PreferencePair(id="3", prompt="p", chosen="", rejected="bad"),
     ]
     seen = []
     report, judgments = evaluate_pairs(judge, pairs, batch_pairs=2, progress=seen.append)
