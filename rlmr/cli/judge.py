@@ -76,23 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def parse_model(spec: str):
-    """'tiny' | 'package:PKG:FILE' | a path -> a ModelSource."""
-    from rlmr.config import LocalModel, PackageModel, TinyModel
-
-    if spec == "tiny":
-        return TinyModel()
-    if spec.startswith("package:"):
-        parts = spec.split(":", 2)
-        if len(parts) != 3 or not all(parts[1:]):
-            raise ValueError(f"--model {spec!r}: expected package:PACKAGE:FILE")
-        return PackageModel(package=parts[1], file=parts[2])
-    return LocalModel(path=spec)
-
-
 def _settings(args):
     """(model source, GenRMReward section, engine section) from --config and the flags."""
     from rlmr.config import GenRMReward, HFEngine, load_config
+    from rlmr.config.models import source_from_spec
 
     if args.config:
         cfg = load_config(args.config, args.overrides)
@@ -111,9 +98,9 @@ def _settings(args):
         )
         source = None
     if args.model:
-        source = parse_model(args.model)
+        source = source_from_spec(args.model)
     if source is None:
-        source = parse_model(DEFAULT_MODEL)
+        source = source_from_spec(DEFAULT_MODEL)
     changes = {
         k: v
         for k, v in {

