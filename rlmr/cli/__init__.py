@@ -57,6 +57,10 @@ _DELEGATED = {
         "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)",
     ),
     "judge": ("rlmr.cli.judge", "evaluate a generative reward model on preference pairs"),
+    "genrm": (
+        "rlmr.cli.genrm",
+        "make the judge's training data: preference pairs, distilled reasoning chains",
+    ),
 }
 
 

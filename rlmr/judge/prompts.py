@@ -70,6 +70,9 @@ class JudgePrompt:
 
     text: str
     cut: tuple[bool, ...]  # per response, in order of appearance: was it cut in the middle
+    system: str = ""  # the instructions, before any chat template
+    user: str = ""  # the user turn (prompt, fenced responses), before any chat template
+    opening: str = ""  # what the judge's answer starts with: the analysis header, or the cue
 
     @property
     def truncated(self) -> int:
@@ -169,12 +172,14 @@ class PromptBuilder:
             for key, text in responses.items():
                 fitted[key], was_cut = truncate_middle(self.tokenizer, text, per_response)
                 cut.append(was_cut)
-            text = self._wrap(render(template, **values, **fitted), cue)
+            user = render(template, **values, **fitted)
+            text = self._wrap(user, cue)
             excess = len(token_ids(self.tokenizer, text)) - self.budget
             if excess <= 0 or per_response <= _MIN_RESPONSE_TOKENS:
                 break
             per_response = max(per_response - excess // len(responses) - 2, _MIN_RESPONSE_TOKENS)
-        return JudgePrompt(text, tuple(cut))
+        opening = ANALYSIS_HEADER if self.reasoning else cue
+        return JudgePrompt(text, tuple(cut), self.system, user, opening)
 
     def _prepare(self, text) -> str:
         text = clean_text(text).strip()
