@@ -27,6 +27,8 @@ class PromptRow:
     constraints: tuple[dict, ...] = ()
     context: str | None = None  # outline, characters... shown to the judge
     reference: str | None = None  # reference response for the judge's `reference` strategy
+    text: str | None = None  # the exact text the policy sees, already formatted (no chat template)
+    label: str | None = None  # judge training: where the better response is, "first" or "second"
 
     def brief(self) -> str:
         """The user's request as text (the last user message for chat prompts)."""

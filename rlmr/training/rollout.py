@@ -16,8 +16,10 @@ from rlmr.engine.base import SamplingParams, TextEngine
 
 
 def format_prompt(row: PromptRow, tokenizer, chat_template: bool = True) -> str:
-    """The text the policy sees: the chat template applied to the row's messages, or the raw
-    prompt."""
+    """The text the policy sees: the row's own formatted text when it has one (a judge prompt),
+    else the chat template applied to its messages, or the raw prompt."""
+    if row.text is not None:
+        return row.text
     messages = (
         [{"role": "user", "content": row.prompt}]
         if isinstance(row.prompt, str)
