@@ -34,6 +34,20 @@ class RolloutWorker:
 
         return sample_groups(self.engine, rows, params, chat_template=self.cfg.model.chat_template)
 
+    def read_judgments(self, groups: list[Group]) -> list:
+        """Judge training: what each sampled judgment decided, and the label distribution there."""
+        from rlmr.judge.verdict import choose_verdict_labels
+        from rlmr.training.judge_task import read_judgments
+
+        labels = choose_verdict_labels(self.engine.tokenizer)
+        return read_judgments(self.engine, groups, labels, self.cfg.judge.reasoning)
+
+    def judge_held_out(self, pairs: list) -> list:
+        """Judge training: the current policy judging held-out pairs (`PairJudgment` per pair)."""
+        from rlmr.training.judge_task import judge_held_out
+
+        return judge_held_out(self.engine, pairs, self.cfg.judge)
+
     def load_weights(self, state: dict) -> int:
         """Replace the engine's weights with the learner's (CPU path: tensors through the object
         store); returns how many tensors the engine loaded (it raises when it loads none)."""

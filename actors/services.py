@@ -59,11 +59,15 @@ class RayServices:
             self._start("learner", LearnerWorker, cfg, world, self._device("learner"))
         )
         self.rollout = self._start("rollout", RolloutWorker, cfg, self._device("rollout"))
-        self.verifier = self._start(
-            "verifier", VerifierWorker, cfg.reward.verifier, soft_engine_factory(cfg)
-        )
+        # Judge training reads its rewards off the rollout engines: no verifier, no other judge.
+        policy = cfg.task == "policy"
+        self.verifier = None
+        if policy:
+            self.verifier = self._start(
+                "verifier", VerifierWorker, cfg.reward.verifier, soft_engine_factory(cfg)
+            )
         self.genrm = None
-        if cfg.reward.writing.type == "genrm":
+        if policy and cfg.reward.writing.type == "genrm":
             self.genrm = self._start(
                 "genrm",
                 GenRMWorker,
@@ -107,6 +111,12 @@ class RayServices:
         writing = scores.get() if scores is not None else [None] * len(groups)
         return [ScoredGroup(g, v, w) for g, v, w in zip(groups, verdicts.get(), writing)]
 
+    def read_judgments(self, groups: list[Group]) -> list:
+        return self.rollout.map("read_judgments", groups)
+
+    def judge_held_out(self, pairs: list) -> list:
+        return self.rollout.map("judge_held_out", pairs)
+
     def reference_logprobs(self, tokens: TokenBatch) -> torch.Tensor:
         return torch.cat(self.reference.call_each("logprobs", tokens.chunks(len(self.reference))))
 
@@ -140,8 +150,9 @@ class RayServices:
         state, sent = self.learner.export_weights()
         counts = self.rollout.call_all("load_weights", state)
         if sent == 0 or any(c != sent for c in counts):
-            raise RuntimeError(f"weight sync: the learner sent {sent} tensors, "
-                               f"the rollout engines loaded {counts}")
+            raise RuntimeError(
+                f"weight sync: the learner sent {sent} tensors, the rollout engines loaded {counts}"
+            )
 
     def save(self, directory: str, client_state: dict, remote: str | None = None) -> None:
         self.learner.save(directory, client_state, remote)

@@ -50,13 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
 _DELEGATED = {
     "train": (
         "rlmr.cli.train",
-        "train a policy with RLMR (local Ray, or --address auto to join a cluster)",
+        "train a policy with RLMR, or a judge (task: judge) with RLCS; local Ray or --address",
     ),
     "verify": (
         "rlmr.cli.verify",
         "check responses against constraints (e.g. `rlmr verify ifeval --input F --output-dir D`)",
     ),
     "judge": ("rlmr.cli.judge", "evaluate a generative reward model on preference pairs"),
+    "sft": (
+        "rlmr.cli.sft",
+        "supervised cold start of a judge on distilled chains (task: judge), before its GRPO",
+    ),
     "genrm": (
         "rlmr.cli.genrm",
         "make the judge's training data: preference pairs, distilled reasoning chains",

@@ -91,14 +91,19 @@ def init_ray(address: str | None, cfg) -> None:
 
 def run(args) -> int:
     from rlmr.config import load_config
-    from rlmr.data.prompts import DataError
+    from rlmr.data.files import DataError
     from rlmr.training.run_dir import RunDir, RunDirError
 
     cfg = load_config(args.config, args.overrides)
     try:
-        train_rows, eval_rows = load_prompt_sets(cfg)
+        if cfg.task == "judge":
+            from rlmr.training.judge_task import judge_prompt_sets
+
+            train_rows, eval_rows = judge_prompt_sets(cfg)
+        else:
+            train_rows, eval_rows = load_prompt_sets(cfg)
         run_dir = RunDir(cfg, resume={"always": True, "auto": "auto", None: False}[args.resume])
-    except (DataError, RunDirError) as err:
+    except (DataError, RunDirError, ValueError) as err:  # ValueError: a judge prompt cannot fit
         print(f"rlmr train: {err}", file=sys.stderr)
         return 2
     print(
@@ -106,24 +111,27 @@ def run(args) -> int:
         f"{len(eval_rows)} held-out)",
         file=sys.stderr,
     )
+    rows = run_on_ray(cfg, args.address, run_dir, train_rows, eval_rows)
+    last = rows[-1] if rows else {}
+    keys = ("step", "reward_mean", "pass_rate", "eval/pass_rate", "eval/agreement")
+    summary = {k: last[k] for k in keys if k in last}
+    print(f"rlmr train: done; {summary}; curves in {run_dir.path / 'curves.png'}", file=sys.stderr)
+    return 0
 
+
+def run_on_ray(cfg, address, run_dir, train_rows, eval_rows, **loop) -> list[dict]:
+    """Start (or join) Ray, place the run's actors, run the loop, and stop what was started."""
     import ray
 
     from actors.services import RayServices
     from rlmr.training.driver import run_training
 
-    init_ray(args.address, cfg)
+    init_ray(address, cfg)
     services = None
     try:
         services = RayServices(cfg)
-        rows = run_training(cfg, services, run_dir, train_rows, eval_rows)
+        return run_training(cfg, services, run_dir, train_rows, eval_rows, **loop)
     finally:
         if services is not None:
             services.shutdown()
         ray.shutdown()
-    last = rows[-1] if rows else {}
-    summary = {
-        k: last[k] for k in ("step", "reward_mean", "pass_rate", "eval/pass_rate") if k in last
-    }
-    print(f"rlmr train: done; {summary}; curves in {run_dir.path / 'curves.png'}", file=sys.stderr)
-    return 0

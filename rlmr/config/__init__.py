@@ -12,6 +12,7 @@ answer in a second on any machine.
 - `memory`: per-GPU memory arithmetic behind `cluster/SCALING.md`.
 """
 
+from rlmr.config.judge import JudgeTaskConfig, SFTConfig, ShapingConfig
 from rlmr.config.loading import (
     ConfigError,
     apply_overrides,
@@ -65,6 +66,7 @@ __all__ = [
     "EngineConfig",
     "GenRMReward",
     "HFEngine",
+    "JudgeTaskConfig",
     "KLConfig",
     "LearnerConfig",
     "LocalModel",
@@ -78,6 +80,8 @@ __all__ = [
     "CPUResources",
     "RoleResources",
     "RolloutConfig",
+    "SFTConfig",
+    "ShapingConfig",
     "TinyModel",
     "TrainerConfig",
     "VLLMEngine",

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from rlmr.config.judge import JudgeTaskConfig
 from rlmr.config.models import EngineConfig, HFEngine, ModelConfig, ModelSource, Strict
 
 # The margin of RLMR's dynamic penalty, as a fraction of the group's writing
@@ -368,8 +369,14 @@ class TrainerConfig(Strict):
 class RLMRConfig(Strict):
     """A whole training run."""
 
+    task: Literal["policy", "judge"] = Field(
+        "policy",
+        description="policy: train a writer with RLMR; judge: train the generative judge (RLCS), "
+        "with preference pairs in data.train / data.eval.",
+    )
     model: ModelConfig
     data: DataConfig
+    judge: JudgeTaskConfig = Field(default_factory=JudgeTaskConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
@@ -412,7 +419,8 @@ class RLMRConfig(Strict):
                 "cluster.learner.replicas * learner.micro_batch_size * learner.updates_per_step = "
                 f"{per_update}"
             )
-        if self.reward.writing.type == "genrm" and self.cluster.genrm.replicas == 0:
+        policy = self.task == "policy"  # judge training starts no judge and no verifier
+        if policy and self.reward.writing.type == "genrm" and self.cluster.genrm.replicas == 0:
             raise ValueError(
                 "cluster.genrm.replicas: is 0 but reward.writing.type genrm needs a judge"
             )
@@ -424,6 +432,11 @@ class RLMRConfig(Strict):
             raise ValueError(
                 "reward.verifier.soft_constraints: engine needs the judge's engine; "
                 "reward.writing.type is none"
+            )
+        if not policy and self.judge.max_judge_len > self.model.max_model_len:
+            raise ValueError(
+                f"judge.max_judge_len: {self.judge.max_judge_len} exceeds model.max_model_len "
+                f"{self.model.max_model_len}"
             )
         if self.data.max_prompt_tokens + self.rollout.max_new_tokens > self.model.max_model_len:
             raise ValueError(

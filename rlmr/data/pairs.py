@@ -107,3 +107,44 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
     """Load and validate a preference-pair file or dataset folder."""
     p = Path(path)
     return parse_pairs(read_rows(p), str(p))
+
+
+@dataclass(frozen=True)
+class SFTRow:
+    """One supervised example: the exact `prompt` text and the `completion` to learn to write."""
+
+    id: str
+    prompt: str
+    completion: str
+
+
+def load_sft_rows(path: str | Path) -> list[SFTRow]:
+    """SFT rows (`rlmr genrm distill` writes them): `prompt` and `completion` texts, optional
+    `id`; every bad row is refused with its file and line."""
+    p = Path(path)
+    rows, errors, seen = [], [], {}
+    for index, row in enumerate(read_rows(p)):
+        where = f"{p}:{row.get('__line__', index + 1)}"
+        unknown = sorted(set(row) - {"id", "prompt", "completion", "__line__"})
+        missing = [
+            k
+            for k in ("prompt", "completion")
+            if not isinstance(row.get(k), str) or not row[k].strip()
+        ]
+        row_id = str(row.get("id", f"{p.stem}-{index}"))
+        if unknown:
+            errors.append(
+                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: id, prompt, completion"
+            )
+        elif missing:
+            errors.append(f"{where}: {missing[0]}: required text is missing or empty")
+        elif row_id in seen:
+            errors.append(f"{where}: id: {row_id!r} repeats the id of {seen[row_id]}")
+        else:
+            seen[row_id] = where
+            rows.append(SFTRow(row_id, row["prompt"], row["completion"]))
+    if errors:
+        raise DataError(summary(errors))
+    if not rows:
+        raise DataError(f"{p}: no SFT rows")
+    return rows

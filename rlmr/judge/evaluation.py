@@ -95,19 +95,31 @@ def evaluate_pairs(
 ) -> tuple[EvaluationReport, list[PairJudgment]]:
     """Judge every pair (chosen as `a`) in batches of `batch_pairs`; `progress(k)` after each
     batch."""
-    from rlmr.judge.judge import PairQuery
-
     start = time.perf_counter()
     judgments: list[PairJudgment] = []
     before = dict(judge.stats)
     for i in range(0, len(pairs), batch_pairs):
         chunk = pairs[i : i + batch_pairs]
-        judgments += judge.compare(
-            [PairQuery(q.prompt, q.chosen, q.rejected, q.context) for q in chunk]
-        )
+        judgments += judge_pairs(judge, chunk)
         if progress:
             progress(len(chunk))
-    seconds = time.perf_counter() - start
+    report = pair_report(pairs, judgments, time.perf_counter() - start)
+    report.truncated = judge.stats.get("truncated", 0) - before.get("truncated", 0)
+    report.empty = judge.stats.get("empty", 0) - before.get("empty", 0)
+    return report, judgments
+
+
+def judge_pairs(judge, pairs: Sequence[PreferencePair]) -> list[PairJudgment]:
+    """One judgment per pair, the chosen response as `a` (both orders when the judge swaps)."""
+    from rlmr.judge.judge import PairQuery
+
+    return judge.compare([PairQuery(q.prompt, q.chosen, q.rejected, q.context) for q in pairs])
+
+
+def pair_report(
+    pairs: Sequence[PreferencePair], judgments: Sequence[PairJudgment], seconds: float = 0.0
+) -> EvaluationReport:
+    """Agreement, position consistency, calibration and position bias of judgments on pairs."""
     ps = [j.p for j in judgments]
     flags = [j.consistent for j in judgments if j.consistent is not None]
     # First-position wins: forward shows chosen first, backward shows rejected first.
@@ -119,7 +131,7 @@ def evaluate_pairs(
         if q.kind:
             kinds[q.kind].append(p)
     masses = [j.verdict_mass for j in judgments if j.decided == "judge"]
-    report = EvaluationReport(
+    return EvaluationReport(
         pairs=len(pairs),
         agreement=agreement(ps),
         position_consistency=(sum(flags) / len(flags)) if flags else None,
@@ -130,7 +142,4 @@ def evaluate_pairs(
         verdict_mass=sum(masses) / len(masses) if masses else float("nan"),
         seconds=seconds,
         by_kind={k: agreement(v) for k, v in kinds.items()},
-        truncated=judge.stats.get("truncated", 0) - before.get("truncated", 0),
-        empty=judge.stats.get("empty", 0) - before.get("empty", 0),
     )
-    return report, judgments

@@ -46,6 +46,11 @@ class Services(Protocol):
 
     def sync_weights(self) -> None: ...
 
+    # Judge training (`task: judge`) only: read sampled judgments, judge held-out pairs.
+    def read_judgments(self, groups: list[Group]) -> list: ...
+
+    def judge_held_out(self, pairs: list) -> list: ...
+
     def save(self, directory: str, client_state: dict, remote: str | None = None) -> None: ...
 
     def load(self, directory: str, remote: str | None = None) -> dict: ...
@@ -160,11 +165,25 @@ def run_training(
     cfg: RLMRConfig,
     services: Services,
     run: RunDir,
-    train_rows: Sequence[PromptRow],
-    eval_rows: Sequence[PromptRow] = (),
+    train_rows: Sequence,
+    eval_rows: Sequence = (),
+    step_fn=None,
+    eval_fn=None,
 ) -> list[dict]:
     """Run, or continue when `run` was opened to resume; returns the metric rows logged by this
-    call."""
+    call.
+
+    The step and the evaluation are the task's: RLMR's `training_step` and `evaluate` for
+    `task: policy`, the judge's (`rlmr.training.judge_task`) for `task: judge`; `rlmr sft`
+    passes its own. Everything else (data order, checkpoints, resume, eval cadence, wall-clock
+    budget, logs) is the same loop.
+    """
+    if step_fn is None or eval_fn is None:
+        from rlmr.training import judge_task
+
+        policy = cfg.task == "policy"
+        step_fn = step_fn or (training_step if policy else judge_task.judge_training_step)
+        eval_fn = eval_fn or (evaluate if policy else judge_task.judge_evaluate)
     sampler = PromptSampler(train_rows, seed=cfg.data.seed, shuffle=cfg.data.shuffle)
     start = 0
     if run.resuming:
@@ -174,18 +193,18 @@ def run_training(
     logged = []
     eval_rows = list(eval_rows)[: cfg.data.eval_size] if cfg.data.eval_size else list(eval_rows)
     if start == 0 and eval_rows and cfg.trainer.eval_at_start:
-        logged.append({"step": 0, **evaluate(cfg, services, eval_rows)})
+        logged.append({"step": 0, **eval_fn(cfg, services, eval_rows)})
         run.log(0, logged[-1])
     progress = Progress(cfg, start)
     try:
         for step in range(start + 1, cfg.trainer.steps + 1):
-            metrics, samples = training_step(cfg, services, sampler, step)
+            metrics, samples = step_fn(cfg, services, sampler, step)
             out_of_time = progress.out_of_time()
             last = step == cfg.trainer.steps or out_of_time
             if eval_rows and (
                 (cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0) or last
             ):
-                metrics.update(evaluate(cfg, services, eval_rows))
+                metrics.update(eval_fn(cfg, services, eval_rows))
             run.log(step, metrics)
             run.write_samples(step, samples)
             logged.append({"step": step, **metrics})

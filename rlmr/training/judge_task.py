@@ -21,14 +21,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from rlmr.core.records import Group, PromptRow
 from rlmr.core.shaping import entropy_shaped_rewards, vote_entropy
 from rlmr.data.pairs import PreferencePair
+from rlmr.judge.evaluation import judge_pairs
+from rlmr.judge.judge import GenerativeJudge, JudgeSettings
 from rlmr.judge.prompts import PromptBuilder
+from rlmr.judge.types import PairJudgment
 from rlmr.judge.verdict import VerdictLabels, binary_entropy, verdict_probability
 
 
@@ -165,3 +168,121 @@ def _p_label_mean(groups, judgments) -> float:
         for j in js
     ]
     return sum(ps) / len(ps) if ps else math.nan
+
+
+def judge_settings(judge) -> JudgeSettings:
+    """How the judge being trained judges held-out pairs: greedy, both orders, its own budget."""
+    return JudgeSettings(
+        reasoning=judge.reasoning,
+        swap=True,
+        max_analysis_tokens=judge.max_analysis_tokens,
+        max_judge_len=judge.max_judge_len,
+        temperature=0.0,
+    )
+
+
+def judge_held_out(engine, pairs: Sequence[PreferencePair], judge) -> list[PairJudgment]:
+    """The current policy, as a judge, on held-out pairs (the chosen response as `a`)."""
+    return judge_pairs(GenerativeJudge(engine, judge_settings(judge)), pairs)
+
+
+def judge_training_step(cfg, services, sampler, step: int) -> tuple[dict, list[dict]]:
+    """One GRPO step of the judge: sample judgments, read them, shape, update, sync."""
+    from rlmr.core.algo import group_advantages
+    from rlmr.core.records import TokenBatch, TrainBatch
+    from rlmr.training.metrics import PhaseTimer
+    from rlmr.training.rollout import sampling_params
+
+    timer = PhaseTimer()
+    params = sampling_params(cfg.rollout, seed=cfg.trainer.seed * 1_000_003 + step)
+    params = replace(params, max_new_tokens=cfg.judge.judgment_tokens)
+    with timer("rollout"):
+        groups = services.sample(sampler.take(cfg.rollout.prompts_per_step), params)
+    with timer("reward"):
+        judgments = services.read_judgments(groups)
+    shaping = cfg.judge.shaping
+    rewards, correct, entropies = judge_rewards(groups, judgments, shaping.floor, shaping.entropy)
+    advantages = group_advantages(rewards, method=cfg.algo.advantage, eps=cfg.algo.eps)
+    batch = TrainBatch.of(TokenBatch.from_groups(groups, services.pad_token_id), advantages)
+    with timer("update"):
+        stats = services.update_policy(batch)
+    with timer("sync"):
+        services.sync_weights()
+    metrics = judge_metrics(groups, judgments, rewards, correct, entropies)
+    lengths = [len(r.token_ids) for g in groups for r in g.responses]
+    metrics.update(
+        {
+            "reward_mean": float(rewards.mean()),
+            "adv_mean": float(advantages.mean()),
+            "adv_std": float(advantages.std()) if advantages.numel() > 1 else 0.0,
+            "frac_zero_std": float((rewards == rewards[:, :1]).all(dim=1).float().mean()),
+            "response_len_mean": sum(lengths) / len(lengths),
+            **stats,
+            **timer.times,
+            "time/step_s": timer.elapsed(),
+        }
+    )
+    samples = [
+        {
+            "prompt_id": g.row.id,
+            "label": g.row.label,
+            "judgment": r.text,
+            "verdict": j.side,
+            "p_first": j.p_first,
+            "reward": float(rewards[gi, ri]),
+            "advantage": float(advantages[gi, ri]),
+        }
+        for gi, (g, js) in enumerate(zip(groups, judgments))
+        for ri, (r, j) in enumerate(zip(g.responses, js))
+    ][: cfg.logging.samples_per_step]
+    return metrics, samples
+
+
+def judge_evaluate(cfg, services, pairs: Sequence[PreferencePair]) -> dict:
+    """The judge on held-out pairs, both orders: agreement (also per family), position
+    consistency, calibration, position bias."""
+    from rlmr.judge.evaluation import pair_report
+    from rlmr.training.metrics import PhaseTimer
+
+    timer = PhaseTimer()
+    report = pair_report(pairs, services.judge_held_out(list(pairs)))
+    out = {
+        "eval/agreement": report.agreement,
+        "eval/ece": report.ece,
+        "eval/first_position_rate": report.first_position_rate,
+        "eval/verdict_mass": report.verdict_mass,
+        "eval/pairs": report.pairs,
+    }
+    if report.position_consistency is not None:
+        out["eval/position_consistency"] = report.position_consistency
+    out.update({f"eval/agreement/{kind}": v for kind, v in report.by_kind.items()})
+    out["time/eval_s"] = timer.elapsed()
+    return out
+
+
+def judge_prompt_sets(cfg) -> tuple[list[PromptRow], list[PreferencePair]]:
+    """`task: judge`: training prompts (each pair in both orders, as the judge's prompts) and the
+    held-out pairs, checked before any model starts."""
+    from rlmr.data.pairs import load_pairs
+    from rlmr.data.prompts import check_prompt_rows
+    from rlmr.engine.loading import load_tokenizer
+    from rlmr.judge.verdict import choose_verdict_labels
+
+    tokenizer = load_tokenizer(cfg.model.source)
+    judge = cfg.judge
+    builder = PromptBuilder(
+        tokenizer,
+        choose_verdict_labels(tokenizer),
+        max_len=judge.max_judge_len,
+        reasoning=judge.reasoning,
+        max_analysis_tokens=judge.max_analysis_tokens,
+        chat_template=cfg.model.chat_template,
+    )
+    rows = judge_rows(load_pairs(cfg.data.train), builder)
+    check_prompt_rows(
+        rows,
+        cfg.data.train,
+        lambda r: len(tokenizer(r.text, add_special_tokens=False)["input_ids"]),
+        cfg.data.max_prompt_tokens,
+    )
+    return rows, load_pairs(cfg.data.eval) if cfg.data.eval else []

@@ -231,7 +231,10 @@ class PolicyLearner:
             norm = local_norm if self.cfg.zero_stage == 0 else self.engine.get_global_grad_norm()
             if norm is not None:
                 stats.setdefault("grad_norm", []).append(float(norm))
+        # The response NLL as a token mean over the whole shard (not a mean of micro-batch means).
+        nll_sum, tokens = sum(stats.pop("_nll_sum")), sum(stats.pop("_tokens"))
         result = {k: sum(v) / len(v) for k, v in stats.items()}
+        result["nll"] = nll_sum / max(tokens, 1.0)
         result["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.cfg.lr
         return result
 
@@ -266,7 +269,10 @@ class PolicyLearner:
         with torch.no_grad():
             gap = masked_mean((old - rollout_lp).abs(), mask).item()
             entropy = masked_mean(ent, mask).item()
+            nll_sum = float(-(logp.detach() * mask).sum())
         return {
+            "_nll_sum": nll_sum,
+            "_tokens": float(mask.sum()),
             "pg_loss": out.pg_loss,
             "kl": out.kl,
             "clip_frac": out.clip_frac,

@@ -132,6 +132,17 @@ def expected_last_step(
     return min(max_steps, step + 1 + int(max(0.0, seconds_left) // seconds_per_step))
 
 
+# What the bar shows, when the step logged it: RLMR, judge training, SFT, held-out.
+_SHOWN = (
+    ("reward", "reward_mean"),
+    ("pass_rate", "pass_rate"),
+    ("agree", "judge/agreement"),
+    ("nll", "sft/nll"),
+    ("eval", "eval/pass_rate"),
+    ("eval_agree", "eval/agreement"),
+)
+
+
 class Progress:
     """The progress bar (step, reward, pass rate, ETA) and the wall-clock budget of a run.
 
@@ -170,11 +181,8 @@ class Progress:
             )
         self.bar.update(1)
         shown = {
-            "reward": f"{metrics['reward_mean']:.3f}",
-            "pass_rate": f"{metrics['pass_rate']:.2f}",
+            name: f"{metrics[key]:.3f}" for name, key in _SHOWN if metrics.get(key) is not None
         }
-        if "eval/pass_rate" in metrics:
-            shown["eval"] = f"{metrics['eval/pass_rate']:.2f}"
         self.bar.set_postfix(**shown)
 
     def close(self) -> None:

@@ -99,6 +99,7 @@ def leaf_fields(model: type[BaseModel] = RLMRConfig, prefix: str = "") -> list[s
 ME = "tests/unit/test_config_fields.py::"
 DRIVER = "tests/unit/test_driver.py::"
 CONFIG = "tests/unit/test_config.py::"
+JT = "tests/unit/test_judge_training.py::"
 PLACEMENT = "tests/unit/test_placement.py::"
 LOADING = "tests/unit/test_engine_loading.py::"
 ALGO = "tests/unit/test_algo.py::"
@@ -468,6 +469,24 @@ OBSERVED_BY: dict[str, list[str]] = {
         DRIVER + "test_wall_clock_budget_stops_early_with_eval_and_checkpoint"
     ],
     "trainer.eval_temperature": [ME + "test_sampling_follows_the_rollout_and_trainer_sections"],
+    # ----- task and judge training
+    "task": [
+        JT + "test_judge_grpo_rewards_agreement_shaped_by_the_verdict_entropy",
+        JT + "test_sft_takes_its_rows_and_epochs_from_the_judge_section",
+    ],
+    "judge.reasoning": [
+        JT + "test_a_judgment_may_write_an_analysis_only_with_reasoning",
+        JT + "test_the_judge_section_shapes_the_prompts_the_policy_sees",
+    ],
+    "judge.max_analysis_tokens": [JT + "test_a_judgment_may_write_an_analysis_only_with_reasoning"],
+    "judge.max_judge_len": [JT + "test_the_judge_section_shapes_the_prompts_the_policy_sees"],
+    "judge.shaping.floor": [
+        JT + "test_judge_grpo_rewards_agreement_shaped_by_the_verdict_entropy",
+        JT + "test_without_shaping_the_rewards_are_plus_and_minus_one",
+    ],
+    "judge.shaping.entropy": [JT + "test_votes_shaping_uses_the_groups_split"],
+    "judge.sft.data": [JT + "test_sft_takes_its_rows_and_epochs_from_the_judge_section"],
+    "judge.sft.epochs": [JT + "test_sft_takes_its_rows_and_epochs_from_the_judge_section"],
 }
 
 # Fields no code acts on yet: the reason, and where the effect would have to be implemented.
