@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
+import statistics
+import warnings
 
 import pytest
 import torch
@@ -10,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlmr.core.algo import (
+    ADVANTAGE_METHODS,
     LossSettings,
     entropy_from_logits,
     group_advantages,
@@ -287,3 +291,401 @@ def test_clipping_binds_exactly_where_the_ratio_leaves_the_band(advantage):
     expected = torch.where(clipped, torch.zeros_like(ratios), -ratios * advantage / len(ratios))
     assert torch.allclose(logp.grad, expected, rtol=1e-12, atol=0)
     assert out.clip_frac == pytest.approx(float(clipped.sum()) / len(ratios))
+
+
+# ----------------------------------------------------------------- inputs, dtypes, exact values
+
+
+def test_group_norm_default_eps_is_one_in_a_million():
+    # n = 2, rewards 0 and 1: mean 0.5, Bessel std sqrt(0.5).
+    adv = group_advantages(torch.tensor([[0.0, 1.0]], dtype=torch.float64))
+    a = 0.5 / (math.sqrt(0.5) + 1e-6)
+    assert adv[0].tolist() == pytest.approx([-a, a], rel=1e-13)
+    adv0 = group_advantages(torch.tensor([[0.0, 1.0]], dtype=torch.float64), eps=0.0)
+    assert adv0.tolist()[0] == pytest.approx([-math.sqrt(0.5), math.sqrt(0.5)], rel=1e-13)
+
+
+def test_advantages_of_several_groups_use_each_groups_own_statistics():
+    rows = [[1.0, 2.0, 3.0, 6.0], [10.0, 10.0, 40.0, 0.0], [0.1, 0.1, 0.1, 0.1]]
+    r = torch.tensor(rows, dtype=torch.float64)
+    for method in ADVANTAGE_METHODS:
+        adv = group_advantages(r, method)
+        assert adv.shape == (3, 4)
+        for row, got in zip(rows[:2], adv.tolist()[:2]):
+            mean = statistics.fmean(row)
+            if method == "group_norm":
+                want = [(x - mean) / (statistics.stdev(row) + 1e-6) for x in row]
+            elif method == "dr_grpo":
+                want = [x - mean for x in row]
+            else:
+                want = [x - (sum(row) - x) / 3 for x in row]
+            assert got == pytest.approx(want, rel=1e-12)
+        # 0.1 * 4 / 4 != 0.1 in floating point: the constant group is zeroed explicitly.
+        assert adv[2].tolist() == [0.0] * 4
+
+
+def test_advantages_of_groups_at_extreme_scales_in_one_batch():
+    pattern = [1.0, -1.0, 0.0, 0.5]
+    r = torch.tensor(
+        [[x * 1e300 for x in pattern], [x * 1e-300 for x in pattern]], dtype=torch.float64
+    )
+    for method, unit in (("group_norm", None), ("dr_grpo", 1.0), ("rloo", 4 / 3)):
+        adv = group_advantages(r, method, eps=0.0)
+        alone = [group_advantages(r[i : i + 1], method, eps=0.0)[0] for i in range(2)]
+        assert torch.equal(adv[0], alone[0]) and torch.equal(adv[1], alone[1])
+        mean = statistics.fmean(pattern)
+        for i, scale in enumerate((1e300, 1e-300)):
+            if unit is None:
+                want = [(x - mean) / statistics.stdev(pattern) for x in pattern]
+            else:
+                want = [(x - mean) * unit * scale for x in pattern]
+            assert adv[i].tolist() == pytest.approx(want, rel=1e-12)
+
+
+def test_advantages_of_float32_are_the_float64_result_rounded():
+    torch.manual_seed(1)
+    r = torch.rand(8, 6) * 10 - 3
+    assert r.dtype == torch.float32
+    for method in ADVANTAGE_METHODS:
+        adv = group_advantages(r, method)
+        assert adv.dtype == torch.float32
+        assert torch.equal(adv, group_advantages(r.double(), method).float())
+        assert group_advantages(r.double(), method).dtype == torch.float64
+
+
+def test_advantages_accept_lists_and_integers():
+    adv = group_advantages([[1, 3]], "dr_grpo")
+    assert adv.dtype == torch.get_default_dtype()
+    assert adv.tolist() == [[-1.0, 1.0]]
+    assert group_advantages([[1.0, 3.0]], "rloo").tolist() == [[-2.0, 2.0]]
+    assert zero_std_mask([[1, 1], [1, 2]]).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("method", ADVANTAGE_METHODS)
+def test_single_response_groups_get_zero_advantage_without_warnings(method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "std(): degrees of freedom is <= 0"
+        adv = group_advantages(torch.tensor([[1.0], [-2.0]]), method)
+    assert adv.tolist() == [[0.0], [0.0]]
+
+
+def test_two_response_groups():
+    r = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    assert group_advantages(r, "rloo").tolist() == [[-2.0, 2.0]]
+    assert group_advantages(r, "dr_grpo").tolist() == [[-1.0, 1.0]]
+    assert group_advantages(r, eps=0.0)[0].tolist() == pytest.approx(
+        [-1 / math.sqrt(2), 1 / math.sqrt(2)], rel=1e-13
+    )
+
+
+def test_advantage_errors_name_the_argument():
+    with pytest.raises(
+        ValueError, match=r"^rewards: expected a real-valued tensor, got dtype torch.bool"
+    ):
+        group_advantages(torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^rewards: expected shape \[groups, n\], got \(3,\)"):
+        group_advantages(torch.zeros(3))
+    with pytest.raises(
+        ValueError, match=r"^rewards: groups must hold at least one response, got n=0"
+    ):
+        group_advantages(torch.zeros(2, 0))
+    with pytest.raises(
+        ValueError,
+        match=r"^method: unknown value 'grpo'; expected one of group_norm, dr_grpo, rloo$",
+    ):
+        group_advantages(torch.zeros(1, 2), "grpo")
+    with pytest.raises(ValueError, match=r"^eps: must be >= 0, got -1e-06$"):
+        group_advantages(torch.zeros(1, 2), eps=-1e-6)
+    for bad, match in (
+        (torch.ones(1, 2, dtype=torch.bool), r"^rewards: expected a real-valued tensor"),
+        (torch.zeros(3), r"^rewards: expected shape \[groups, n\], got \(3,\)"),
+        (torch.zeros(2, 0), r"^rewards: groups must hold at least one response"),
+        (torch.tensor([[0.0, math.nan]]), r"^rewards: contains 1 NaN and 0 inf"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            zero_std_mask(bad)
+
+
+def test_kl_defaults_are_k3_and_a_clamp_of_20():
+    logp = torch.tensor([-1.0, 0.0, 30.0], dtype=torch.float64)
+    ref = torch.tensor([-1.5, 30.0, 0.0], dtype=torch.float64)
+    kl = kl_estimate(logp, ref)
+    assert kl.dtype == torch.float64
+    # log(p_ref / p) = -0.5, then +30 and -30 clamped to +-20.
+    want = [math.expm1(d) - d for d in (-0.5, 20.0, -20.0)]
+    assert kl.tolist() == pytest.approx(want, rel=1e-15)
+    assert kl_estimate(logp, ref, "k1").tolist() == [0.5, -20.0, 20.0]
+    assert kl_estimate(logp, ref, "k2", clamp=0.25).tolist() == [0.03125, 0.03125, 0.03125]
+
+
+def test_kl_accepts_lists():
+    assert kl_estimate([-1.0, -2.0], [-1.5, -1.0], "k1").tolist() == [0.5, -1.0]
+
+
+def test_kl_errors_name_the_argument():
+    x = torch.zeros(2)
+    cases = [
+        (dict(logp=torch.ones(2, dtype=torch.bool)), r"^logp: expected a real-valued tensor"),
+        (dict(logp_ref=torch.ones(2, dtype=torch.bool)), r"^logp_ref: expected a real-valued"),
+        (dict(logp_ref=torch.zeros(3)), r"^logp and logp_ref must have the same shape, got \(2,\)"),
+        (dict(logp=torch.tensor([0.0, math.inf])), r"^logp: contains 0 NaN and 1 inf"),
+        (dict(logp_ref=torch.tensor([math.nan, 0.0])), r"^logp_ref: contains 1 NaN and 0 inf"),
+        (dict(kind="k4"), r"^kind: unknown value 'k4'; expected one of k1, k2, k3$"),
+        (dict(clamp=0.0), r"^clamp: must be > 0, got 0.0$"),
+    ]
+    for override, match in cases:
+        kwargs = dict(logp=x, logp_ref=x) | override
+        with pytest.raises(ValueError, match=match):
+            kl_estimate(**kwargs)
+    assert kl_estimate(x, x, clamp=0.5).tolist() == [0.0, 0.0]
+
+
+def test_sequence_kl_defaults_kind_and_clamp():
+    logp = torch.tensor([[0.0, 0.0, 0.0], [-1.0, -1.0, -1.0]], dtype=torch.float64)
+    ref = torch.tensor([[-1.0, -50.0, 0.0], [-2.0, -2.0, -2.0]], dtype=torch.float64)
+    mask = [[1, 1, 0], [1, 0, 1]]
+    # k1 by default, log-ratio clamped to 20: 1 + 20; 1 + 1.
+    assert sequence_kl(logp, ref, mask).tolist() == [21.0, 2.0]
+    assert sequence_kl(logp, ref, mask, kind="k2", clamp=5.0).tolist() == [13.0, 1.0]
+    k3 = sequence_kl(logp, ref, mask, kind="k3")
+    assert k3.tolist() == pytest.approx(
+        [math.expm1(-1) + 1 + math.expm1(-20) + 20, 2 * (math.expm1(-1) + 1)], rel=1e-15
+    )
+    # One sequence as a 1-D tensor: the tokens are the last dimension.
+    assert sequence_kl(logp[0], ref[0], torch.tensor([True, True, False])).item() == 21.0
+
+
+def test_masked_mean_per_dimension_dtype_and_single_token():
+    v = torch.tensor([[1.0, 3.0, 100.0], [4.0, 6.0, 8.0]])
+    assert masked_mean(v, torch.tensor([[1, 1, 0], [0, 0, 0]]), dim=1).tolist() == [2.0, 0.0]
+    assert masked_mean(v, torch.tensor([[0, 0, 1], [0, 0, 0]])).item() == 100.0
+    m64 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    out = masked_mean(v, m64)
+    assert out.dtype == torch.float32 and out.item() == 3.5
+
+
+def test_entropy_from_logits_uses_the_last_dimension():
+    # Two vocabularies of 3 per position, positions arranged [2, 2].
+    logits = torch.tensor(
+        [
+            [[0.0, 0.0, 0.0], [0.0, math.log(2.0), math.log(3.0)]],
+            [[5.0, 5.0, 5.0], [0.0, 0.0, -1e4]],
+        ]
+    )
+    h = entropy_from_logits(logits)
+    assert h.shape == (2, 2)
+    p = [1 / 6, 2 / 6, 3 / 6]
+    want = [[math.log(3), -sum(q * math.log(q) for q in p)], [math.log(3), math.log(2)]]
+    assert h.tolist()[0] == pytest.approx(want[0], rel=1e-6)
+    assert h.tolist()[1] == pytest.approx(want[1], rel=1e-6)
+
+
+def _ref_token_loss(log_ratio, a, low=0.2, high=0.28, dual=None):
+    """One token's clipped surrogate loss, written out in Python floats."""
+    r = math.exp(log_ratio)
+    loss = -min(r * a, min(max(r, 1 - low), 1 + high) * a)
+    if dual is not None and a < 0:
+        loss = min(loss, -dual * a)
+    return loss
+
+
+def test_policy_loss_statistics_match_a_hand_computation():
+    # Two sequences (A = +1.5 and -2), one masked token; log-ratios inside and outside the band.
+    lr = [[0.1, -0.3, 0.5, 2.0], [0.4, -0.5, 0.05, 0.0]]
+    adv = [1.5, -2.0]
+    mask = [[True, True, True, False], [True, True, True, True]]
+    logp_old = torch.tensor(
+        [[-1.0, -2.0, -0.5, -3.0], [-0.7, -1.1, -2.2, -0.9]], dtype=torch.float64
+    )
+    logp = logp_old + torch.tensor(lr, dtype=torch.float64)
+    ref = logp_old - 0.25
+    out = policy_loss(
+        logp, logp_old, torch.tensor(adv, dtype=torch.float64), torch.tensor(mask),
+        LossSettings(kl_coef=0.1, kl_estimator="k1"), logp_ref=ref,
+    )  # fmt: skip
+    toks = [(x, adv[b]) for b in range(2) for x, m in zip(lr[b], mask[b]) if m]
+    n = len(toks)
+    pg = [_ref_token_loss(x, a) for x, a in toks]
+    kl = [x + 0.25 for x, _ in toks]  # k1 = logp - logp_ref
+    clipped = [min(max(math.exp(x), 0.8), 1.28) * a < math.exp(x) * a for x, a in toks]
+    assert out.tokens == n == 7
+    assert out.loss.dtype == torch.float64
+    assert out.loss.item() == pytest.approx(sum(p + 0.1 * k for p, k in zip(pg, kl)) / n, rel=1e-12)
+    assert out.pg_loss == pytest.approx(sum(pg) / n, rel=1e-12)
+    assert out.kl == pytest.approx(sum(kl) / n, rel=1e-12)
+    assert out.clip_frac == sum(clipped) / n and sum(clipped) == 2
+    assert out.ratio_mean == pytest.approx(sum(math.exp(x) for x, _ in toks) / n, rel=1e-12)
+    assert out.approx_kl_old == pytest.approx(
+        sum(math.expm1(-x) + x for x, _ in toks) / n, rel=1e-12
+    )
+
+
+def test_policy_loss_clamps_log_ratios_in_loss_and_statistics():
+    # log-ratios +50 and -50 are clamped to +-20 (the default log_ratio_clamp).
+    logp_old = torch.zeros(1, 2, dtype=torch.float64)
+    logp = torch.tensor([[50.0, -50.0]], dtype=torch.float64)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    out = policy_loss(logp, logp_old, torch.tensor([-1.0], dtype=torch.float64), mask)
+    big, small = math.exp(20.0), math.exp(-20.0)
+    assert out.loss.item() == pytest.approx((big + 0.8) / 2, rel=1e-12)
+    assert out.ratio_mean == pytest.approx((big + small) / 2, rel=1e-12)
+    assert out.approx_kl_old == pytest.approx(
+        (math.expm1(-20.0) + 20.0 + math.expm1(20.0) - 20.0) / 2, rel=1e-12
+    )
+    asym = policy_loss(
+        torch.tensor([[50.0, -0.5]], dtype=torch.float64), logp_old, torch.tensor([1.0]), mask,
+        LossSettings(log_ratio_clamp=3.0),
+    )  # fmt: skip
+    assert asym.ratio_mean == pytest.approx((math.exp(3.0) + math.exp(-0.5)) / 2, rel=1e-12)
+    assert asym.approx_kl_old == pytest.approx(
+        (math.expm1(-3.0) + 3.0 + math.expm1(0.5) - 0.5) / 2, rel=1e-12
+    )
+    assert asym.loss.item() == pytest.approx((-1.28 - math.exp(-0.5)) / 2, rel=1e-12)
+
+
+def test_single_token_and_empty_batches_give_exact_statistics():
+    one = policy_loss(
+        torch.tensor([[math.log(1.1), 0.0]]), torch.zeros(1, 2), torch.tensor([2.0]),
+        torch.tensor([[True, False]]),
+    )  # fmt: skip
+    assert one.tokens == 1
+    assert one.loss.item() == pytest.approx(-2.2, rel=1e-6)
+    assert one.pg_loss == pytest.approx(-2.2, rel=1e-6)
+    assert one.ratio_mean == pytest.approx(1.1, rel=1e-6)
+    empty = policy_loss(torch.zeros(2, 2), torch.zeros(2, 2), [1.0, 1.0], [[0, 0], [0, 0]])
+    assert (empty.tokens, empty.pg_loss, empty.ratio_mean, empty.clip_frac) == (0, 0.0, 0.0, 0.0)
+    seq = policy_loss(
+        torch.zeros(2, 2), torch.zeros(2, 2), [1.0, 1.0], [[0, 0], [0, 0]],
+        LossSettings(aggregation="seq_mean_token_mean"),
+    )  # fmt: skip
+    assert seq.loss.item() == 0.0
+
+
+def test_seq_mean_of_one_sequence_is_its_token_mean():
+    logp, logp_old, adv, mask = _batch()
+    for i in range(3):
+        seq = policy_loss(
+            logp[i : i + 1], logp_old[i : i + 1], adv[i : i + 1], mask[i : i + 1],
+            LossSettings(aggregation="seq_mean_token_mean"),
+        )  # fmt: skip
+        tok = policy_loss(logp[i : i + 1], logp_old[i : i + 1], adv[i : i + 1], mask[i : i + 1])
+        assert seq.loss.item() == pytest.approx(tok.loss.item(), rel=1e-6)
+
+
+def test_seq_mean_ignores_empty_sequences_with_finite_zero_gradients():
+    logp_old = torch.zeros(3, 2)
+    logp = torch.tensor([[0.1, -0.1], [0.2, 0.0], [0.05, 0.3]], requires_grad=True)
+    mask = torch.tensor([[True, True], [False, False], [True, False]])
+    adv = torch.tensor([1.0, 5.0, -1.0])
+    out = policy_loss(logp, logp_old, adv, mask, LossSettings(aggregation="seq_mean_token_mean"))
+    want = ((-math.exp(0.1) - math.exp(-0.1)) / 2 + math.exp(0.05)) / 2
+    assert out.loss.item() == pytest.approx(want, rel=1e-6)
+    out.loss.backward()
+    assert bool(torch.isfinite(logp.grad).all())
+    assert logp.grad[1].tolist() == [0.0, 0.0] and logp.grad[2, 1].item() == 0.0
+
+
+def test_per_token_advantages_and_lists_and_masks_of_any_kind():
+    logp, logp_old, adv, mask = _batch()
+    base = policy_loss(logp, logp_old, adv, mask)
+    full = adv[:, None].expand(3, 5).clone()
+    assert policy_loss(logp, logp_old, full, mask).loss.item() == base.loss.item()
+    full[0, 3] = 100.0  # a masked token's advantage changes nothing
+    assert policy_loss(logp, logp_old, full, mask).loss.item() == base.loss.item()
+    full[0, 0] = -1.0
+    assert policy_loss(logp, logp_old, full, mask).loss.item() != base.loss.item()
+    for m in (mask.int(), mask.float(), mask.double(), mask.tolist(), mask.int().tolist()):
+        out = policy_loss(logp.tolist(), logp_old.tolist(), adv.tolist(), m)
+        assert out.loss.item() == pytest.approx(base.loss.item(), rel=1e-6)
+        assert (out.tokens, out.clip_frac) == (base.tokens, base.clip_frac)
+    with pytest.raises(ValueError, match=r"^mask: values must be 0 or 1$"):
+        policy_loss(logp, logp_old, adv, mask.float() * 0.5)
+
+
+def test_dual_clip_bound_scales_with_the_advantage_and_spares_positive_ones():
+    logp_old = torch.zeros(1, 1)
+    logp = torch.full((1, 1), math.log(10.0))
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    dual = LossSettings(dual_clip=3.0)
+    assert policy_loss(logp, logp_old, [-2.0], mask).loss.item() == pytest.approx(20.0)
+    assert policy_loss(logp, logp_old, [-2.0], mask, dual).loss.item() == pytest.approx(6.0)
+    assert policy_loss(logp, logp_old, [0.5], mask, dual).loss.item() == pytest.approx(-0.64)
+    assert policy_loss(logp, logp_old, [0.0], mask, dual).loss.item() == 0.0
+
+
+def test_kl_in_loss_uses_the_chosen_estimator_and_clamp():
+    logp = torch.zeros(1, 2)
+    ref = torch.tensor([[-10.0, -1.0]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    out = policy_loss(
+        logp, logp, [0.0], mask, LossSettings(kl_coef=0.5, kl_estimator="k1", log_ratio_clamp=5.0),
+        logp_ref=ref,
+    )  # fmt: skip
+    assert out.kl == pytest.approx(3.0)  # (min(10, 5) + 1) / 2
+    assert out.loss.item() == pytest.approx(1.5)
+    with pytest.raises(ValueError, match=r"^logp_ref: required when kl_coef > 0$"):
+        policy_loss(logp, logp, [0.0], mask, LossSettings(kl_coef=0.1))
+
+
+def test_normalizer_must_be_positive():
+    logp, logp_old, adv, mask = _batch()
+    with pytest.raises(ValueError, match=r"^normalizer: must be > 0 when set, got 0$"):
+        policy_loss(logp, logp_old, adv, mask, normalizer=0)
+    total = policy_loss(logp, logp_old, adv, mask).loss * int(mask.sum())
+    half = policy_loss(logp, logp_old, adv, mask, normalizer=0.5).loss
+    assert half.item() == pytest.approx(2 * total.item(), rel=1e-6)
+
+
+def test_policy_loss_errors_name_the_argument():
+    logp, logp_old, adv, mask = _batch()
+    bool_t = torch.ones(3, 5, dtype=torch.bool)
+    nan = logp.clone()
+    nan[1, 1] = math.nan
+    cases = [
+        (dict(logp=bool_t), r"^logp: expected a real-valued tensor, got dtype torch.bool"),
+        (dict(logp_old=bool_t), r"^logp_old: expected a real-valued tensor"),
+        (dict(advantages=adv > 0), r"^advantages: expected a real-valued tensor"),
+        (dict(logp_old=logp_old[:2]), r"^logp and logp_old must have the same shape"),
+        (
+            dict(logp=logp[0], logp_old=logp_old[0]),
+            r"^logp: expected shape \[batch, T\], got \(5,\)$",
+        ),
+        (dict(advantages=adv[:2]), r"^advantages: expected shape \(3,\) or \(3, 5\), got \(2,\)$"),
+        (dict(mask=mask[:, :2]), r"^mask: expected shape \(3, 5\), got \(3, 2\)$"),
+        (dict(logp=nan), r"^logp: contains 1 NaN and 0 inf"),
+        (dict(logp_old=nan), r"^logp_old: contains 1 NaN and 0 inf"),
+        (
+            dict(advantages=torch.tensor([0.0, -math.inf, 1.0])),
+            r"^advantages: contains 0 NaN and 5 inf",
+        ),
+    ]
+    for override, match in cases:
+        kwargs = dict(logp=logp, logp_old=logp_old, advantages=adv, mask=mask) | override
+        with pytest.raises(ValueError, match=match):
+            policy_loss(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "field, bad, good, match",
+    [
+        ("clip_low", [-0.1, 1.0, 1.5], [0.0, 0.99], r"^clip_low: must be in \[0, 1\), got "),
+        ("clip_high", [-0.01], [0.0, 0.5, 2.0], r"^clip_high: must be >= 0, got "),
+        ("dual_clip", [1.0, 0.5], [None, 1.5, 3.0], r"^dual_clip: must be > 1 when set, got "),
+        ("kl_coef", [-0.1], [0.0, 0.5, 2.0], r"^kl_coef: must be >= 0, got "),
+        ("log_ratio_clamp", [0.0, -1.0], [0.5, 20.0], r"^log_ratio_clamp: must be > 0, got "),
+        (
+            "kl_estimator",
+            ["k4"],
+            ["k1", "k2"],
+            r"^kl_estimator: unknown value 'k4'; expected one of ",
+        ),
+        ("aggregation", ["mean"], ["seq_mean_token_mean"], r"^aggregation: unknown value 'mean'"),
+    ],
+)
+def test_loss_settings_bounds(field, bad, good, match):
+    for value in bad:
+        full = match + re.escape(str(value)) + "$" if match.endswith("got ") else match
+        with pytest.raises(ValueError, match=full):
+            LossSettings(**{field: value})
+    for value in good:
+        assert getattr(LossSettings(**{field: value}), field) == value

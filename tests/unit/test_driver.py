@@ -143,16 +143,29 @@ def test_kl_in_reward_keeps_every_violator_negative(tmp_path):
 
 
 class RecordingServices(FakeServices):
-    """Keeps what the judge and the verifier said, to recompute the step's rewards by hand."""
+    """Keeps what the judge and the verifier said, to recompute the step's rewards by hand, and
+    each sampling's parameters, each scoring's judge flag and each checkpoint's step."""
 
     def __init__(self, *args):
         super().__init__(*args)
         self.scored = []
+        self.params = []
+        self.judged = []
+        self.saved_steps = []
+
+    def sample(self, rows, params):
+        self.params.append(params)
+        return super().sample(rows, params)
 
     def score(self, groups, judge=True):
+        self.judged.append(judge)
         out = super().score(groups, judge)
         self.scored.append(out)
         return out
+
+    def save(self, directory, client_state, remote=None):
+        self.saved_steps.append(client_state["step"])
+        super().save(directory, client_state, remote)
 
 
 def test_kl_in_reward_is_subtracted_from_the_writing_score_before_mixing(tmp_path):
@@ -164,8 +177,9 @@ def test_kl_in_reward_is_subtracted_from_the_writing_score_before_mixing(tmp_pat
         "trainer.eval_every=0",
     )
     services = RecordingServices()
-    rows = run_training(cfg, services, RunDir(cfg), ROWS, ())
-    assert services.reference_calls == 1
+    run = RunDir(cfg)
+    rows = run_training(cfg, services, run, ROWS, ())
+    assert services.reference_calls == 1 and rows[0]["time/reference_s"] >= 0
     batch = services.batches[0]
     assert batch.ref_logprobs is None  # KL in the reward: the learner gets no reference log-probs
     signals = RewardSignals.of(services.scored[0])
@@ -179,6 +193,13 @@ def test_kl_in_reward_is_subtracted_from_the_writing_score_before_mixing(tmp_pat
     assert torch.equal(batch.advantages, group_advantages(rewards).reshape(-1).float())
     assert rows[0]["kl_reward_mean"] == pytest.approx(float(kl.mean()))
     assert rows[0]["reward_mean"] == pytest.approx(float(rewards.mean()))
+    # The penalty is taken in the writing score's float64: samples.jsonl holds these rewards
+    # exactly (beta * kl in float32 would round them).
+    samples = [json.loads(x) for x in (run.path / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4
+    for k, sample in enumerate(samples):
+        assert sample["reward"] == float(rewards.reshape(-1)[k])
+        assert sample["advantage"] == float(group_advantages(rewards).reshape(-1)[k])
 
     plain_cfg = _cfg(tmp_path / "plain", "trainer.steps=1", "trainer.eval_every=0")
     plain = run_training(plain_cfg, FakeServices(), RunDir(plain_cfg), ROWS, ())
@@ -330,3 +351,110 @@ def test_progress_bar_total_follows_the_wall_clock_budget():
     assert expected_last_step(200, 10, 45.0, 17 * 60) == 10 + 1 + 22
     assert expected_last_step(20, 10, 1.0, 3600) == 20
     assert expected_last_step(200, 10, 45.0, -5) == 11
+
+
+def test_refills_stop_after_max_refill_rounds_and_flat_groups_fill_the_batch(tmp_path):
+    cfg = _cfg(
+        tmp_path,
+        "rollout.dynamic_sampling=true",
+        "rollout.max_refill_rounds=1",
+        "trainer.steps=1",
+        "trainer.eval_every=0",
+        "data.shuffle=false",
+        "logging.samples_per_step=8",
+    )
+    services = RecordingServices(lambda prompt, i: "same")  # every group flat
+    run = RunDir(cfg)
+    rows = run_training(cfg, services, run, ROWS, ())
+    assert services.sampled_prompt_ids == [["p0", "p1"], ["p2", "p3"]]  # one refill, no more
+    assert (services.batches[0].advantages == 0).all() and rows[0]["frac_zero_std"] == 1.0
+    samples = [json.loads(x) for x in (run.path / "samples.jsonl").read_text().splitlines()]
+    assert [s["prompt_id"] for s in samples] == ["p0"] * 4 + ["p1"] * 4  # first set aside first
+
+
+def test_checkpoints_and_evaluations_follow_their_cadence(tmp_path):
+    cfg = _cfg(tmp_path, "trainer.steps=5", "checkpoint.every=2", "trainer.eval_every=2")
+    services = RecordingServices()
+    rows = run_training(cfg, services, RunDir(cfg), ROWS, HELD_OUT)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert services.saved_steps == [2, 4, 5]  # every second step, and the last
+    evaluated = [r for r in rows if "eval/pass_rate" in r]
+    assert [r["step"] for r in evaluated] == [0, 2, 4, 5]
+    assert all(r["eval/prompts"] == 3 and r["time/eval_s"] >= 0 for r in evaluated)
+    # Held-out prompts are verified only, never judged; training groups are judged.
+    train, held_out = True, False
+    assert services.judged == [
+        held_out,
+        train,
+        train,
+        held_out,
+        train,
+        train,
+        held_out,
+        train,
+        held_out,
+    ]
+    for r in rows[1:]:
+        for phase in ("rollout", "reward", "update", "sync", "step"):
+            assert r[f"time/{phase}_s"] >= 0
+
+
+def test_a_resumed_run_does_not_evaluate_step_zero_again(tmp_path):
+    cfg = _cfg(tmp_path, "trainer.steps=1", "trainer.eval_every=0")
+    run_training(cfg, FakeServices(), RunDir(cfg), ROWS, HELD_OUT)
+    cfg2 = _cfg(tmp_path, "trainer.steps=2", "trainer.eval_every=0")
+    services = RecordingServices()
+    rows = run_training(cfg2, services, RunDir(cfg2, resume=True), ROWS, HELD_OUT)
+    assert [r["step"] for r in rows] == [2] and "eval/pass_rate" in rows[0]
+    assert services.judged == [True, False] and services.syncs == 2
+
+
+def test_the_time_budget_stop_is_announced_and_the_bar_follows_it(tmp_path, monkeypatch, capsys):
+    import rlmr.training.metrics as metrics
+
+    cfg = _cfg(
+        tmp_path,
+        "trainer.steps=50",
+        "trainer.max_wall_minutes=1",
+        "trainer.eval_every=0",
+        "checkpoint.every=0",
+        "logging.progress_bar=true",
+    )
+    clock = iter(range(0, 10_000, 25))  # steps end at 25, 50, 75 s: step 3 crosses 60 s
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: next(clock))
+    bars = []
+    real = metrics.Progress.update
+
+    def update(self, step, values):
+        real(self, step, values)
+        bars.append((self.bar.n, self.bar.total))
+
+    monkeypatch.setattr(metrics.Progress, "update", update)
+    rows = run_training(cfg, FakeServices(), RunDir(cfg), ROWS, ())
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    # 25 s a step: after step 1, 35 s left (one more step, plus the one that crosses).
+    assert bars == [(1, 3), (2, 3), (3, 4)]
+    out = capsys.readouterr()
+    assert "rlmr: stopping after step 3: trainer.max_wall_minutes (1) reached\n" in out.err
+    assert "stopping" not in out.out
+
+
+def test_a_refill_samples_only_the_places_left(tmp_path):
+    """p0 flat, p1 mixed: the refill asks for one prompt, and the kept group comes first."""
+    cfg = _cfg(
+        tmp_path,
+        "rollout.dynamic_sampling=true",
+        "trainer.steps=1",
+        "trainer.eval_every=0",
+        "data.shuffle=false",
+        "logging.samples_per_step=8",
+    )
+    services = RecordingServices(
+        lambda prompt, i: "same" if prompt == "Write piece 0." else ("ok" if i % 2 else "x")
+    )
+    run = RunDir(cfg)
+    rows = run_training(cfg, services, run, ROWS, ())
+    assert services.sampled_prompt_ids == [["p0", "p1"], ["p2"]]
+    samples = [json.loads(x) for x in (run.path / "samples.jsonl").read_text().splitlines()]
+    assert [s["prompt_id"] for s in samples] == ["p1"] * 4 + ["p2"] * 4
+    assert (services.batches[0].advantages != 0).all() and rows[0]["frac_zero_std"] == 0.5

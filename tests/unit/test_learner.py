@@ -10,6 +10,8 @@ the wrong sign (log-probs move away from the reference).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 
 import pytest
@@ -64,7 +66,15 @@ def _free_port() -> int:
 
 
 def make_learner(
-    model_dir, micro=4, updates=1, lr=1e-2, algo=None, grad_clip=1e6, zero=0, save_optimizer=True
+    model_dir,
+    micro=4,
+    updates=1,
+    lr=1e-2,
+    algo=None,
+    grad_clip=1e6,
+    zero=0,
+    save_optimizer=True,
+    **learner_fields,
 ):
     from rlmr.training.learner import PolicyLearner, RankInfo
 
@@ -75,6 +85,7 @@ def make_learner(
         grad_clip=grad_clip,
         backend="gloo",
         zero_stage=zero,
+        **learner_fields,
     )
     return PolicyLearner(
         model_dir,
@@ -227,11 +238,13 @@ def test_a_checkpoint_holds_the_weights_the_tokenizer_and_the_optimizer(model_di
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    learner = make_learner(model_dir, zero=zero)
-    learner.update(batch())
+    # A warm-up makes the learning rate depend on the scheduler's state, which must travel too.
+    learner = make_learner(model_dir, zero=zero, warmup_steps=4)
+    assert learner.update(batch())["lr"] == pytest.approx(1e-2 * 2 / 4)
     exported = learner.full_state_dict()
-    learner.save(str(tmp_path / "ck"), {"step": 7})
-    policy = tmp_path / "ck" / "policy"
+    ck = tmp_path / "run" / "staging" / "ck"  # parents are created
+    learner.save(str(ck), {"step": 7})
+    policy = ck / "policy"
     saved = load_file(str(policy / "model.safetensors"))
     assert saved.keys() == exported.keys() and len(saved) == 2 * 9 + 3
     assert all(torch.equal(saved[k], exported[k]) for k in saved)
@@ -243,19 +256,32 @@ def test_a_checkpoint_holds_the_weights_the_tokenizer_and_the_optimizer(model_di
         "chat_template.jinja",
         "generation_config.json",
     }
+    written = {p.name for p in (ck / "optimizer").iterdir()}
+    assert "state" in written and "latest" not in written  # resume names the tag; no pointer
     AutoTokenizer.from_pretrained(str(policy))
     reloaded = AutoModelForCausalLM.from_pretrained(str(policy), local_files_only=True)
     assert all(torch.equal(reloaded.state_dict()[k], exported[k]) for k in exported)
 
-    # A fresh learner restores weights, optimizer and client state: the next update matches.
-    other = make_learner(model_dir, zero=zero)
-    assert other.load(str(tmp_path / "ck"))["step"] == 7
+    # A fresh learner restores weights, optimizer, scheduler and client state: the next update
+    # matches, learning rate included.
+    other = make_learner(model_dir, zero=zero, warmup_steps=4)
+    assert other.load(str(ck))["step"] == 7
     restored = other.full_state_dict()
     assert all(torch.equal(restored[k], exported[k]) for k in exported)
-    learner.update(batch())
-    other.update(batch())
+    lr_a, lr_b = learner.update(batch())["lr"], other.update(batch())["lr"]
+    assert lr_a == lr_b == pytest.approx(1e-2 * 3 / 4)
     after_a, after_b = learner.full_state_dict(), other.full_state_dict()
     assert all(torch.equal(after_a[k], after_b[k]) for k in after_a)
+    # The export is a copy: the update after it left it as it was saved.
+    assert not all(torch.equal(after_a[k], exported[k]) for k in exported)
+    assert all(torch.equal(saved[k], exported[k]) for k in saved)
+
+    # Saving into a folder that already exists (the run's staging folder) works as well.
+    again = tmp_path / "again"
+    again.mkdir()
+    other.save(str(again), {"step": 8})
+    saved = load_file(str(again / "policy" / "model.safetensors"))
+    assert all(torch.equal(saved[k], after_b[k]) for k in after_b)
 
 
 def test_without_optimizer_state_only_the_policy_is_saved_and_resume_is_refused(
@@ -266,3 +292,395 @@ def test_without_optimizer_state_only_the_policy_is_saved_and_resume_is_refused(
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["policy"]
     with pytest.raises(FileNotFoundError, match="no optimizer/ state to resume from"):
         make_learner(model_dir).load(str(tmp_path / "ck"))
+
+
+# --------------------------------------------------------------------------- exact behaviour
+# What the tests above leave open: the DeepSpeed config, the log-prob function itself, the other
+# loss aggregation, the update's statistics, several updates per step, the warm-up, the errors,
+# the weight export and the collectives' single-rank shortcuts.
+
+
+def test_deepspeed_config_is_exactly_the_learner_section():
+    from rlmr.training.learner import deepspeed_config
+
+    fixed = {
+        "zero_allow_untested_optimizer": True,  # the client AdamW
+        "steps_per_print": 10**9,  # DeepSpeed never prints on its own
+        "wall_clock_breakdown": False,
+    }
+    assert deepspeed_config(LearnerConfig(zero_stage=1, grad_clip=0.5), "float16", 2, 3, 4) == {
+        "train_micro_batch_size_per_gpu": 2,
+        "gradient_accumulation_steps": 3,
+        "train_batch_size": 2 * 3 * 4,
+        "gradient_clipping": 0.5,
+        "zero_optimization": {"stage": 1},
+        "bf16": {"enabled": False},
+        "fp16": {"enabled": True},
+        **fixed,
+    }
+    offload = {"device": "cpu", "pin_memory": True}
+    stage1 = deepspeed_config(
+        LearnerConfig(zero_stage=1, offload_optimizer=True), "float32", 1, 1, 1
+    )
+    assert stage1["zero_optimization"] == {"stage": 1, "offload_optimizer": offload}
+    assert stage1["bf16"] == stage1["fp16"] == {"enabled": False}
+    # Without ZeRO there is no optimizer to offload, even from a config that skipped validation.
+    stage0 = LearnerConfig.model_construct(**{**dict(LearnerConfig()), "offload_optimizer": True})
+    assert deepspeed_config(stage0, "bfloat16", 1, 1, 1)["zero_optimization"] == {"stage": 0}
+    stage3 = LearnerConfig(zero_stage=3, offload_optimizer=True, offload_params=True)
+    assert deepspeed_config(stage3, "bfloat16", 1, 1, 1)["zero_optimization"] == {
+        "stage": 3,
+        "offload_optimizer": offload,
+        "offload_param": offload,
+        "stage3_gather_16bit_weights_on_model_save": True,
+    }
+
+
+def test_sequence_token_logprobs_are_the_log_softmax_of_each_target(model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from rlmr.core.algo import entropy_from_logits
+    from rlmr.training.learner import sequence_token_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, local_files_only=True
+    )
+    ids = torch.tensor([[7, 7, 5, 17, 40, 41, 42], [5, 17, 33, 9, 12, 50, 51]])
+    # The first row's first two tokens are masked out (left padding): the mask must reach the model.
+    attention = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1] * 7])
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+        unmasked = model(input_ids=ids).logits[:, :-1].float()
+    expected = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    assert not torch.allclose(logits[0, 2:], unmasked[0, 2:], atol=1e-3)
+
+    logp, ent = sequence_token_logprobs(model, ids, attention)
+    assert ent is None and logp.shape == (2, 6) and logp.requires_grad
+    assert torch.allclose(logp, expected, atol=1e-5)
+    logp2, ent = sequence_token_logprobs(model, ids, attention, with_entropy=True)
+    assert torch.allclose(logp2, expected, atol=1e-5) and not ent.requires_grad
+    assert torch.allclose(ent, entropy_from_logits(logits), atol=1e-5)
+    # One target per row keeps its [batch, 1] shape.
+    one, _ = sequence_token_logprobs(model, ids[:, :2], attention[:, :2])
+    assert one.shape == (2, 1)
+
+
+def _expected_stats(model_dir, tb: TrainBatch, micro: int, settings=None) -> dict:
+    """The statistics `update` reports for one update: each micro-batch's, averaged, computed
+    here without DeepSpeed (`logp_old` is the detached current log-prob)."""
+    from transformers import AutoModelForCausalLM
+
+    from rlmr.core.algo import masked_mean
+    from rlmr.training.learner import sequence_token_logprobs
+
+    settings = settings or LossSettings()
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, local_files_only=True
+    )
+    with torch.no_grad():
+        logp, ent = sequence_token_logprobs(
+            model, tb.input_ids, tb.attention_mask, with_entropy=True
+        )
+    rows: dict[str, list[float]] = {}
+    for part in range(0, len(tb), micro):
+        s = slice(part, part + micro)
+        mask = tb.response_mask[s]
+        out = policy_loss(logp[s], logp[s], tb.advantages[s], mask, settings)
+        got = {
+            "pg_loss": out.pg_loss,
+            "kl": out.kl,
+            "clip_frac": out.clip_frac,
+            "ratio_mean": out.ratio_mean,
+            "approx_kl_old": out.approx_kl_old,
+            "entropy": float(masked_mean(ent[s], mask)),
+            "logprob_gap_rollout": float(
+                masked_mean((logp[s] - tb.rollout_logprobs[s]).abs(), mask)
+            ),
+        }
+        for k, v in got.items():
+            rows.setdefault(k, []).append(v)
+    stats = {k: sum(v) / len(v) for k, v in rows.items()}
+    # the NLL is the one token mean over the whole batch, not a mean of micro-batch means
+    stats["nll"] = float(-(logp * tb.response_mask).sum() / tb.response_mask.sum())
+    return stats
+
+
+def _masked_prompt_batch() -> TrainBatch:
+    """`batch()` with the first prompt token of rows 0 and 2 masked out of attention."""
+    tb = batch()
+    attention = tb.attention_mask.clone()
+    attention[[0, 2], 0] = 0
+    return TrainBatch(tb.input_ids, attention, tb.response_mask, tb.rollout_logprobs, tb.advantages)
+
+
+def test_update_reports_each_statistic_averaged_over_micro_batches(model_dir):
+    """Two micro-batches, an attention mask with holes: every statistic but the NLL (a token
+    mean over the whole batch) is the mean of the micro-batches' values, computed by hand."""
+    tb = _masked_prompt_batch()
+    stats = make_learner(model_dir, micro=2).update(tb)
+    expected = _expected_stats(model_dir, tb, micro=2)
+    assert set(stats) == set(expected) | {"grad_norm", "lr"}
+    for k, v in expected.items():
+        assert stats[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    assert stats["entropy"] > 0 and stats["logprob_gap_rollout"] > 0
+    assert stats["grad_norm"] == pytest.approx(_manual_gradient_norm(model_dir, tb), rel=1e-5)
+    assert stats["lr"] == 1e-2
+
+
+@pytest.mark.parametrize("micro", [1, 2])
+def test_seq_mean_token_mean_weighs_every_response_the_same(model_dir, micro):
+    """The other aggregation: the normaliser counts sequences, not tokens, whatever the cut."""
+    algo = AlgoConfig(loss_aggregation="seq_mean_token_mean")
+    settings = LossSettings(aggregation="seq_mean_token_mean")
+    tb = batch()
+    expected = _manual_gradient_norm(model_dir, tb, settings)
+    assert expected != pytest.approx(_manual_gradient_norm(model_dir, tb), rel=1e-3)
+    stats = make_learner(model_dir, micro=micro, algo=algo).update(tb)
+    assert stats["grad_norm"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean_token_mean"])
+def test_a_batch_with_a_single_response_token_is_not_scaled_down(model_dir, aggregation):
+    """One token (and one sequence) in the whole batch: the normaliser is 1, not a floor above."""
+    tb = batch(responses=((40,), (), (), ()))
+    assert int(tb.response_mask.sum()) == 1
+    algo = AlgoConfig(loss_aggregation=aggregation)
+    expected = _manual_gradient_norm(model_dir, tb, LossSettings(aggregation=aggregation))
+    assert make_learner(model_dir, algo=algo).update(tb)["grad_norm"] == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+def _dropout_model(model_dir, tmp_path) -> str:
+    """The tiny model with attention dropout: train-mode and eval-mode log-probs then differ."""
+    import json
+    import shutil
+
+    out = tmp_path / "dropout-model"
+    shutil.copytree(model_dir, out)
+    config = json.loads((out / "config.json").read_text())
+    config["attention_dropout"] = 0.5
+    (out / "config.json").write_text(json.dumps(config))
+    return str(out)
+
+
+def test_one_update_uses_its_own_detached_log_probs_as_the_old_ones(model_dir, tmp_path):
+    """ALGORITHMS.md 1.3: with one update, logp_old is the current log-prob, detached, so the ratio
+    is exactly 1 even when dropout makes every forward pass different; no separate pass."""
+    learner = make_learner(_dropout_model(model_dir, tmp_path))
+    stats = learner.update(batch())
+    assert stats["ratio_mean"] == 1.0 and stats["clip_frac"] == 0.0
+    assert stats["approx_kl_old"] == 0.0
+
+
+def test_several_updates_share_old_log_probs_taken_before_the_first(model_dir):
+    tb = batch()
+    learner = make_learner(model_dir, micro=1, updates=2, lr=5e-2, warmup_steps=2)
+    before = learner.logprobs(tb)
+    stats = learner.update(tb)
+    assert learner.updates == 2
+    # Warm-up over optimizer steps (2 steps x 2 updates): after two of them, 3/4 of the rate.
+    assert stats["lr"] == pytest.approx(5e-2 * 3 / 4)
+    assert learner.update(tb)["lr"] == pytest.approx(5e-2)  # capped at the rate after warm-up
+    assert learner.updates == 4
+
+    # Old log-probs given with the batch are used as they are: a shift of 0.1 shows in the ratio.
+    fresh = make_learner(model_dir, micro=2, updates=1, lr=5e-2)
+    given = fresh.update(dataclasses.replace(tb, old_logprobs=(before - 0.1) * tb.response_mask))
+    assert given["ratio_mean"] == pytest.approx(math.exp(0.1), rel=1e-4)
+
+
+def test_update_refuses_a_wrong_shard_and_a_skipped_step(model_dir):
+    learner = make_learner(model_dir, micro=1, updates=2)
+    with pytest.raises(ValueError, match=r"^shard of 2 samples; expected 4$"):
+        learner.update(batch(responses=RESPONSES[:2], advantages=ADVANTAGES[:, :2]))
+    learner.engine.was_step_applied = lambda: False
+    with pytest.raises(
+        RuntimeError,
+        match=r"^DeepSpeed skipped the optimizer step "
+        r"\(overflow or a broken accumulation boundary\)$",
+    ):
+        learner.update(batch())
+
+
+@pytest.mark.parametrize("zero", [0, 3])
+def test_weights_are_broadcast_in_order_from_rank_zero_only(model_dir, zero, monkeypatch):
+    import rlmr.engine.weight_group as weight_group
+    from rlmr.training.learner import RankInfo
+
+    learner = make_learner(model_dir, zero=zero)
+    exported = learner.full_state_dict()
+    names = [name for name, _ in learner.engine.module.named_parameters()]
+    assert learner.weight_metas() == [
+        (name, "float32", tuple(exported[name].shape)) for name in names
+    ]
+
+    made = []
+    monkeypatch.setattr(
+        weight_group, "create_weight_group", lambda *args: made.append(args) or "group"
+    )
+    learner.init_weight_group("10.0.0.1", 29511, 3)
+    assert made == [("10.0.0.1", 29511, 0, 3, torch.device("cpu"))]
+    assert learner._weight_group == "group"
+
+    class Group:  # the NCCL communicator's broadcast, recorded
+        def __init__(self):
+            self.sent = []
+
+        def broadcast(self, tensor, src=0, stream=None):
+            assert src == 0
+            self.sent.append(tensor.detach().clone())
+
+    learner._weight_group = group = Group()
+    assert learner.broadcast_weights() == len(names)  # ZeRO-3: each parameter gathered whole
+    assert all(torch.equal(t, exported[n]) for n, t in zip(names, group.sent, strict=True))
+    # Another learner rank takes part in the gathers but sends nothing and holds no group.
+    learner.rank = RankInfo(1, 2, "cpu")
+    del learner._weight_group
+    assert learner.broadcast_weights() == 0 and len(group.sent) == len(names)
+    assert learner.full_state_dict() is None
+
+
+def test_the_tokenizer_files_and_only_those_are_copied(tmp_path):
+    from rlmr.training.learner import _copy_tokenizer
+
+    src, dst = tmp_path / "model", tmp_path / "policy"
+    src.mkdir()
+    dst.mkdir()
+    wanted = [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.json",
+        "merges.txt",
+        "chat_template.jinja",
+        "generation_config.json",
+    ]
+    for i, name in enumerate([*wanted, "config.json", "model.safetensors", "README.md"]):
+        (src / name).write_text(f"file {i}")
+    _copy_tokenizer(str(src), dst)
+    assert sorted(p.name for p in dst.iterdir()) == sorted(wanted)
+    assert all((dst / n).read_text() == (src / n).read_text() for n in wanted)
+
+
+def test_counts_and_barriers_use_the_process_group_only_with_several_ranks(monkeypatch):
+    """One rank: no collective, and the count stays exact beyond float32 (2**24 + 1). Two ranks:
+    an all-reduce in float64 (faked here: it doubles) and a barrier."""
+    import torch.distributed as dist
+
+    from rlmr.training.learner import PolicyLearner, RankInfo
+
+    calls = []
+
+    def all_reduce(t):
+        calls.append(("all_reduce", t.dtype))
+        t.mul_(2)
+
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append(("barrier",)))
+    learner = object.__new__(PolicyLearner)
+    learner.device = torch.device("cpu")
+    count = float(2**24 + 1)
+    for initialized, world, reduced in ((True, 1, count), (False, 2, count), (True, 2, 2 * count)):
+        monkeypatch.setattr(dist, "is_initialized", lambda i=initialized: i)
+        learner.rank = RankInfo(0, world, "cpu")
+        calls.clear()
+        assert learner._all_reduce_sum(count) == reduced
+        learner._barrier()
+        collective = initialized and world > 1
+        assert calls == ([("all_reduce", torch.float64), ("barrier",)] if collective else [])
+
+
+@pytest.fixture
+def recorded_deepspeed(monkeypatch):
+    """DeepSpeed replaced by a recorder, and `torch.manual_seed` watched: the constructor runs
+    without a process group, for any rank, world size or device."""
+    import sys
+    import types
+
+    seen: dict = {"seeds": []}
+    module = types.ModuleType("deepspeed")
+    module.init_distributed = lambda **kwargs: seen.update(init=kwargs)
+
+    def initialize(model, optimizer, lr_scheduler, config):
+        seen.update(model=model, config=config)
+        return types.SimpleNamespace(module=model), optimizer, None, lr_scheduler
+
+    module.initialize = initialize
+    monkeypatch.setitem(sys.modules, "deepspeed", module)
+    real_seed = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", lambda s: seen["seeds"].append(s) or real_seed(s))
+    with torch.random.fork_rng(devices=[]):
+        yield seen
+
+
+def test_the_constructor_wires_device_backend_seed_and_batch_split(
+    model_dir, recorded_deepspeed, monkeypatch
+):
+    from rlmr.training.learner import PolicyLearner, RankInfo
+
+    seen = recorded_deepspeed
+    cfg = LearnerConfig(micro_batch_size=2)
+    learner = PolicyLearner(
+        model_dir, "float32", cfg, AlgoConfig(), RankInfo(1, 2, "cuda"), 8, seed=7
+    )
+    assert learner.device == torch.device("cuda", 0)
+    assert seen["init"] == {"dist_backend": "nccl", "auto_mpi_discovery": False}
+    assert seen["seeds"] == [7 + 1]  # seed + rank
+    assert (learner.per_update, learner.grad_accum) == (4, 2)
+    assert type(learner.per_update) is int and type(learner.grad_accum) is int
+    assert seen["config"]["train_batch_size"] == 2 * 2 * 2
+    model = seen["model"]
+    assert model.config.use_cache is False and not model.is_gradient_checkpointing
+    assert learner.save_optimizer is True and learner.updates == 0  # the defaults
+
+    # Non-reentrant checkpointing is asked for by name (older transformers default to reentrant).
+    from transformers import PreTrainedModel
+
+    asked = []
+    enable = PreTrainedModel.gradient_checkpointing_enable
+
+    def recorded(model, *args, **kwargs):
+        asked.append((args, kwargs))
+        return enable(model, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "gradient_checkpointing_enable", recorded)
+    seen["seeds"].clear()
+    learner = PolicyLearner(
+        model_dir,
+        "float32",
+        LearnerConfig(updates_per_step=2, micro_batch_size=1),
+        AlgoConfig(),
+        RankInfo(0, 1, "cpu"),
+        4,
+        gradient_checkpointing=True,
+    )
+    assert learner.device == torch.device("cpu") and seen["init"]["dist_backend"] == "gloo"
+    assert seen["seeds"] == [0]  # the default seed
+    assert (learner.per_update, learner.grad_accum) == (2, 2)
+    layer = seen["model"].model.layers[0]
+    assert seen["model"].is_gradient_checkpointing
+    assert layer._gradient_checkpointing_func.keywords == {"use_reentrant": False}
+    assert asked == [((), {"gradient_checkpointing_kwargs": {"use_reentrant": False}})]
+
+
+@pytest.mark.parametrize(
+    ("samples", "world", "updates", "micro"),
+    [
+        (5, 2, 1, 1),  # ranks do not divide the samples
+        (8, 1, 3, 1),  # updates do not divide a rank's samples
+        (8, 1, 2, 3),  # micro-batches do not divide an update's samples
+    ],
+)
+def test_a_batch_that_does_not_split_is_refused(
+    model_dir, recorded_deepspeed, samples, world, updates, micro
+):
+    from rlmr.training.learner import PolicyLearner, RankInfo
+
+    cfg = LearnerConfig(updates_per_step=updates, micro_batch_size=micro)
+    message = (
+        f"^learner.micro_batch_size: {samples} samples per step do not split into {world} ranks "
+        f"x {updates} updates x micro-batches of {micro}$"
+    )
+    with pytest.raises(ValueError, match=message):
+        PolicyLearner(model_dir, "float32", cfg, AlgoConfig(), RankInfo(0, world, "cpu"), samples)

@@ -173,3 +173,181 @@ def test_bad_arguments_are_named():
         mix_rewards(w.to(torch.bfloat16), c)
     with pytest.raises(ValueError, match="passed_fraction: contains"):
         mix_rewards(w, c, passed_fraction=torch.full((2, 3), math.nan))
+
+
+# ----------------------------------------------------------------- inputs, dtypes, exact values
+
+
+def test_dynamic_penalties_of_several_groups_are_computed_per_group():
+    w = torch.tensor(
+        [
+            [0.9, 0.6, 0.3, 0.0],  # k = 1: delta = (4*0.9 - 1.8)/3 + 0.1*0.9 = 0.69
+            [2.0, 10.0, 4.0, 0.0],  # k = 2: delta = (4*10 - 16)/2 + 0.1*10 = 13
+            [1.0, 2.0, 3.0, 4.0],  # all violate: zero by default
+            [5.0, 1.0, 2.0, 3.0],  # k = 3: delta = (4*3 - 11)/1 + 0.1*4 = 1.4
+            [0.1, 0.2, 0.3, 0.4],  # all pass: r = w
+        ],
+        dtype=torch.float64,
+    )
+    c = torch.tensor(
+        [
+            [False, True, True, True],
+            [False, False, True, True],
+            [False, False, False, False],
+            [True, False, False, False],
+            [True, True, True, True],
+        ]
+    )
+    want = [
+        [0.9 - 0.69, 0.6, 0.3, 0.0],
+        [2.0 - 13.0, 10.0 - 13.0, 4.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0],
+        [5.0, 1.0 - 1.4, 2.0 - 1.4, 3.0 - 1.4],
+        [0.1, 0.2, 0.3, 0.4],
+    ]
+    r = mix_rewards(w, c)
+    assert r.dtype == torch.float64 and r.shape == (5, 4)
+    for got, row in zip(r.tolist(), want):
+        assert got == pytest.approx(row, rel=1e-12, abs=1e-12)
+    assert torch.equal(r[c], w[c])  # compliant scores kept bit for bit
+    for g in range(5):
+        assert torch.equal(r[g : g + 1], mix_rewards(w[g : g + 1], c[g : g + 1]))
+
+
+def test_groups_at_extreme_scales_are_mixed_as_if_alone():
+    pattern = [3.0, 1.0, -2.0, 0.5]
+    w = torch.tensor([[x * s for x in pattern] for s in (1e300, 1e-300, 1.0)], dtype=torch.float64)
+    c = torch.tensor([[False, True, True, False]] * 3)
+    r = mix_rewards(w, c)
+    for g in range(3):
+        assert torch.equal(r[g : g + 1], mix_rewards(w[g : g + 1], c[g : g + 1]))
+    # Well above the absolute floor the penalty is proportional to the scores.
+    assert (r[0] / 1e300).tolist() == pytest.approx(r[2].tolist(), rel=1e-12)
+
+
+def test_penalty_floors_for_equal_and_tiny_scores():
+    # Equal scores: spread 0, so the margin unit is 1e-3 of the magnitude: 0.1 * 1e-3 * 0.5.
+    r = mix_rewards(torch.tensor([[0.5, 0.5, 0.5]], dtype=torch.float64), [[False, True, True]])
+    assert r.tolist()[0] == pytest.approx([0.5 - 0.5e-4, 0.5, 0.5], rel=1e-13)
+    # Tiny scores: the absolute floor 1e-8 sets the unit: 1e-12 - 0.1 * 1e-8.
+    r = mix_rewards(torch.tensor([[1e-12, 1e-12]], dtype=torch.float64), [[False, True]])
+    assert r.tolist()[0] == pytest.approx([1e-12 - 1e-9, 1e-12], rel=1e-12)
+    # All zero: no division by a zero magnitude.
+    r = mix_rewards(torch.zeros(1, 3, dtype=torch.float64), [[False, True, True]])
+    assert r.tolist()[0] == pytest.approx([-1e-9, 0.0, 0.0], rel=1e-12)
+
+
+def test_float32_rewards_are_the_float64_result_rounded():
+    torch.manual_seed(3)
+    w = torch.rand(6, 5) * 4 - 1
+    c = torch.rand(6, 5) > 0.5
+    c[0] = True
+    c[1] = False
+    frac = torch.where(c, 1.0, 0.5)
+    for kwargs in (
+        dict(),
+        dict(all_violate="writing"),
+        dict(all_violate="fraction", passed_fraction=frac.double()),
+        dict(strategy="fixed", fixed_weight=0.1),
+        dict(strategy="verifier_only"),
+    ):
+        r = mix_rewards(w, c, **kwargs)
+        assert r.dtype == torch.float32
+        assert torch.equal(r, mix_rewards(w.double(), c, **kwargs).float()), kwargs
+        assert mix_rewards(w.double(), c, **kwargs).dtype == torch.float64
+
+
+def test_defaults_and_baselines_exactly():
+    w = torch.tensor([[0.2, 0.8], [0.5, 0.25]], dtype=torch.float64)
+    c = torch.tensor([[True, False], [False, False]])
+    assert torch.equal(mix_rewards(w, c), mix_rewards(w, c, "dynamic", "zero", margin=0.1))
+    assert mix_rewards(w, c)[1].tolist() == [0.0, 0.0]
+    fixed = mix_rewards(w, c, strategy="fixed")
+    assert fixed.tolist() == [[1.2, 0.8], [0.5, 0.25]]
+    assert mix_rewards(w, c, strategy="fixed", fixed_weight=0.1).tolist() == [
+        [0.2 + 0.1, 0.8],
+        [0.5, 0.25],
+    ]
+    assert mix_rewards(w, c, strategy="fixed", fixed_weight=-0.5).tolist()[0] == [-0.3, 0.8]
+    v = mix_rewards(w, c, strategy="verifier_only")
+    assert v.dtype == torch.float64 and v.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_lists_are_accepted():
+    r = mix_rewards([[0.9, 0.6, 0.3]], [[False, True, True]], margin=0.5)
+    assert r.dtype == torch.get_default_dtype()
+    # delta = (3*0.9 - 1.8)/2 + 0.5*0.6 = 0.75
+    assert r.tolist()[0] == pytest.approx([0.15, 0.6, 0.3], rel=1e-6)
+    f = mix_rewards(
+        [[0.9, 0.1]], [[False, False]], all_violate="fraction", passed_fraction=[[0, 0.5]]
+    )
+    assert f.tolist() == [[0.0, 0.5]]
+
+
+def test_passed_fraction_bounds_and_consistency():
+    w = torch.zeros(1, 3)
+    c = torch.tensor([[True, False, False]])
+    for ok in ([[1.0, 0.0, 1.0]], [[1.0, 0.5, 0.25]]):
+        mix_rewards(w, c, passed_fraction=torch.tensor(ok))
+    for bad in ([[1.0, -0.1, 0.0]], [[1.0, 1.5, 0.0]], [[1.0, 0.0, 2.5]]):
+        with pytest.raises(ValueError, match=r"^passed_fraction: values must lie in \[0, 1\]$"):
+            mix_rewards(w, c, passed_fraction=torch.tensor(bad))
+    with pytest.raises(
+        ValueError,
+        match=r"^passed_fraction: a response that passed must have passed_fraction == 1$",
+    ):
+        mix_rewards(w, c, passed_fraction=torch.tensor([[0.5, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"^passed_fraction: contains 1 NaN and 0 inf"):
+        mix_rewards(w, c, passed_fraction=torch.tensor([[1.0, math.nan, 0.0]]))
+    with pytest.raises(ValueError, match=r"^passed_fraction: expected a real-valued tensor"):
+        mix_rewards(w, c, passed_fraction=c)
+    with pytest.raises(
+        ValueError, match=r"^writing and passed_fraction must have the same shape, got \(1, 3\)"
+    ):
+        mix_rewards(w, c, passed_fraction=torch.ones(1, 2))
+    with pytest.raises(
+        ValueError, match=r'^passed_fraction: required when all_violate="fraction"$'
+    ):
+        mix_rewards(w, torch.zeros(1, 3, dtype=torch.bool), all_violate="fraction")
+
+
+def test_mix_errors_name_the_argument():
+    w = torch.zeros(2, 3)
+    c = torch.zeros(2, 3, dtype=torch.bool)
+    cases = [
+        (dict(writing=c), r"^writing: expected a real-valued tensor, got dtype torch.bool$"),
+        (dict(writing=torch.zeros(3)), r"^writing: expected shape \[groups, n\], got \(3,\)$"),
+        (dict(writing=torch.zeros(2, 0)), r"^writing: groups must hold at least one response"),
+        (dict(writing=torch.tensor([[0.0, math.nan]])), r"^writing: contains 1 NaN and 0 inf"),
+        (dict(passed=c.float()), r"^passed: expected a bool tensor, got dtype torch.float32$"),
+        (dict(passed=c[:, :2]), r"^writing and passed must have the same shape, got \(2, 3\)"),
+        (
+            dict(strategy="dynamik"),
+            r"^strategy: unknown value 'dynamik'; "
+            r"expected one of dynamic, writing_only, verifier_only, fixed$",
+        ),
+        (
+            dict(all_violate="nope"),
+            r"^all_violate: unknown value 'nope'; expected one of zero, writing, fraction$",
+        ),
+    ]
+    for half in (torch.float16, torch.bfloat16):
+        cases.append(
+            (
+                dict(writing=w.to(half)),
+                rf"^writing: dtype {half} cannot hold the penalty margin exactly; "
+                r"pass float32 or float64$",
+            )
+        )
+    for margin in (0.0, -1.0, math.nan, math.inf):
+        cases.append((dict(margin=margin), rf"^margin: must be a finite number > 0, got {margin}$"))
+    for weight in (math.nan, math.inf, -math.inf):
+        cases.append((dict(fixed_weight=weight), rf"^fixed_weight: must be finite, got {weight}$"))
+    for override, match in cases:
+        kwargs = dict(writing=w, passed=c) | override
+        with pytest.raises(ValueError, match=match):
+            mix_rewards(**kwargs)
+    # Small margins and negative fixed weights are fine.
+    mix_rewards(w, c, margin=0.5)
+    mix_rewards(w, c, margin=1e-9)
+    mix_rewards(w, c, strategy="fixed", fixed_weight=-2.0)

@@ -109,3 +109,126 @@ def test_bad_input_raises():
         entropy_shaped_rewards(torch.tensor([True]), torch.tensor([0.5]), floor=1.5)
     with pytest.raises(ValueError, match="same shape"):
         entropy_shaped_rewards(torch.tensor([True, False]), torch.tensor([0.5]))
+
+
+# ----------------------------------------------------------------- inputs, dtypes, exact values
+
+
+def _entropy_bits(p: float) -> float:
+    """Binary entropy in bits, computed independently in Python doubles."""
+    return -sum(q * math.log2(q) for q in (p, 1.0 - p) if q > 0)
+
+
+def test_binary_entropy_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"^p: probabilities must lie in \[0, 1\]"):
+        binary_entropy(torch.tensor([1.5]))
+    with pytest.raises(
+        ValueError, match=r"^p: expected a real-valued tensor, got dtype torch.bool"
+    ):
+        binary_entropy(torch.tensor([True]))
+    with pytest.raises(ValueError, match=r"^share: expected a real-valued tensor"):
+        binary_entropy(torch.tensor([True]), "share")
+    with pytest.raises(ValueError, match=r"^share: probabilities must lie"):
+        binary_entropy([-0.1], "share")
+
+
+def test_binary_entropy_never_exceeds_one_bit_near_one_half():
+    # Unclamped, rounding puts these a few ulps above 1 (the true entropy is just below 1).
+    p = torch.tensor(
+        [0.4999999954748619, 0.50000000471924, 0.4999999996575239, 0.4999999999997126],
+        dtype=torch.float64,
+    )
+    h = binary_entropy(p)
+    assert bool((h <= 1.0).all()), h.tolist()
+    assert bool((h >= 1.0 - 1e-15).all())
+    # So a correct judgment with floor 0 earns at most 1.
+    r = entropy_shaped_rewards(torch.ones(4, dtype=torch.bool), p, floor=0.0)
+    assert bool((r <= 1.0).all()), r.tolist()
+
+
+def test_binary_entropy_keeps_dtype_and_rounds_once():
+    ps = [0.01, 0.1, 0.2, 0.25, 0.3, 0.6, 0.7, 0.75, 0.9, 0.99]
+    h32 = binary_entropy(torch.tensor(ps, dtype=torch.float32))
+    h64 = binary_entropy(torch.tensor(ps, dtype=torch.float64))
+    assert h32.dtype == torch.float32 and h64.dtype == torch.float64
+    # float32 results are the float64 entropy rounded to float32 once, not float32 arithmetic.
+    ps32 = torch.tensor(ps, dtype=torch.float32).tolist()  # the float32 values actually passed
+    assert h32.tolist() == torch.tensor([_entropy_bits(p) for p in ps32]).tolist()
+    assert h64.tolist() == pytest.approx([_entropy_bits(p) for p in ps], rel=1e-15, abs=0)
+
+
+def test_binary_entropy_accepts_lists():
+    assert binary_entropy([0.0, 0.5, 1.0]).tolist() == [0.0, 1.0, 0.0]
+
+
+def test_shaped_rewards_keep_dtype_and_match_binary_entropy():
+    ps = [0.01, 0.1, 0.2, 0.25, 0.3, 0.6, 0.7, 0.75, 0.9, 0.99]
+    floor = 0.3
+    for correct in (True, False):
+        c = torch.full((len(ps),), correct)
+        r32 = entropy_shaped_rewards(c, torch.tensor(ps, dtype=torch.float32), floor)
+        r64 = entropy_shaped_rewards(c, torch.tensor(ps, dtype=torch.float64), floor)
+        assert r32.dtype == torch.float32 and r64.dtype == torch.float64
+        # The reward formula applied to the entropy `binary_entropy` reports (itself correctly
+        # rounded), evaluated in doubles and rounded to the input dtype once.
+        for out in (r32, r64):
+            h = binary_entropy(torch.tensor(ps, dtype=out.dtype)).tolist()
+            exact = [
+                floor + (1 - floor) * x if correct else -(floor + (1 - floor) * (1 - x)) for x in h
+            ]
+            if out.dtype == torch.float32:
+                assert out.tolist() == torch.tensor(exact, dtype=torch.float32).tolist()
+            else:
+                assert out.tolist() == pytest.approx(exact, rel=1e-15, abs=0)
+
+
+def test_shaped_rewards_accept_lists():
+    r = entropy_shaped_rewards([True, False, True], [0.5, 1.0, 0.9], 0.5, valid=[True, True, False])
+    assert r.dtype == torch.get_default_dtype()
+    assert r.tolist() == pytest.approx([1.0, -1.0, -1.0])
+    r = entropy_shaped_rewards([[True, False]], [[0.25, 0.25]], 0.0, valid=[[True, True]])
+    h = _entropy_bits(0.25)
+    assert r[0].tolist() == pytest.approx([h, -(1 - h)], rel=1e-6)
+
+
+def test_shaped_rewards_errors_name_the_argument():
+    yes = torch.tensor([True, True])
+    p = torch.tensor([0.5, 0.9])
+    with pytest.raises(ValueError, match=r"^p_verdict: expected a real-valued tensor"):
+        entropy_shaped_rewards(yes, yes)
+    with pytest.raises(
+        ValueError, match=r"^correct and p_verdict must have the same shape, got \(2,\) and \(1,\)"
+    ):
+        entropy_shaped_rewards(yes, p[:1])
+    with pytest.raises(
+        ValueError, match=r"^valid: expected a bool tensor, got dtype torch.float32"
+    ):
+        entropy_shaped_rewards(yes, p, valid=torch.tensor([1.0, 1.0]))
+    with pytest.raises(
+        ValueError, match=r"^correct and valid must have the same shape, got \(2,\) and \(1,\)"
+    ):
+        entropy_shaped_rewards(yes, p, valid=torch.tensor([True]))
+    with pytest.raises(ValueError, match=r"^floor: must lie in \[0, 1\], got -0.5"):
+        entropy_shaped_rewards(yes, p, floor=-0.5)
+
+
+def test_vote_entropy_shapes_dtypes_and_lists():
+    v = [[True, False, False, False], [True, True, True, True], [False, False, False, False]]
+    h = vote_entropy(v)
+    assert h.dtype == torch.get_default_dtype() and h.shape == (3, 4)
+    assert h.tolist() == torch.tensor([[_entropy_bits(0.25)] * 4, [0.0] * 4, [0.0] * 4]).tolist()
+
+
+@pytest.mark.parametrize(
+    "verdicts, got",
+    [
+        (torch.tensor([True, False]), r"torch.bool \(2,\)"),
+        (torch.tensor([[1, 0], [0, 0]]), r"torch.int64 \(2, 2\)"),
+        (torch.ones(1, 2, 2, dtype=torch.bool), r"torch.bool \(1, 2, 2\)"),
+    ],
+)
+def test_vote_entropy_rejects_non_bool_or_non_2d(verdicts, got):
+    with pytest.raises(
+        ValueError, match=r"^verdicts: expected a bool tensor shaped \[groups, k\], got " + got
+    ):
+        vote_entropy(verdicts)
