@@ -249,6 +249,22 @@ def build_tiny_model(source: TinyModel, out_dir: Path, corpus: list[str] | None 
     tok.save_pretrained(out_dir)
 
 
+def _run_policy(path: Path) -> Path:
+    """A run directory (or its `checkpoints/`) stands for its newest complete checkpoint's
+    `policy/` folder: how one stage's output becomes the next stage's model."""
+    for ckpts in (path / "checkpoints", path):
+        pointer = ckpts / "latest"
+        if pointer.is_file():
+            policy = ckpts / pointer.read_text(encoding="utf-8").strip() / "policy"
+            if (policy / "config.json").is_file():
+                return policy
+            raise ModelLoadError(f"{path}: {pointer} names {policy}, which has no config.json")
+    raise ModelLoadError(
+        f"{path}: not a model folder (no config.json), not a run directory with "
+        "checkpoints/latest, and not a .gguf file"
+    )
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -279,9 +295,7 @@ def resolve_model_dir(source) -> Path:
                 tok_dir,
             )
         if not (path / "config.json").is_file():
-            raise ModelLoadError(
-                f"{path}: not a model folder (no config.json) and not a .gguf file"
-            )
+            path = _run_policy(path)
         return path
     raise ModelLoadError(f"unknown model source {source!r}")
 

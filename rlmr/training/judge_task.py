@@ -28,7 +28,7 @@ import torch
 from rlmr.core.records import Group, PromptRow
 from rlmr.core.shaping import entropy_shaped_rewards, vote_entropy
 from rlmr.data.pairs import PreferencePair
-from rlmr.judge.evaluation import judge_pairs
+from rlmr.judge.evaluation import expected_calibration_error, judge_pairs
 from rlmr.judge.judge import GenerativeJudge, JudgeSettings
 from rlmr.judge.prompts import PromptBuilder
 from rlmr.judge.types import PairJudgment
@@ -144,11 +144,14 @@ def judge_metrics(
     correct: torch.Tensor,
     entropies: torch.Tensor,
 ) -> dict:
-    """Agreement with the labels, verdicts read, entropy, shaped reward, confident errors."""
+    """Agreement with the labels, verdicts read, entropy, shaped reward, confident errors and
+    calibration (ECE of the verdict probabilities). Position consistency needs both orders of a
+    pair, which a training step does not show: the held-out evaluation measures it."""
     valid = torch.tensor([[j.side is not None for j in js] for js in judgments])
     wrong = ~correct & valid
     confident_wrong = wrong & (entropies < 0.5)
     n = correct.numel()
+    p_label = _p_label(groups, judgments)
     return {
         "judge/agreement": float(correct.float().mean()),
         "judge/verdict_rate": float(valid.float().mean()),
@@ -156,18 +159,18 @@ def judge_metrics(
         "judge/shaped_reward_mean": float(rewards.float().mean()),
         "judge/confident_error_rate": float(confident_wrong.sum()) / n,
         "judge/first_rate": sum(j.side == "first" for js in judgments for j in js) / n,
-        "judge/p_label_mean": _p_label_mean(groups, judgments),
+        "judge/p_label_mean": sum(p_label) / len(p_label) if p_label else math.nan,
+        "judge/ece": expected_calibration_error(p_label),
     }
 
 
-def _p_label_mean(groups, judgments) -> float:
-    """Mean probability the policy put on the right label (a smooth view of agreement)."""
-    ps = [
+def _p_label(groups, judgments) -> list[float]:
+    """The probability each judgment put on the right label (a smooth view of agreement)."""
+    return [
         j.p_first if g.row.label == "first" else 1.0 - j.p_first
         for g, js in zip(groups, judgments)
         for j in js
     ]
-    return sum(ps) / len(ps) if ps else math.nan
 
 
 def judge_settings(judge) -> JudgeSettings:

@@ -4,6 +4,7 @@
     rlmr genrm distill      (a teacher on a local HTTP endpoint: it prefers the longer response)
     rlmr sft                (the judge learns the kept chains; its NLL must fall)
     rlmr train, task: judge (GRPO from the SFT policy; its verdicts must earn real advantages)
+    rlmr train              (RLMR policy training with the trained judge as its writing reward)
 
 and the judge is evaluated on held-out pairs at each stage.
 """
@@ -126,8 +127,6 @@ def test_pairs_distill_sft_then_judge_grpo(repo, tmp_path):
     steps = [m for m in sft if m["step"] > 0]
     assert len(steps) >= 3 and steps[-1]["sft/nll"] < steps[0]["sft/nll"]
     assert sft[-1]["eval/verdict_mass"] > 0.5 > sft[0]["eval/verdict_mass"]  # it learnt to answer
-    latest = (sft_run / "checkpoints" / "latest").read_text()
-    policy = sft_run / "checkpoints" / latest / "policy"
 
     _rlmr(
         repo,
@@ -135,7 +134,7 @@ def test_pairs_distill_sft_then_judge_grpo(repo, tmp_path):
         "configs/genrm-tiny.yaml",
         *common,
         "--set",
-        f"model.source={{type: local, path: {policy}}}",
+        f"model.source={{type: local, path: {sft_run}}}",  # the run stands for its newest policy
         "--set",
         "trainer.steps=3",
         "--set",
@@ -150,3 +149,20 @@ def test_pairs_distill_sft_then_judge_grpo(repo, tmp_path):
     assert max(m["judge/verdict_rate"] for m in trained) > 0.5  # SFT taught it to answer a label
     assert any(m["adv_std"] > 0 and m["grad_norm"] > 0 for m in trained)
     assert {"eval/agreement", "eval/position_consistency", "eval/ece"} <= set(grpo[-1])
+
+    # RLMR with the judge just trained: `reward.writing.model` names its run directory
+    _rlmr(
+        repo,
+        "train",
+        "configs/tiny.yaml",
+        "--set",
+        f"logging.output_dir={tmp_path / 'runs'}",
+        "--set",
+        f"reward.writing.model={{type: local, path: {tmp_path / 'runs' / 'genrm-tiny'}}}",
+        "--set",
+        "trainer.steps=1",
+    )
+    policy = _metrics(tmp_path / "runs" / "tiny")
+    assert policy[-1]["step"] == 1 and 0.0 <= policy[-1]["writing_mean"] <= 1.0
+    saved = (tmp_path / "runs" / "tiny" / "config.yaml").read_text()
+    assert str(tmp_path / "runs" / "genrm-tiny") in saved

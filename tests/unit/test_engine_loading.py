@@ -106,6 +106,24 @@ def test_bad_sources_fail_clearly(tmp_path):
         loading.torch_dtype("float64")
 
 
+@pytest.mark.parametrize("point_at", ["run", "checkpoints"])
+def test_a_run_directory_stands_for_its_newest_policy(tmp_path, point_at):
+    """`model.source: {type: local, path: runs/NAME}` starts the next stage from the newest
+    complete checkpoint; an older step or a half-written one is never picked."""
+    ckpts = tmp_path / "run" / "checkpoints"
+    for step in ("step_000010", "step_000020", "step_000030"):
+        (ckpts / step / "policy").mkdir(parents=True)
+        (ckpts / step / "policy" / "config.json").write_text("{}")
+    (ckpts / "latest").write_text("step_000020\n")
+    folder = tmp_path / "run" if point_at == "run" else ckpts
+    assert (
+        loading.resolve_model_dir(LocalModel(path=str(folder))) == ckpts / "step_000020" / "policy"
+    )
+    (ckpts / "latest").write_text("step_000040")
+    with pytest.raises(loading.ModelLoadError, match="step_000040"):
+        loading.resolve_model_dir(LocalModel(path=str(folder)))
+
+
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("RLMR_CACHE", str(tmp_path))
     assert loading.cache_root() == tmp_path

@@ -112,6 +112,8 @@ def test_rewards_are_plus_minus_one_shaped_by_the_token_entropy():
     assert metrics["judge/agreement"] == 0.5 and metrics["judge/verdict_rate"] == 1.0
     assert metrics["judge/confident_error_rate"] == 0.5  # the 0.99 "first" is a confident error
     assert metrics["judge/p_label_mean"] == pytest.approx((0.7 + 0.01) / 2)
+    # right at confidence 0.7 (off by 0.3), wrong at 0.99 (off by 0.99), one bin each
+    assert metrics["judge/ece"] == pytest.approx(0.5 * 0.3 + 0.5 * 0.99)
 
 
 def test_votes_take_the_entropy_of_the_groups_split():
