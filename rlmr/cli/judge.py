@@ -9,8 +9,11 @@
 Prints agreement with the labels, position consistency, expected calibration
 error (and Brier score, first-position win rate, verdict-token mass, agreement
 per degradation kind), with a progress bar on stderr. `--output` writes one
-JSON line per pair with both orders' probabilities. Nothing heavy is imported
-until `run` is called.
+JSON line per pair with both orders' probabilities; `--baseline` compares this
+judge with the one that wrote an earlier `--output` on the same pairs. Nothing
+heavy is imported until `run` is called.
+
+    rlmr judge --pairs P.jsonl --model runs/genrm-smollm2-cpu --baseline before.jsonl
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bins", type=int, default=10, help="calibration bins")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="write per-pair results here (JSONL)")
+    parser.add_argument(
+        "--baseline",
+        help="an earlier --output file on the same pairs: print the paired difference in "
+        "agreement (overall and per kind) with a bootstrap interval and a sign test",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -145,6 +153,11 @@ def run(args) -> int:
     if not pairs:
         print(f"rlmr judge: {args.pairs}: no pairs", file=sys.stderr)
         return 2
+    try:
+        baseline = _read_baseline(args.baseline, pairs) if args.baseline else None
+    except ValueError as err:  # checked before any model loads
+        print(f"rlmr judge: {err}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     engine = build_engine(
         source, engine_cfg, dtype=writing.dtype, max_model_len=writing.max_judge_len, seed=args.seed
@@ -197,7 +210,39 @@ def run(args) -> int:
                     + "\n"
                 )
         print(f"per-pair results: {out}")
+    if baseline is not None:
+        _print_comparison(args.baseline, pairs, baseline, [j.p for j in judgments])
     return 0
+
+
+def _read_baseline(path: str, pairs) -> list[float]:
+    """The earlier judge's `p_chosen` for each of `pairs`, matched by id (else by line)."""
+    from rlmr.data.jsonl import read_jsonl
+
+    try:
+        rows = read_jsonl(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    if len(rows) < len(pairs):
+        raise ValueError(f"{path}: {len(rows)} results for {len(pairs)} pairs")
+    out = []
+    for i, (q, row) in enumerate(zip(pairs, rows), start=1):
+        if not isinstance(row.get("p_chosen"), (int, float)):
+            raise ValueError(f"{path}: line {i}: no numeric 'p_chosen' (an --output file?)")
+        if q.id and row.get("id") != q.id:
+            raise ValueError(f"{path}: line {i}: id {row.get('id')!r}, pair {i} is {q.id!r}")
+        out.append(float(row["p_chosen"]))
+    return out
+
+
+def _print_comparison(path: str, pairs, before: list[float], after: list[float]) -> None:
+    from rlmr.judge.evaluation import compare_agreement
+
+    print(f"against {path}:")
+    print(compare_agreement(before, after).line("all"))
+    for kind in sorted({q.kind for q in pairs if q.kind}):
+        idx = [i for i, q in enumerate(pairs) if q.kind == kind]
+        print(compare_agreement([before[i] for i in idx], [after[i] for i in idx]).line(kind))
 
 
 def main(argv: list[str] | None = None) -> int:

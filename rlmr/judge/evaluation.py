@@ -8,10 +8,15 @@ gives `p = P(chosen > rejected)` (both orders averaged with swap). Reported:
   against whether its pick was right, in equal-width bins over [0.5, 1];
 - first-position rate: how often the response shown first wins (0.5 = no bias);
 - verdict mass: mean probability the judge put on the two label tokens.
+
+`compare_agreement` sets two judges side by side on the same pairs (before and
+after training): the paired difference with a bootstrap interval and a sign test.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -24,7 +29,7 @@ from rlmr.judge.types import PairJudgment
 def agreement(p_chosen: Sequence[float]) -> float:
     if not p_chosen:
         return float("nan")
-    return sum(1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0 for p in p_chosen) / len(p_chosen)
+    return sum(_correct(p) for p in p_chosen) / len(p_chosen)
 
 
 def expected_calibration_error(p_chosen: Sequence[float], bins: int = 10) -> float:
@@ -142,4 +147,67 @@ def pair_report(
         verdict_mass=sum(masses) / len(masses) if masses else float("nan"),
         seconds=seconds,
         by_kind={k: agreement(v) for k, v in kinds.items()},
+    )
+
+
+def _correct(p: float) -> float:
+    return 1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two judges on the same pairs: agreement before and after, a 95% paired bootstrap interval
+    of the difference, and an exact two-sided sign test on the pairs only one judge gets right."""
+
+    pairs: int
+    before: float
+    after: float
+    low: float
+    high: float
+    better: int
+    worse: int
+    p_value: float
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name:<16}{self.before:6.1%} -> {self.after:6.1%}  "
+            f"diff {self.after - self.before:+.1%} [95% CI {self.low:+.1%}, {self.high:+.1%}]  "
+            f"sign test {self.better}+/{self.worse}- p={self.p_value:.3g}  (n={self.pairs})"
+        )
+
+
+def sign_test(better: int, worse: int) -> float:
+    """Exact two-sided sign test: the chance of a split at least this uneven under p = 1/2."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(better, worse) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare_agreement(
+    p_before: Sequence[float], p_after: Sequence[float], *, resamples: int = 10_000, seed: int = 0
+) -> PairedComparison:
+    """`p_before[i]`, `p_after[i]`: two judges' probabilities for the chosen side of pair i."""
+    if len(p_before) != len(p_after) or not p_before:
+        raise ValueError(
+            f"compare_agreement: need the same non-empty pairs, got {len(p_before)} and "
+            f"{len(p_after)}"
+        )
+    before = [_correct(p) for p in p_before]
+    after = [_correct(p) for p in p_after]
+    diffs = [a - b for a, b in zip(after, before)]
+    n = len(diffs)
+    rng = random.Random(seed)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    return PairedComparison(
+        pairs=n,
+        before=sum(before) / n,
+        after=sum(after) / n,
+        low=means[int(0.025 * (resamples - 1))],
+        high=means[int(0.975 * (resamples - 1))],
+        better=better,
+        worse=worse,
+        p_value=sign_test(better, worse),
     )

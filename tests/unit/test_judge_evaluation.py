@@ -15,8 +15,10 @@ from rlmr.data.pairs import PreferencePair, load_pairs
 from rlmr.judge import GenerativeJudge, JudgeSettings
 from rlmr.judge.evaluation import (
     agreement,
+    compare_agreement,
     evaluate_pairs,
     expected_calibration_error,
+    sign_test,
 )
 from rlmr.tools.preference_pairs import (
     KINDS,
@@ -159,6 +161,50 @@ def test_cli_runs_on_the_shipped_pairs_with_the_tiny_model(tmp_path, capsys):
         assert needle in text
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 4 and all(0.0 <= r["p_chosen"] <= 1.0 for r in rows)
+
+
+def test_sign_test_is_the_exact_binomial_tail():
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 0) == pytest.approx(2 / 32)  # all five discordant pairs one way
+    assert sign_test(0, 5) == sign_test(5, 0)
+    assert sign_test(7, 3) == pytest.approx(2 * (1 + 10 + 45 + 120) / 1024)
+    assert sign_test(10, 10) == 1.0  # capped: a balanced split is no evidence
+
+
+def test_compare_agreement_pairs_judgments_by_index():
+    before = [0.4, 0.4, 0.6, 0.6, 0.5, 0.3, 0.3, 0.3]
+    after = [0.9, 0.8, 0.6, 0.2, 0.5, 0.7, 0.7, 0.7]
+    c = compare_agreement(before, after, resamples=2000)
+    assert (c.pairs, c.before, c.after) == (8, 2.5 / 8, 6.5 / 8)
+    assert (c.better, c.worse) == (5, 1)  # the tie at 0.5 is no change
+    assert c.p_value == pytest.approx(sign_test(5, 1))
+    assert c.low < c.after - c.before < c.high
+    wider = compare_agreement(before * 5, after * 5, resamples=2000)  # the same, 40 pairs
+    assert 0.0 < wider.low < c.after - c.before < wider.high < c.high  # narrower, off zero
+    assert wider.p_value < 0.001
+    same = compare_agreement(before, before)
+    assert same.low == same.high == 0.0 and same.p_value == 1.0
+    assert "sign test 5+/1-" in c.line("all") and "+50.0%" in c.line("all")
+    with pytest.raises(ValueError, match="same non-empty pairs"):
+        compare_agreement([0.1], [0.1, 0.2])
+
+
+@pytest.mark.usefixtures("tiny_cache")
+def test_cli_compares_with_a_baseline_and_refuses_a_mismatched_one(tmp_path, capsys):
+    base = ["--model", "tiny", "--limit", "4", "--max-judge-len", "1024", "--no-progress"]
+    before = tmp_path / "before.jsonl"
+    assert judge_cli.main([*base, "--output", str(before)]) == 0
+    capsys.readouterr()
+    assert judge_cli.main([*base, "--baseline", str(before)]) == 0
+    text = capsys.readouterr().out
+    assert f"against {before}:" in text and "diff +0.0%" in text and "sign test 0+/0-" in text
+    rows = before.read_text().splitlines()
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text("\n".join([rows[1], rows[0], *rows[2:]]) + "\n")
+    assert judge_cli.main([*base, "--baseline", str(wrong)]) == 2
+    assert "line 1: id" in capsys.readouterr().err
+    assert judge_cli.main([*base, "--baseline", str(tmp_path / "nope.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_judge_core_and_cli_import_nothing_heavy():
