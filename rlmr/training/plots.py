@@ -25,6 +25,13 @@ PANELS = (
     ("kl", "KL to reference"),
     ("entropy", "policy entropy"),
     ("frac_zero_std", "zero-variance groups"),
+    # the judge task (RLCS)
+    ("eval/agreement", "held-out judge agreement"),
+    ("eval/position_consistency", "held-out position consistency"),
+    ("eval/ece", "held-out calibration error (ECE)"),
+    ("judge/agreement", "train judge agreement"),
+    ("judge/shaped_reward_mean", "shaped judge reward"),
+    ("judge/entropy_mean", "verdict entropy (bits)"),
 )
 
 

@@ -42,3 +42,12 @@ def test_cli_writes_an_overlay(tmp_path):
         == 0
     )
     assert (tmp_path / "o.png").exists()
+
+
+def test_a_judge_run_draws_the_judge_panels():
+    rows = [
+        {"step": s, "judge/agreement": 0.5 + s / 40, "eval/agreement": 0.5, "adv_std": 1.0}
+        for s in range(4)
+    ]
+    drawn = [ax.get_title() for ax in curves_figure(rows).axes if ax.axison]
+    assert drawn == ["held-out judge agreement", "train judge agreement"]
