@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import defaultdict
@@ -25,15 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def sign_test_p(wins: int, losses: int) -> float:
-    """Two-sided exact binomial sign test (ties dropped)."""
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    k = min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
+from rlmr.judge.evaluation import sign_test  # noqa: E402 (after the path line)
 
 
 def evaluate(engine, rows, cfg, samples: int, seed: int) -> dict:
@@ -120,7 +111,7 @@ def main(argv=None) -> int:
             "prompts_better": wins,
             "prompts_worse": losses,
             "prompts_same": len(base) - wins - losses,
-            "sign_test_p": round(sign_test_p(wins, losses), 4),
+            "sign_test_p": round(sign_test(wins, losses), 4),
             "pass_rate_change": round(r["pass_rate"] - results[base_name]["pass_rate"], 4),
         }
     for r in results.values():

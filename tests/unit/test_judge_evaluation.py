@@ -163,11 +163,12 @@ def test_cli_runs_on_the_shipped_pairs_with_the_tiny_model(tmp_path, capsys):
     assert len(rows) == 4 and all(0.0 <= r["p_chosen"] <= 1.0 for r in rows)
 
 
-def test_sign_test_is_the_exact_binomial_tail():
+def test_sign_test_is_the_exact_binomial_tail():  # also bench/heldout_eval.py's
     assert sign_test(0, 0) == 1.0
     assert sign_test(5, 0) == pytest.approx(2 / 32)  # all five discordant pairs one way
     assert sign_test(0, 5) == sign_test(5, 0)
     assert sign_test(7, 3) == pytest.approx(2 * (1 + 10 + 45 + 120) / 1024)
+    assert sign_test(6, 2) == pytest.approx(2 * (1 + 8 + 28) / 256)
     assert sign_test(10, 10) == 1.0  # capped: a balanced split is no evidence
 
 
