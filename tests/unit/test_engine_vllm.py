@@ -98,6 +98,32 @@ def test_a_worker_that_loads_less_than_was_sent_fails_the_sync():
         FakeVLLMWorker().rlmr_load_weights([])
 
 
+def test_a_worker_that_receives_less_than_was_broadcast_fails_the_nccl_sync():
+    """The NCCL path counts from the receivers too: a worker that loads fewer tensors than the
+    learner broadcast (or answers nothing countable) fails the step."""
+
+    class Short(FakeVLLMWorker):
+        def rlmr_receive_weights(self, metas):
+            return len(metas) - 1
+
+    class Silent(FakeVLLMWorker):
+        def rlmr_receive_weights(self, metas):
+            return None
+
+    metas = [("norm.weight", "float32", (2,)), ("lm_head.weight", "float32", (4, 2))]
+    for bad, answer in ((Short(), "1"), (Silent(), "None")):
+
+        class Full(FakeVLLMWorker):
+            def rlmr_receive_weights(self, metas):
+                return len(metas)
+
+        _, engine = make(workers=[Full(), bad])
+        with pytest.raises(RuntimeError, match=rf"receive_weights: sent 2 .* \[2, {answer}\]"):
+            engine.receive_weights(metas)
+    _, engine = make(workers=[Full(), Full()])
+    assert engine.receive_weights(metas) == 2
+
+
 def test_worker_extension_loads_weights_into_the_worker_model():
     class Model(torch.nn.Module):
         def __init__(self):
