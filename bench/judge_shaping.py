@@ -1,7 +1,7 @@
 """Judge GRPO with and without entropy shaping, side by side, judged on held-out pairs.
 
     rlmr genrm build-pairs --out data/genrm --limit 100      # once
-    python bench/judge_shaping.py --minutes 14               # about 40 minutes on 2 CPU cores
+    python bench/judge_shaping.py --minutes 12               # about 40 minutes on 2 CPU cores
 
 One run of `configs/genrm-smollm2-cpu.yaml` with `judge.shaping.floor: 0.5`
 (shaped) and one with `floor: 1` (no shaping), each for the same wall-clock
@@ -42,9 +42,10 @@ def rlmr(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "rlmr.cli", *args], cwd=REPO, check=True)
 
 
-def judge(pairs: Path, out: Path, model: str | None) -> list[dict]:
-    """Every held-out pair judged greedily in both orders, verdict token only."""
-    args = ["judge", "--pairs", str(pairs), "--no-reasoning", "--max-judge-len", "1024"]
+def judge(pairs: Path, out: Path, model: str | None, budget: int) -> list[dict]:
+    """Every held-out pair judged greedily in both orders, verdict token only, with the prompt
+    budget of the config's `judge.max_judge_len`."""
+    args = ["judge", "--pairs", str(pairs), "--no-reasoning", "--max-judge-len", str(budget)]
     args += ["--no-progress", "--output", str(out)]
     rlmr(*args, *(["--model", model] if model else []))
     return read_jsonl(out)
@@ -86,7 +87,7 @@ def comparison(pairs, before: list[dict], after: list[dict]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO / "data" / "genrm")
-    p.add_argument("--minutes", type=float, default=14, help="training wall clock per run")
+    p.add_argument("--minutes", type=float, default=12, help="training wall clock per run")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "judge-shaping")
     args = p.parse_args(argv)
     heldout = args.data / "heldout.jsonl"
@@ -94,7 +95,10 @@ def main(argv=None) -> int:
         p.error(f"{heldout}: missing; run `rlmr genrm build-pairs --out {args.data}` first")
     args.out.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(heldout)
-    before = judge(heldout, args.out / "before.jsonl", None)
+    from rlmr.config import load_config
+
+    budget = load_config(REPO / CONFIG).judge.max_judge_len
+    before = judge(heldout, args.out / "before.jsonl", None, budget)
     report = {"heldout_pairs": len(pairs), "minutes_per_run": args.minutes}
     report["untrained"] = summary(pairs, before)
     metrics = {}
@@ -110,7 +114,9 @@ def main(argv=None) -> int:
             *("--set", "trainer.eval_at_start=false"),
         )
         metrics[name] = read_jsonl(args.out / "runs" / run / "metrics.jsonl")
-        after = judge(heldout, args.out / f"after-{name}.jsonl", str(args.out / "runs" / run))
+        after = judge(
+            heldout, args.out / f"after-{name}.jsonl", str(args.out / "runs" / run), budget
+        )
         report[name] = {
             "floor": floor,
             "steps": max(m["step"] for m in metrics[name]),
