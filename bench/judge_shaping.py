@@ -98,7 +98,11 @@ def main(argv=None) -> int:
     from rlmr.config import load_config
 
     budget = load_config(REPO / CONFIG).judge.max_judge_len
-    before = judge(heldout, args.out / "before.jsonl", None, budget)
+    before_file = args.out / "before.jsonl"  # kept from an interrupted run: the same judge
+    if before_file.is_file() and len(read_jsonl(before_file)) == len(pairs):
+        before = read_jsonl(before_file)
+    else:
+        before = judge(heldout, before_file, None, budget)
     report = {"heldout_pairs": len(pairs), "minutes_per_run": args.minutes}
     report["untrained"] = summary(pairs, before)
     metrics = {}
