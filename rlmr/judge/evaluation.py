@@ -87,7 +87,7 @@ class EvaluationReport:
             f"({self.seconds / max(self.pairs, 1):.2f} s/pair)",
         ]
         for kind, value in sorted(self.by_kind.items()):
-            out.append(f"  agreement {kind:<12}{value:.1%}")
+            out.append(f"  agreement {kind:<15} {value:.1%}")
         return out
 
 
