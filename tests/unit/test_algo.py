@@ -689,3 +689,21 @@ def test_loss_settings_bounds(field, bad, good, match):
             LossSettings(**{field: value})
     for value in good:
         assert getattr(LossSettings(**{field: value}), field) == value
+
+
+def test_kl_estimate_clamps_the_log_ratio_at_20_by_default():
+    """The documented default: a log-ratio of 30 counts as 20 (k1 and k2 show the bound)."""
+    from rlmr.core.algo import kl_estimate
+
+    far = torch.tensor([30.0, -30.0])
+    assert kl_estimate(far, torch.zeros(2), kind="k1").tolist() == [20.0, -20.0]
+    assert kl_estimate(far, torch.zeros(2), kind="k2").tolist() == [200.0, 200.0]
+
+
+def test_masked_mean_along_a_dim_is_one_mean_per_row():
+    from rlmr.core.algo import masked_mean
+
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    assert masked_mean(values, mask, dim=-1).tolist() == [1.5, 0.0]  # an empty row is 0
+    assert masked_mean(values, mask).item() == 1.5
