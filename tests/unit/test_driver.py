@@ -236,20 +236,26 @@ def test_resume_without_checkpoint_is_refused(tmp_path):
         RunDir(cfg, resume=True)
 
 
-def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path, monkeypatch):
+def _one_minute_budget(tmp_path, monkeypatch, *overrides):
+    """A 50-step run with a 1-minute budget on a clock that advances 25 s per reading: it is read
+    once at the start and once after each step, so steps end at 25, 50 and 75 s and step 3 is
+    the first to cross 60 s and the last to run."""
     import rlmr.training.metrics as metrics
 
-    cfg = _cfg(
+    clock = iter(range(0, 10_000, 25))
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: next(clock))
+    return _cfg(
         tmp_path,
         "trainer.steps=50",
         "trainer.max_wall_minutes=1",
         "trainer.eval_every=0",
         "checkpoint.every=0",
+        *overrides,
     )
-    # The clock is read once at the start and once after each step, 25 s apart: steps end at 25,
-    # 50 and 75 s, so step 3 is the first to cross the 60 s budget and the last to run.
-    clock = iter(range(0, 10_000, 25))
-    monkeypatch.setattr(metrics.time, "monotonic", lambda: next(clock))
+
+
+def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path, monkeypatch):
+    cfg = _one_minute_budget(tmp_path, monkeypatch)
     services = FakeServices()
     rows = run_training(cfg, services, RunDir(cfg), ROWS, HELD_OUT)
     assert [r["step"] for r in rows] == [0, 1, 2, 3] and services.updates == 3
@@ -412,16 +418,7 @@ def test_a_resumed_run_does_not_evaluate_step_zero_again(tmp_path):
 def test_the_time_budget_stop_is_announced_and_the_bar_follows_it(tmp_path, monkeypatch, capsys):
     import rlmr.training.metrics as metrics
 
-    cfg = _cfg(
-        tmp_path,
-        "trainer.steps=50",
-        "trainer.max_wall_minutes=1",
-        "trainer.eval_every=0",
-        "checkpoint.every=0",
-        "logging.progress_bar=true",
-    )
-    clock = iter(range(0, 10_000, 25))  # steps end at 25, 50, 75 s: step 3 crosses 60 s
-    monkeypatch.setattr(metrics.time, "monotonic", lambda: next(clock))
+    cfg = _one_minute_budget(tmp_path, monkeypatch, "logging.progress_bar=true")
     bars = []
     real = metrics.Progress.update
 
