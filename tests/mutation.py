@@ -1,6 +1,7 @@
 """Mutation testing of the training path: does each small break of the code fail a test?
 
-    python tests/mutation.py                 # every mutant (about an hour on 2 cores)
+    python tests/mutation.py                 # every mutant (hours on 2 cores: the learner's
+                                             # tests run real DeepSpeed)
     python tests/mutation.py --report        # only read the results of the last run
     python tests/mutation.py "rlmr.core.rewards*"   # the mutants of one module
 
