@@ -54,7 +54,7 @@ def group_advantages(rewards, method: str = "group_norm", eps: float = 1e-6) -> 
     centred = (xs - xs.mean(dim=1, keepdim=True)) * scale
     if method == "group_norm":
         if n > 1:
-            std = xs.std(dim=1, unbiased=True, keepdim=True) * scale
+            std = xs.std(dim=1, keepdim=True) * scale  # Bessel's correction: torch's default
         else:
             std = torch.zeros_like(scale)
         adv = centred / (std + eps)

@@ -703,7 +703,17 @@ def test_kl_estimate_clamps_the_log_ratio_at_20_by_default():
 def test_masked_mean_along_a_dim_is_one_mean_per_row():
     from rlmr.core.algo import masked_mean
 
-    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    mask = torch.tensor([[True, True, False], [False, False, False]])
-    assert masked_mean(values, mask, dim=-1).tolist() == [1.5, 0.0]  # an empty row is 0
-    assert masked_mean(values, mask).item() == 1.5
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    mask = torch.tensor([[True, True, False], [False, False, True], [False, False, False]])
+    assert masked_mean(values, mask, dim=-1).tolist() == [1.5, 6.0, 0.0]  # an empty row is 0
+    assert masked_mean(values, mask).item() == 3.0
+
+
+def test_a_constant_group_has_zero_advantages_even_without_eps():
+    """eps = 0: a constant group's std is 0, so 0 / 0 must not leak out as NaN, whatever the
+    other groups look like; the others are still normalised."""
+    rewards = torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.0, 1.0, 0.0, 1.0]])
+    for method in ("group_norm", "dr_grpo", "rloo"):
+        adv = group_advantages(rewards, method=method, eps=0.0)
+        assert adv[0].tolist() == [0.0, 0.0, 0.0, 0.0], method
+        assert torch.isfinite(adv).all() and adv[1].abs().min() > 0, method
