@@ -95,7 +95,6 @@ def _distill(args) -> int:
     from rlmr.engine.loading import load_tokenizer
     from rlmr.judge.distill import distill
     from rlmr.judge.prompts import PromptBuilder
-    from rlmr.judge.verdict import choose_verdict_labels
 
     try:
         source, writing, _ = _settings(args)
@@ -105,13 +104,7 @@ def _distill(args) -> int:
         print(f"rlmr genrm distill: {err}", file=sys.stderr)
         return 2
     tokenizer = load_tokenizer(source)
-    builder = PromptBuilder(
-        tokenizer,
-        choose_verdict_labels(tokenizer),
-        max_len=writing.max_judge_len,
-        reasoning=writing.reasoning,
-        max_analysis_tokens=writing.max_analysis_tokens,
-    )
+    builder = PromptBuilder.for_judge(tokenizer, writing)
     from tqdm.auto import tqdm
 
     bar = tqdm(

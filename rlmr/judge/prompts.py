@@ -22,7 +22,12 @@ from functools import cache
 from pathlib import Path
 
 from rlmr.engine.prompt_text import clean_text, defuse, token_ids, truncate_middle
-from rlmr.judge.verdict import JudgeSetupError, ScoreTokens, VerdictLabels
+from rlmr.judge.verdict import (
+    JudgeSetupError,
+    ScoreTokens,
+    VerdictLabels,
+    choose_verdict_labels,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DIMENSIONS = (
@@ -87,6 +92,19 @@ class PromptBuilder:
     user turn; the returned text ends where the judge starts writing
     (the analysis header, or directly the verdict cue).
     """
+
+    @classmethod
+    def for_judge(cls, tokenizer, judge, *, chat_template: bool = True) -> PromptBuilder:
+        """The builder a judge section describes (`max_judge_len`, `reasoning`,
+        `max_analysis_tokens`), with the verdict labels the tokenizer allows."""
+        return cls(
+            tokenizer,
+            choose_verdict_labels(tokenizer),
+            max_len=judge.max_judge_len,
+            reasoning=judge.reasoning,
+            max_analysis_tokens=judge.max_analysis_tokens,
+            chat_template=chat_template,
+        )
 
     def __init__(
         self,

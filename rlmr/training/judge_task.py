@@ -269,18 +269,9 @@ def judge_prompt_sets(cfg) -> tuple[list[PromptRow], list[PreferencePair]]:
     from rlmr.data.pairs import load_pairs
     from rlmr.data.prompts import check_prompt_rows
     from rlmr.engine.loading import load_tokenizer
-    from rlmr.judge.verdict import choose_verdict_labels
 
     tokenizer = load_tokenizer(cfg.model.source)
-    judge = cfg.judge
-    builder = PromptBuilder(
-        tokenizer,
-        choose_verdict_labels(tokenizer),
-        max_len=judge.max_judge_len,
-        reasoning=judge.reasoning,
-        max_analysis_tokens=judge.max_analysis_tokens,
-        chat_template=cfg.model.chat_template,
-    )
+    builder = PromptBuilder.for_judge(tokenizer, cfg.judge, chat_template=cfg.model.chat_template)
     rows = judge_rows(load_pairs(cfg.data.train), builder)
     check_prompt_rows(
         rows,
