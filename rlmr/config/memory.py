@@ -37,10 +37,16 @@ GB = 1e9
 BF16_BYTES = 2
 ADAM_STATE_BYTES = 12  # fp32 master weights + Adam m + Adam v
 CPU_ADAM_GRAD_BYTES = 4  # fp32 gradient partition CPU Adam keeps next to its states
-# bf16 logits, their fp32 copy (rlmr.training.learner takes log-probs in fp32), the fp32
-# gradient and the bf16 gradient, per token and vocabulary entry.
-LOGIT_TRAIN_BYTES = 12
-LOGIT_SCORE_BYTES = 6  # scoring without gradients: bf16 logits + fp32 copy
+# Per token and vocabulary entry while training: the bf16 logits (2), their fp32 copy
+# (rlmr.training.learner takes log-probs in fp32) (4), and in the backward pass the exp() that
+# logsumexp's gradient recomputes (4), the fp32 gradient (4) and the bf16 gradient (2).
+LOGIT_TRAIN_BYTES = 16
+# Scoring without gradients (the reference): bf16 logits, the fp32 copy, logsumexp's exp().
+LOGIT_SCORE_BYTES = 10
+# The entropy (a metric) is taken ENTROPY_CHUNK_TOKENS rows at a time (rlmr.core.algo), each row
+# holding three fp32 [V] temporaries (log_softmax, its exp, their product).
+ENTROPY_CHUNK_TOKENS = 1024
+ENTROPY_CHUNK_BYTES_PER_VOCAB = 12 * ENTROPY_CHUNK_TOKENS
 LEARNER_RESERVE_BYTES = 4 * GB  # CUDA context, NCCL buffers, ZeRO buckets, allocator fragmentation
 VLLM_OVERHEAD_BYTES = 4 * GB  # inside vLLM's budget: CUDA context, CUDA graphs, activation peak
 VERDICT_TOKENS = 16  # a judge answering without an analysis writes only its verdict
@@ -112,11 +118,12 @@ def activation_bytes(shape: ModelShape, tokens: int, checkpointing: bool = True)
 
     With gradient checkpointing: every layer's bf16 input, plus one layer
     recomputed (activations and their gradients), plus the logits at
-    `LOGIT_TRAIN_BYTES` per token and vocabulary entry. Without it, every
+    `LOGIT_TRAIN_BYTES` per token and vocabulary entry and one chunk of the
+    entropy's temporaries. Without it, every
     layer's activations are kept. Flash attention is assumed (no seq^2 term).
     """
     per_layer = _layer_working_bytes_per_token(shape) * tokens
-    logits = LOGIT_TRAIN_BYTES * tokens * shape.vocab
+    logits = (LOGIT_TRAIN_BYTES * tokens + ENTROPY_CHUNK_BYTES_PER_VOCAB) * shape.vocab
     if checkpointing:
         return shape.layers * tokens * shape.hidden * BF16_BYTES + 2 * per_layer + logits
     return shape.layers * per_layer + per_layer + logits
@@ -127,10 +134,10 @@ def scoring_activation_bytes(shape: ModelShape, tokens: int) -> float:
     return _layer_working_bytes_per_token(shape) * tokens + LOGIT_SCORE_BYTES * tokens * shape.vocab
 
 
-def reference_bytes_per_gpu(params: float, ranks: int, sharded: bool) -> float:
-    """bf16 weights of the frozen reference model: sharded over its ranks under ZeRO-3, else
-    whole."""
-    return BF16_BYTES * params / (ranks if sharded else 1)
+def reference_bytes_per_gpu(params: float) -> float:
+    """bf16 weights of the frozen reference model. Replicated: each reference replica
+    (`actors/reference.py`, plain transformers inference on one GPU) loads a whole copy."""
+    return BF16_BYTES * params
 
 
 # --------------------------------------------------------------------------- vLLM
@@ -235,8 +242,7 @@ def memory_report(
     """Per-GPU memory of `cfg`'s layout for a policy of shape `policy` (and a judge of shape
     `judge`).
 
-    The reference model is counted sharded over its replicas when the learner
-    runs ZeRO-3 (DeepSpeed ZeRO-3 inference, as OpenRLHF runs it), whole otherwise.
+    The reference model is replicated: every reference GPU holds a whole copy.
     """
     cluster, learner = cfg.cluster, cfg.learner
     if cluster.gpus_per_node == 0:
@@ -248,11 +254,7 @@ def memory_report(
     states = learner_bytes_per_gpu(policy.params, learner, cluster.learner.replicas)
     acts = activation_bytes(policy, tokens, cfg.model.gradient_checkpointing)
     use_ref = cfg.uses_reference and cluster.reference.replicas > 0
-    ref = (
-        reference_bytes_per_gpu(policy.params, cluster.reference.replicas, learner.zero_stage == 3)
-        if use_ref
-        else 0.0
-    )
+    ref = reference_bytes_per_gpu(policy.params) if use_ref else 0.0
     ref_acts = scoring_activation_bytes(policy, tokens) if use_ref else 0.0
 
     rollout = _engine_memory(policy, cfg.rollout.engine, cluster.rollout.replicas, gpu_bytes, seq)

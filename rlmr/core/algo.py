@@ -273,6 +273,19 @@ def policy_loss(
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Per-position entropy (nats) of the categorical distribution given by `logits[..., V]`."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
+    """Per-position entropy (nats) of the categorical distribution given by `logits[..., V]`.
+
+    Taken `ENTROPY_CHUNK_TOKENS` positions at a time: the three fp32 `[positions, V]` temporaries
+    would otherwise outweigh the logits themselves (152k vocabulary). `rlmr.config.memory` budgets
+    one chunk.
+    """
+    from rlmr.config.memory import ENTROPY_CHUNK_TOKENS
+
+    flat = logits.reshape(-1, logits.shape[-1])
+    parts = []
+    for rows in flat.split(ENTROPY_CHUNK_TOKENS):
+        logp = torch.log_softmax(rows.float(), dim=-1)
+        parts.append(-(logp.exp() * logp).sum(dim=-1))
+    if not parts:
+        return flat.new_zeros(logits.shape[:-1])
+    return torch.cat(parts).reshape(logits.shape[:-1])

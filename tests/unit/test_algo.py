@@ -717,3 +717,16 @@ def test_a_constant_group_has_zero_advantages_even_without_eps():
         adv = group_advantages(rewards, method=method, eps=0.0)
         assert adv[0].tolist() == [0.0, 0.0, 0.0, 0.0], method
         assert torch.isfinite(adv).all() and adv[1].abs().min() > 0, method
+
+
+def test_entropy_in_chunks_equals_the_whole_computation(monkeypatch):
+    import rlmr.config.memory as memory
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 11) * 3
+    logp = torch.log_softmax(logits, dim=-1)
+    whole = -(logp.exp() * logp).sum(dim=-1)
+    for chunk in (1, 2, 5, 21, 1000):  # chunks that split rows unevenly, and one chunk for all
+        monkeypatch.setattr(memory, "ENTROPY_CHUNK_TOKENS", chunk)
+        assert torch.allclose(entropy_from_logits(logits), whole, atol=1e-6)
+    assert entropy_from_logits(torch.zeros(0, 4, 11)).shape == (0, 4)
