@@ -17,7 +17,7 @@ import torch
 from actors.genrm import GenRMWorker
 from actors.group import ActorGroup
 from actors.learner import LearnerGroup, LearnerWorker
-from actors.placement import actor_options, create_placement_group
+from actors.placement import actor_options, create_placement_group, placed_plan, wait_ready
 from actors.reference import ReferenceWorker
 from actors.rollout import RolloutWorker
 from actors.verifier import VerifierWorker
@@ -52,8 +52,10 @@ class RayServices:
 
     def __init__(self, cfg: RLMRConfig):
         self.cfg = cfg
-        self.plan = plan_placement(cfg.cluster)
-        self.pg = create_placement_group(self.plan)
+        plan = plan_placement(cfg.cluster)
+        self.pg = create_placement_group(plan)
+        self.plan = placed_plan(self.pg, plan)
+        self._started: dict[str, tuple[list, list[dict]]] = {}  # role -> (actors, their options)
         world = len(self.plan.replicas["learner"])
         self.learner = LearnerGroup(
             self._start("learner", LearnerWorker, cfg, world, self._device("learner"))
@@ -81,6 +83,11 @@ class RayServices:
             self.reference = self._start(
                 "reference", ReferenceWorker, cfg, self._device("reference")
             )
+        wait_ready(
+            {role: actors for role, (actors, _) in self._started.items()},
+            {role: options for role, (_, options) in self._started.items()},
+            cfg.cluster.startup_timeout_s,
+        )
         self.pad_token_id = ray.get(self.rollout.actors[0].pad_token_id.remote())
         # vLLM engines get weights by NCCL broadcast from learner rank 0; HF engines through the
         # object store.
@@ -96,9 +103,12 @@ class RayServices:
         placements = self.plan.replicas.get(role, [])
         if not placements:
             raise ValueError(f"cluster.{role}.replicas: is 0, but this run needs the {role} role")
-        return ActorGroup.start(
-            actor_cls, placements, lambda r: actor_options(self.pg, r), *args, **kwargs
+        options = [actor_options(self.pg, r) for r in placements]
+        group = ActorGroup.start(
+            actor_cls, placements, lambda r: options[placements.index(r)], *args, **kwargs
         )
+        self._started[role] = (group.actors, options)
+        return group
 
     # ------------------------------------------------------------------ Services
 

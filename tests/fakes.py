@@ -223,11 +223,21 @@ class FakeVLLM:
     - `respond(prompt_ids, sample_index) -> list[int]`: sampled token ids;
     - `score_sequence(ids) -> list[float]` (optional): log-probs of `ids[1:]` in one go, used for
       `prompt_logprobs` (e.g. a real model's teacher-forced scores).
+
+    Like vLLM, `SamplingParams(logprobs=k)` returns at each generated position the sampled token
+    and the k most likely tokens of `vocab` (ids 0..vocab-1) by `token_logprob`.
     """
 
     def __init__(
-        self, tokenizer=None, token_logprob=None, respond=None, score_sequence=None, workers=None
+        self,
+        tokenizer=None,
+        token_logprob=None,
+        respond=None,
+        score_sequence=None,
+        workers=None,
+        vocab=512,
     ):
+        self.vocab = vocab
         self.tokenizer = tokenizer or FakeTokenizer()
         # What `collective_rpc` reaches: the real extension methods on recording workers.
         self.workers = workers if workers is not None else [FakeVLLMWorker()]
@@ -260,8 +270,7 @@ class FakeVLLM:
             for i in range(params.n):
                 toks = list(self.respond(ids, i))[: params.max_tokens]
                 lps = [
-                    {t: FakeLogprob(self.token_logprob(ids + toks[:k], t))}
-                    for k, t in enumerate(toks)
+                    self._position(ids + toks[:k], t, params.logprobs) for k, t in enumerate(toks)
                 ]
                 reason = "length" if len(toks) == params.max_tokens else "stop"
                 comps.append(
@@ -275,6 +284,16 @@ class FakeVLLM:
                 )
             outs.append(FakeRequestOutput(ids, prompt_lp, comps))
         return outs
+
+    def _position(self, prefix, sampled, top_k):
+        """The log-prob dict of one generated position: the sampled token and the top `top_k`."""
+        out = {sampled: FakeLogprob(self.token_logprob(prefix, sampled))}
+        if top_k:
+            scored = sorted(
+                ((self.token_logprob(prefix, t), t) for t in range(self.vocab)), reverse=True
+            )
+            out.update({t: FakeLogprob(lp) for lp, t in scored[:top_k]})
+        return out
 
     def collective_rpc(self, method, args=(), kwargs=None):
         """Like vLLM: call `method` on every worker, return their answers in worker order."""
@@ -295,12 +314,17 @@ class FakeVLLMWorker(WeightSyncExtension):
         self.device = None
         self.loaded: list[str] = []
         self.joined = None
+        self.seeds: list[int] = []
         self._rlmr_weight_group = weight_group
         model = types.SimpleNamespace(load_weights=self._load, named_parameters=lambda: iter(()))
         self.model_runner = types.SimpleNamespace(model=model)
 
     def _load(self, weights):
         self.loaded.extend(name for name, _ in weights)
+
+    def rlmr_set_seed(self, seed):
+        self.seeds.append(seed)
+        return super().rlmr_set_seed(seed)
 
     def rlmr_init_weight_group(self, master_address, master_port, rank_offset, world_size):
         self.joined = (master_address, master_port, rank_offset, world_size)

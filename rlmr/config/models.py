@@ -123,6 +123,12 @@ class VLLMEngine(Strict):
     )
     enforce_eager: bool = Field(False, description="Disable CUDA graphs (slower, less memory).")
     max_num_seqs: int = Field(256, ge=1, le=65536)
+    max_logprobs: int = Field(
+        20,
+        ge=2,
+        le=1024,
+        description="Top tokens whose log-probs vLLM returns; judge verdicts are read from them.",
+    )
 
 
 EngineConfig = Annotated[HFEngine | VLLMEngine, Field(discriminator="type")]

@@ -28,6 +28,12 @@ GPU_ROLES = ("learner", "reference", "rollout", "genrm")
 ALL_ROLES = ("learner", "reference", "rollout", "genrm", "verifier")
 
 
+# A learner rank and a vLLM rollout engine on one GPU would both join the NCCL weight-sync group
+# from the same device, which NCCL refuses ("Duplicate GPU detected"); colocation needs the
+# engines asleep and a CUDA-IPC hand-over, which the runtime does not do (cluster.colocate).
+NEVER_SHARE = ({"learner", "rollout"},)
+
+
 class PlacementError(ValueError):
     """The cluster cannot hold the requested actors; the message names the role."""
 
@@ -61,6 +67,15 @@ class PlacementPlan:
                 for b in r.bundles:
                     load[b] += r.gpus_per_bundle
         return load
+
+    def ray_bundles(self) -> list[dict[str, float]]:
+        """The bundles to reserve: every GPU bundle alike (one GPU and the largest CPU share any
+        GPU bundle needs), so that `remap_to_nodes` may hand a replica any GPU bundle of the right
+        node; CPU-only bundles as planned."""
+        gpu_cpus = max((b.get("CPU", 0.0) for b in self.bundles if b.get("GPU")), default=0.0)
+        return [
+            {"GPU": b["GPU"], "CPU": gpu_cpus} if b.get("GPU") else dict(b) for b in self.bundles
+        ]
 
     def gpus_of(self, role: str) -> float:
         return sum(r.gpus_per_bundle * len(r.bundles) for r in self.replicas.get(role, []))
@@ -128,7 +143,11 @@ def _take(role: str, rep: int, gpus: float, demand, nodes, per_node: int) -> lis
     if gpus < 1:
         for b, entries in enumerate(demand):
             used = sum(g for _, _, g in entries)
-            if entries and used + gpus <= 1.0 + 1e-9 and all(r != role for r, _, _ in entries):
+            if (
+                entries
+                and used + gpus <= 1.0 + 1e-9
+                and all(r != role and {r, role} not in NEVER_SHARE for r, _, _ in entries)
+            ):
                 entries.append((role, rep, gpus))
                 return [b]
     need = math.ceil(gpus)
@@ -154,3 +173,42 @@ def _plan_cpu(cluster: ClusterConfig) -> PlacementPlan:
                 ReplicaPlacement(role, rep, node, (len(plan.bundles) - 1,), 0.0, res.cpus)
             )
     return plan
+
+
+def remap_to_nodes(plan: PlacementPlan, bundle_node_ids: list[str]) -> PlacementPlan:
+    """The plan laid onto where Ray really put the bundles (`bundle_node_ids[i]`: the node of
+    bundle i, from `placement_group_table`).
+
+    The planner assumes GPU bundle i sits on node `i // gpus_per_node`; Ray's PACK strategy
+    promises no such order. GPU bundles are regrouped node by node (nodes in order of first
+    appearance) and every replica's planned bundles are renamed to real ones, so the replicas of
+    one planned node land on one real node. A multi-GPU replica that would still straddle two
+    nodes raises `PlacementError` naming it.
+    """
+    if len(bundle_node_ids) != len(plan.bundles):
+        raise PlacementError(
+            f"the placement group has {len(bundle_node_ids)} bundles, the plan {len(plan.bundles)}"
+        )
+    gpu = [b for b, spec in enumerate(plan.bundles) if spec.get("GPU", 0.0) > 0]
+    order = list(dict.fromkeys(bundle_node_ids[b] for b in gpu))  # real nodes, first seen first
+    real = sorted(gpu, key=lambda b: (order.index(bundle_node_ids[b]), b))
+    rename = dict(zip(gpu, real))  # planned GPU bundle (node-major) -> real bundle
+    node_rank = {node: i for i, node in enumerate(dict.fromkeys(bundle_node_ids))}
+    out = PlacementPlan(
+        bundles=[dict(b) for b in plan.bundles],  # GPU bundles are alike (see `ray_bundles`)
+        bundle_nodes=[node_rank[n] for n in bundle_node_ids],
+        strategy=plan.strategy,
+    )
+    for role, reps in plan.replicas.items():
+        for r in reps:
+            bundles = tuple(rename.get(b, b) for b in r.bundles)
+            nodes = {out.bundle_nodes[b] for b in bundles}
+            if len(nodes) > 1:
+                raise PlacementError(
+                    f"{role}: replica {r.replica} needs its {len(bundles)} GPUs on one node, but "
+                    f"Ray placed its bundles {list(bundles)} on nodes {sorted(nodes)}"
+                )
+            out.replicas.setdefault(role, []).append(
+                ReplicaPlacement(role, r.replica, nodes.pop(), bundles, r.gpus_per_bundle, r.cpus)
+            )
+    return out

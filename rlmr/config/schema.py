@@ -272,6 +272,12 @@ class ClusterConfig(Strict):
         "Not supported yet: nothing puts the engines to sleep while the learner trains, "
         "so true is refused.",
     )
+    startup_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="How long the actors may take to start (load a model, start vLLM) before the "
+        "run stops, naming each actor that did not start and what it asked for.",
+    )
     rollout: RoleResources = Field(default_factory=RoleResources)
     genrm: RoleResources = Field(default_factory=RoleResources)
     reference: RoleResources = Field(default_factory=RoleResources)
@@ -289,6 +295,13 @@ class ClusterConfig(Strict):
                 "colocate: true is not supported yet (nothing puts the rollout engines to sleep "
                 "while the learner trains); give the rollout engines GPUs of their own"
             )
+        for role in ("learner", "reference"):
+            if getattr(self, role).gpus > 1:
+                raise ValueError(
+                    f"{role}.gpus: {getattr(self, role).gpus:g}, but a {role} replica runs on one "
+                    "GPU (the reference holds a whole copy; learner ranks shard with ZeRO); "
+                    "add replicas instead"
+                )
         if self.learner.replicas < 1:
             raise ValueError("learner.replicas: must be at least 1")
         if self.rollout.replicas < 1:
@@ -402,6 +415,17 @@ class RLMRConfig(Strict):
             raise ValueError(
                 "reward.writing.engine.type: vllm needs GPUs but cluster.gpus_per_node is 0"
             )
+        engines = [("rollout", self.rollout.engine)]
+        if self.reward.writing.type == "genrm":
+            engines.append(("genrm", self.reward.writing.engine))
+        for role, engine in engines:
+            tp, gpus = getattr(engine, "tensor_parallel_size", 1), getattr(self.cluster, role).gpus
+            if engine.type == "vllm" and gpu and (gpus != tp if tp > 1 else gpus > 1):
+                raise ValueError(
+                    f"cluster.{role}.gpus: {gpus:g} GPUs per replica, but its vLLM engine has "
+                    f"tensor_parallel_size {tp}: a replica needs exactly one GPU per "
+                    "tensor-parallel rank (or a share of one GPU at size 1)"
+                )
         if self.learner.backend == "nccl" and not gpu:
             raise ValueError(
                 "learner.backend: nccl needs GPUs but cluster.gpus_per_node is 0; use gloo or auto"

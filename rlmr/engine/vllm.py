@@ -8,15 +8,27 @@ its unit tests drive it through a fake `LLM` injected with the `llm=`
 constructor argument. `vllm` is imported only in the constructor.
 
 How each method maps onto vLLM:
-- `generate`: `SamplingParams(n, temperature, top_p, top_k, max_tokens, seed,
+- Construction: `distributed_executor_backend="uni"` (in the actor's process)
+  at tensor-parallel size 1, `"ray"` above it; the Ray executor then starts
+  its workers on the bundles named by `VLLM_RAY_BUNDLE_INDICES`, which
+  `actors.placement.actor_options` sets (see there).
+- `generate`: `SamplingParams(n, temperature, top_p, top_k, max_tokens,
   stop, logprobs=0)`; `logprobs=0` returns the log-prob of each sampled token.
   vLLM V1 computes them from the raw logits (`logprobs_mode="raw_logprobs"`,
-  its default): the model at temperature 1, as `Generation` requires.
-- `next_token_logprobs`: one request per (prompt, candidate) whose prompt is
-  `prompt + [candidate]`, with `prompt_logprobs=0` and `max_tokens=1`: the
-  prompt log-prob of that last token is the full-vocabulary log-softmax at the
-  candidate. Requests share their prefix, which prefix caching can reuse.
-- `sequence_logprobs`: `prompt + response` with `prompt_logprobs=0`.
+  its default): the model at temperature 1, as `Generation` requires. The
+  step's seed is not put on each request (a per-request generator sends vLLM
+  down its slower sampling path): the workers' global generators are seeded
+  once per call instead (`rlmr_set_seed`), which keeps a run reproducible for
+  the same batch.
+- `next_token_logprobs` (judge verdicts): one request per prompt generating
+  one greedy token with its `max_logprobs` most likely tokens
+  (`logprobs=max_logprobs`), read off the first generated position: the
+  prompt goes through the prefix cache once and no per-position
+  full-vocabulary log-softmax is computed over the prompt. A candidate outside
+  the top tokens gets the smallest log-prob listed, an upper bound on its
+  true value (a judge that follows its format puts its verdict among them).
+- `sequence_logprobs`: `prompt + response` with `prompt_logprobs=0` (the
+  reference/learner check needs every position).
 - `load_weights`: `collective_rpc("rlmr_load_weights", ...)` on the worker
   extension `rlmr.engine.vllm_worker.WeightSyncExtension`, then
   `reset_prefix_cache()` (cached KV of old weights must not be reused).
@@ -32,6 +44,12 @@ from collections.abc import Iterable, Sequence
 from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
 
 WORKER_EXTENSION = "rlmr.engine.vllm_worker.WeightSyncExtension"
+
+
+def executor_backend(tensor_parallel_size: int) -> str:
+    """vLLM's executor: in the calling process for one GPU, Ray workers (placed by the actor's
+    `VLLM_RAY_BUNDLE_INDICES`) for a tensor-parallel engine."""
+    return "ray" if tensor_parallel_size > 1 else "uni"
 
 
 class VLLMEngine:
@@ -50,6 +68,7 @@ class VLLMEngine:
         enable_prefix_caching: bool = True,
         enforce_eager: bool = False,
         max_num_seqs: int = 256,
+        max_logprobs: int = 20,
         seed: int = 0,
         llm=None,
         sampling_params_cls=None,
@@ -69,7 +88,9 @@ class VLLMEngine:
                 enable_prefix_caching=enable_prefix_caching,
                 enforce_eager=enforce_eager,
                 max_num_seqs=max_num_seqs,
+                max_logprobs=max_logprobs,
                 seed=seed,
+                distributed_executor_backend=executor_backend(tensor_parallel_size),
                 worker_extension_cls=WORKER_EXTENSION,
             )
         if sampling_params_cls is None:
@@ -81,6 +102,8 @@ class VLLMEngine:
         self.model_name = str(model_dir or "injected")
         self.prefix_caching = enable_prefix_caching
         self.tensor_parallel_size = tensor_parallel_size
+        self.max_logprobs = max_logprobs
+        self._seed: int | None = None  # the seed the workers' generators were last given
 
     @classmethod
     def from_config(
@@ -100,6 +123,7 @@ class VLLMEngine:
             enable_prefix_caching=cfg.enable_prefix_caching,
             enforce_eager=cfg.enforce_eager,
             max_num_seqs=cfg.max_num_seqs,
+            max_logprobs=cfg.max_logprobs,
             seed=seed,
         )
 
@@ -135,10 +159,12 @@ class VLLMEngine:
             top_p=params.top_p,
             top_k=params.top_k,
             max_tokens=params.max_new_tokens,
-            seed=params.seed,
             stop=list(params.stop) or None,
             logprobs=0,
         )
+        if params.seed is not None:
+            self.llm.collective_rpc("rlmr_set_seed", args=(int(params.seed),))
+            self._seed = int(params.seed)
         result = []
         for ids, out in zip(encoded, self._run(encoded, sp)):
             group = []
@@ -155,14 +181,13 @@ class VLLMEngine:
     ) -> list[list[float]]:
         cands = [int(c) for c in candidate_ids]
         encoded = [self._ids(p) for p in prompts]
-        requests = [ids + [c] for ids in encoded for c in cands]
-        sp = self._params(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outs = self._run(requests, sp)
-        flat = [
-            float(out.prompt_logprobs[-1][c].logprob) for out, c in zip(outs, cands * len(encoded))
-        ]
-        k = len(cands)
-        return [flat[i * k : (i + 1) * k] for i in range(len(encoded))]
+        sp = self._params(max_tokens=1, temperature=0.0, logprobs=self.max_logprobs)
+        result = []
+        for out in self._run(encoded, sp):
+            top = out.outputs[0].logprobs[0]  # token id -> Logprob at the first generated position
+            floor = min(float(lp.logprob) for lp in top.values())
+            result.append([float(top[c].logprob) if c in top else floor for c in cands])
+        return result
 
     def sequence_logprobs(
         self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]

@@ -30,6 +30,17 @@ class WeightSyncExtension:
             loaded += 1
         return loaded
 
+    def rlmr_set_seed(self, seed: int) -> int:
+        """Seed this worker's generators once for a batch of requests (instead of one generator per
+        request, which vLLM samples on a slower path)."""
+        import random
+
+        import torch
+
+        random.seed(seed)
+        torch.manual_seed(seed)  # every device's default generator, CUDA included
+        return seed
+
     def rlmr_init_weight_group(
         self, master_address: str, master_port: int, rank_offset: int, world_size: int
     ) -> int:

@@ -97,7 +97,7 @@ def test_cross_field_errors_name_full_keys(tmp_path):
                 MINIMAL
                 + (
                     "cluster: {gpus_per_node: 8, rollout: {replicas: 4, gpus: 2}, "
-                    "learner: {gpus: 4}}\n"
+                    "learner: {replicas: 4, gpus: 1}}\n"
                 ),
             )
         )

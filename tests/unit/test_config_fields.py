@@ -214,6 +214,7 @@ _ENGINE_TESTS = {  # an engine section's fields, by variant; the rollout's and t
             "enable_prefix_caching",
             "enforce_eager",
             "max_num_seqs",
+            "max_logprobs",
         )
     },
 }
@@ -426,6 +427,10 @@ OBSERVED_BY: dict[str, list[str]] = {
     # Its effect until colocation is real: true is refused before anything starts.
     "cluster.colocate": [
         CONFIG + "test_colocation_is_refused_until_the_runtime_puts_engines_to_sleep"
+    ],
+    "cluster.startup_timeout_s": [
+        "tests/integration/test_actor_startup.py::"
+        "test_actor_startup_is_bounded_and_names_what_did_not_start"
     ],
     "cluster.gpus_per_node": [
         PLACEMENT + "test_gpu_nodes",
@@ -991,14 +996,17 @@ def test_vllm_engine_section_reaches_vllm(tmp_path, monkeypatch):
     model = _hf_folder(tmp_path / "model")
     engine = (
         "{type: vllm, tensor_parallel_size: 2, gpu_memory_utilization: 0.5,"
-        " enable_prefix_caching: false, enforce_eager: true, max_num_seqs: 7}"
+        " enable_prefix_caching: false, enforce_eager: true, max_num_seqs: 7, max_logprobs: 9}"
     )
     cfg = _cfg(
         tmp_path,
         f"model.source={{type: local, path: {model}}}",
         "model.dtype=bfloat16",
         "model.max_model_len=1024",
-        "cluster.gpus_per_node=1",
+        "cluster.gpus_per_node=4",
+        "cluster.rollout.gpus=2",
+        "cluster.genrm.gpus=2",
+        "cluster.learner.gpus=0",
         f"rollout.engine={engine}",
         f"reward.writing.engine={engine}",
         "reward.writing.dtype=float16",
@@ -1012,7 +1020,9 @@ def test_vllm_engine_section_reaches_vllm(tmp_path, monkeypatch):
         enable_prefix_caching=False,
         enforce_eager=True,
         max_num_seqs=7,
+        max_logprobs=9,
         seed=5,
+        distributed_executor_backend="ray",
         worker_extension_cls="rlmr.engine.vllm_worker.WeightSyncExtension",
     )
     # As RolloutWorker builds it, and as GenRMWorker does (the judge's dtype and length).

@@ -37,7 +37,12 @@ def test_generate_maps_sampling_params_and_reads_sampled_logprobs():
         max_new_tokens=4, n=3, temperature=0.7, top_p=0.9, top_k=5, seed=1, stop=("\n",)
     )
     out = engine.generate(["hi", [72, 73]], params)
-    kwargs = llm.calls[0][2]
+    # The step's seed goes to every worker's generator once, never onto the requests (vLLM samples
+    # requests with their own generator on a slower path).
+    assert llm.calls[0] == ("collective_rpc", "rlmr_set_seed", (1,))
+    assert [w.seeds for w in llm.workers] == [[1]]
+    kwargs = llm.calls[1][2]
+    assert "seed" not in kwargs
     assert kwargs["n"] == 3 and kwargs["max_tokens"] == 4 and kwargs["logprobs"] == 0
     assert (
         kwargs["temperature"] == 0.7
@@ -56,14 +61,23 @@ def test_generate_maps_sampling_params_and_reads_sampled_logprobs():
     assert list(g.logprobs) == expect
 
 
-def test_next_token_logprobs_come_from_prompt_logprobs_of_each_candidate():
-    llm, engine = make()
-    rows = engine.next_token_logprobs(["abc", "de"], [70, 71, 72])
+def test_next_token_logprobs_come_from_the_top_logprobs_of_one_generated_token():
+    # The model prefers low token ids: candidates 70..72 are outside the top 20 after "abc" ...
+    llm, engine = make(
+        token_logprob=lambda prefix, tok: -0.1 * tok - 0.01 * len(prefix),
+        respond=lambda ids, i: [0],  # greedy: the most likely token
+    )
+    rows = engine.next_token_logprobs(["abc", "de"], [3, 5, 70])
     for prompt, row in zip(["abc", "de"], rows):
         ids = engine.tokenizer.encode(prompt)
-        assert row == [llm.token_logprob(ids, c) for c in (70, 71, 72)]
-    assert llm.calls[-1][1] == 6  # one request per (prompt, candidate), all in one generate call
-    assert llm.calls[-1][2]["prompt_logprobs"] == 0 and llm.calls[-1][2]["max_tokens"] == 1
+        assert row[:2] == [llm.token_logprob(ids, c) for c in (3, 5)]
+        # ... so token 70 gets the smallest listed log-prob, an upper bound on its own.
+        floor = llm.token_logprob(ids, 19)
+        assert row[2] == floor and row[2] > llm.token_logprob(ids, 70)
+    assert llm.calls[-1][1] == 2  # one request per prompt, all in one generate call
+    kwargs = llm.calls[-1][2]
+    assert kwargs["logprobs"] == 20 and kwargs["max_tokens"] == 1 and kwargs["temperature"] == 0
+    assert "prompt_logprobs" not in kwargs  # no full-vocabulary pass over every prompt position
 
 
 def test_sequence_logprobs():
@@ -156,17 +170,14 @@ def test_the_same_judge_runs_on_the_vllm_engine_and_agrees_with_the_fake_engine(
     labels = GenerativeJudge(reference, JudgeSettings(reasoning=False)).labels
     label_ids = [labels.first_id, labels.second_id]
 
-    def last_token_logprob(ids):
-        # The fake vLLM answers, for the last prompt token, what FakeEngine would after the text
-        # before it.
-        if ids[-1] not in label_ids:
-            return -math.inf
-        w = pref(tok.decode(ids[:-1]), label_ids)[label_ids.index(ids[-1])]
+    def token_logprob(prefix, token):
+        # The fake vLLM answers, after `prefix`, what FakeEngine would after that text.
+        if token not in label_ids:
+            return -30.0
+        w = pref(tok.decode(prefix), label_ids)[label_ids.index(token)]
         return math.log(w) if w > 0 else -math.inf
 
-    _, vllm_engine = make(
-        tokenizer=tok, score_sequence=lambda ids: [0.0] * (len(ids) - 2) + [last_token_logprob(ids)]
-    )
+    _, vllm_engine = make(tokenizer=tok, token_logprob=token_logprob)
     groups = [JudgeGroup("sea", ("calm", "waves!", "storm!!")), JudgeGroup("fox", ("fox!", "fox"))]
     settings = JudgeSettings(strategy="round_robin", reasoning=False)
     on_vllm = GenerativeJudge(vllm_engine, settings).score_groups(groups)
