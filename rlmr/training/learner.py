@@ -14,6 +14,7 @@ exact token mean of the whole mini-batch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -36,16 +37,18 @@ class RankInfo:
 def deepspeed_config(
     cfg: LearnerConfig, dtype: str, micro_batch: int, grad_accum: int, world_size: int
 ) -> dict:
-    """The DeepSpeed config for this learner (client optimizer and scheduler are passed
-    separately)."""
+    """The DeepSpeed config for this learner. The optimizer is the client's AdamW, passed
+    separately, except with optimizer offload: ZeRO-Offload steps on the CPU and accepts only its
+    own DeepSpeedCPUAdam, which DeepSpeed builds from the `optimizer` section declared here."""
     zero: dict = {"stage": cfg.zero_stage}
-    if cfg.offload_optimizer and cfg.zero_stage > 0:
+    offload = offloads_optimizer(cfg)
+    if offload:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     if cfg.offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     if cfg.zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
-    return {
+    ds = {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": grad_accum,
         "train_batch_size": micro_batch * grad_accum * world_size,
@@ -57,6 +60,23 @@ def deepspeed_config(
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+    if offload:
+        # AdamW mode, and every hyperparameter the client AdamW takes (eps: torch's default).
+        ds["optimizer"] = {
+            "type": "AdamW",
+            "params": {
+                "lr": cfg.lr,
+                "betas": list(cfg.betas),
+                "eps": 1e-8,
+                "weight_decay": cfg.weight_decay,
+            },
+        }
+    return ds
+
+
+def offloads_optimizer(cfg: LearnerConfig) -> bool:
+    """Whether the optimizer states and step live on the CPU (ZeRO-Offload; never without ZeRO)."""
+    return cfg.offload_optimizer and cfg.zero_stage > 0
 
 
 def sequence_token_logprobs(
@@ -75,6 +95,33 @@ def sequence_token_logprobs(
     with torch.no_grad():
         ent = entropy_from_logits(logits.detach())
     return logp, ent
+
+
+@contextlib.contextmanager
+def _partitioned_loading(ds_cfg: dict):
+    """Under ZeRO-3, `from_pretrained` builds the model inside `deepspeed.zero.Init`: each rank
+    holds only its partition of every parameter from the start (transformers reads the checkpoint
+    on rank 0 and scatters it), where a plain load built the whole model on every rank before
+    DeepSpeed partitioned it. Transformers takes the switch from a live `HfDeepSpeedConfig`, which
+    it references weakly: it is kept alive up to `deepspeed.initialize` and unset after, so that
+    later loads in this process (a reference model, the tests) are whole again."""
+    if ds_cfg["zero_optimization"]["stage"] != 3:
+        yield
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise ImportError(
+            "learner.zero_stage 3 loads the model partitioned through transformers' "
+            "HfDeepSpeedConfig, which needs the accelerate package: pip install accelerate"
+        )
+    from transformers.integrations import HfDeepSpeedConfig, unset_hf_deepspeed_config
+
+    keep_alive = HfDeepSpeedConfig(ds_cfg)
+    try:
+        yield keep_alive
+    finally:
+        unset_hf_deepspeed_config()
 
 
 def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
@@ -128,28 +175,43 @@ class PolicyLearner:
 
         from rlmr.engine.loading import torch_dtype
 
-        model = AutoModelForCausalLM.from_pretrained(
-            model_dir, dtype=torch_dtype(model_dtype), local_files_only=True
-        )
-        if gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
-        model.config.use_cache = False
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=learner.lr, betas=tuple(learner.betas), weight_decay=learner.weight_decay
-        )
-        warmup = learner.warmup_steps * learner.updates_per_step
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
-        )
         ds_cfg = deepspeed_config(
             learner, model_dtype, learner.micro_batch_size, self.grad_accum, rank.world_size
         )
-        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg
-        )
+        with _partitioned_loading(ds_cfg):
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=torch_dtype(model_dtype), local_files_only=True
+            )
+            if gradient_checkpointing:
+                model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
+            model.config.use_cache = False
+            params = [p for p in model.parameters() if p.requires_grad]
+            warmup = learner.warmup_steps * learner.updates_per_step
+
+            def schedule(s: int) -> float:
+                return min(1.0, (s + 1) / warmup) if warmup else 1.0
+
+            if offloads_optimizer(learner):
+                # DeepSpeed builds DeepSpeedCPUAdam from the config's `optimizer` section; the
+                # same warm-up is then set on it (DeepSpeed calls the factory with it).
+                client: dict = {
+                    "model_parameters": params,
+                    "lr_scheduler": lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
+                }
+            else:
+                optimizer = torch.optim.AdamW(
+                    params,
+                    lr=learner.lr,
+                    betas=tuple(learner.betas),
+                    weight_decay=learner.weight_decay,
+                )
+                scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+                client = {"optimizer": optimizer, "lr_scheduler": scheduler}
+            self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=model, config=ds_cfg, **client
+            )
         self.model_dir = model_dir
         use_kl = algo.kl.beta > 0 and algo.kl.in_loss
         self.loss = LossSettings(
