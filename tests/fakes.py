@@ -252,9 +252,20 @@ class FakeVLLM:
         return self.tokenizer
 
     def generate(self, prompts, params, use_tqdm=True):
-        self.calls.append(("generate", len(prompts), params.kwargs))
+        """`params`: one SamplingParams for every prompt, or a list of one per prompt (as vLLM
+        takes them)."""
+        per_prompt = params if isinstance(params, list) else [params] * len(prompts)
+        if len(per_prompt) != len(prompts):
+            raise ValueError("one SamplingParams per prompt")
+        self.calls.append(
+            (
+                "generate",
+                len(prompts),
+                [p.kwargs for p in params] if per_prompt is params else params.kwargs,
+            )
+        )
         outs = []
-        for prompt in prompts:
+        for prompt, params in zip(prompts, per_prompt):
             ids = list(prompt["prompt_token_ids"])
             prompt_lp = None
             if params.prompt_logprobs is not None:
@@ -296,13 +307,29 @@ class FakeVLLM:
         return out
 
     def collective_rpc(self, method, args=(), kwargs=None):
-        """Like vLLM: call `method` on every worker, return their answers in worker order."""
+        """Like vLLM: call `method` on every worker, return their answers in worker order. The
+        arguments cross into vLLM's engine-core process, where msgpack turns a tensor into a list:
+        a tensor among them is refused here."""
         self.calls.append(("collective_rpc", method, args))
+        if _holds_tensor(args):
+            raise TypeError(f"collective_rpc({method!r}): a tensor cannot cross vLLM's RPC as one")
         return [getattr(w, method)(*args, **(kwargs or {})) for w in self.workers]
 
     def reset_prefix_cache(self):
         self.calls.append(("reset_prefix_cache",))
         return True
+
+
+def _holds_tensor(value) -> bool:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    return False
 
 
 class FakeVLLMWorker(WeightSyncExtension):

@@ -129,6 +129,12 @@ class VLLMEngine(Strict):
         le=1024,
         description="Top tokens whose log-probs vLLM returns; judge verdicts are read from them.",
     )
+    seed_per_request: bool = Field(
+        False,
+        description="Seed every request (samples reproduce exactly; vLLM's slower sampling path). "
+        "Off: each worker's generator is seeded once per step, which reproduces only when vLLM "
+        "batches the requests the same way.",
+    )
 
 
 EngineConfig = Annotated[HFEngine | VLLMEngine, Field(discriminator="type")]

@@ -8,18 +8,24 @@ its unit tests drive it through a fake `LLM` injected with the `llm=`
 constructor argument. `vllm` is imported only in the constructor.
 
 How each method maps onto vLLM:
-- Construction: `distributed_executor_backend="uni"` (in the actor's process)
-  at tensor-parallel size 1, `"ray"` above it; the Ray executor then starts
-  its workers on the bundles named by `VLLM_RAY_BUNDLE_INDICES`, which
-  `actors.placement.actor_options` sets (see there).
+- Construction: `distributed_executor_backend="uni"` (one worker, no Ray) at
+  tensor-parallel size 1, `"ray"` above it; the Ray executor then starts its
+  workers on the bundles named by `VLLM_RAY_BUNDLE_INDICES`, which
+  `actors.placement.actor_options` sets (see there). vLLM V1 runs its engine
+  core in a child process either way, so `collective_rpc` arguments cross a
+  process boundary (msgpack): tensors travel as safetensors bytes.
 - `generate`: `SamplingParams(n, temperature, top_p, top_k, max_tokens,
   stop, logprobs=0)`; `logprobs=0` returns the log-prob of each sampled token.
   vLLM V1 computes them from the raw logits (`logprobs_mode="raw_logprobs"`,
-  its default): the model at temperature 1, as `Generation` requires. The
-  step's seed is not put on each request (a per-request generator sends vLLM
-  down its slower sampling path): the workers' global generators are seeded
-  once per call instead (`rlmr_set_seed`), which keeps a run reproducible for
-  the same batch.
+  its default): the model at temperature 1, as `Generation` requires. By
+  default the step's seed is not put on each request (a per-request generator
+  sends vLLM down its slower sampling path): the workers' generators are
+  seeded once per call (`rlmr_set_seed`). That reproduces samples only when
+  vLLM batches the requests the same way, which depends on timing (measured on
+  vLLM's CPU build: 8 identical calls gave 1 to 3 different outcomes).
+  `seed_per_request=True` (config `seed_per_request`) puts a seed on every
+  request instead (the step's seed + j * n for prompt j): exactly reproducible,
+  slower.
 - `next_token_logprobs` (judge verdicts): one request per prompt generating
   one greedy token with its `max_logprobs` most likely tokens
   (`logprobs=max_logprobs`), read off the first generated position: the
@@ -29,9 +35,11 @@ How each method maps onto vLLM:
   true value (a judge that follows its format puts its verdict among them).
 - `sequence_logprobs`: `prompt + response` with `prompt_logprobs=0` (the
   reference/learner check needs every position).
-- `load_weights`: `collective_rpc("rlmr_load_weights", ...)` on the worker
-  extension `rlmr.engine.vllm_worker.WeightSyncExtension`, then
-  `reset_prefix_cache()` (cached KV of old weights must not be reused).
+- `load_weights`: the tensors as one safetensors payload through
+  `collective_rpc("rlmr_load_weights", ...)` into the worker extension
+  `rlmr.engine.vllm_worker.WeightSyncExtension` (which reloads them with vLLM's
+  own `reload_weights` where it exists), then `reset_prefix_cache()` (cached KV
+  of old weights must not be reused).
 - `init_weight_group` / `receive_weights`: the NCCL path (vLLM's RLHF
   example): the workers join a stateless NCCL group with learner rank 0 and
   receive one broadcast per parameter (`rlmr.engine.weight_group`).
@@ -69,6 +77,7 @@ class VLLMEngine:
         enforce_eager: bool = False,
         max_num_seqs: int = 256,
         max_logprobs: int = 20,
+        seed_per_request: bool = False,
         seed: int = 0,
         llm=None,
         sampling_params_cls=None,
@@ -103,7 +112,7 @@ class VLLMEngine:
         self.prefix_caching = enable_prefix_caching
         self.tensor_parallel_size = tensor_parallel_size
         self.max_logprobs = max_logprobs
-        self._seed: int | None = None  # the seed the workers' generators were last given
+        self.seed_per_request = seed_per_request
 
     @classmethod
     def from_config(
@@ -124,6 +133,7 @@ class VLLMEngine:
             enforce_eager=cfg.enforce_eager,
             max_num_seqs=cfg.max_num_seqs,
             max_logprobs=cfg.max_logprobs,
+            seed_per_request=cfg.seed_per_request,
             seed=seed,
         )
 
@@ -153,18 +163,29 @@ class VLLMEngine:
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
         encoded = [self._ids(p) for p in prompts]
-        sp = self._params(
-            n=params.n,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            max_tokens=params.max_new_tokens,
-            stop=list(params.stop) or None,
-            logprobs=0,
-        )
-        if params.seed is not None:
-            self.llm.collective_rpc("rlmr_set_seed", args=(int(params.seed),))
-            self._seed = int(params.seed)
+        per_request = self.seed_per_request and params.seed is not None
+
+        def sampling(**seed):
+            return self._params(
+                n=params.n,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                max_tokens=params.max_new_tokens,
+                stop=list(params.stop) or None,
+                logprobs=0,
+                **seed,
+            )
+
+        if per_request:
+            # One seed per prompt, n apart (vLLM gives sample i of a request seed + i), so no two
+            # samples of the batch share a noise stream.
+            base = int(params.seed)
+            sp = [sampling(seed=base + j * params.n) for j in range(len(encoded))]
+        else:
+            sp = sampling()
+            if params.seed is not None:
+                self.llm.collective_rpc("rlmr_set_seed", args=(int(params.seed),))
         result = []
         for ids, out in zip(encoded, self._run(encoded, sp)):
             group = []
@@ -204,15 +225,15 @@ class VLLMEngine:
         return [len(self.tokenizer.encode(t, add_special_tokens=False)) for t in texts]
 
     def load_weights(self, named_tensors: Iterable[tuple[str, object]]) -> int:
-        """Send new weights to every vLLM worker (CPU tensors, pickled; fine for small models), then
-        drop stale KV."""
-        batch = [
-            (name, tensor.detach().cpu() if hasattr(tensor, "detach") else tensor)
-            for name, tensor in named_tensors
-        ]
-        counts = self.llm.collective_rpc("rlmr_load_weights", args=(batch,))
+        """Send new weights to every vLLM worker as one safetensors payload (the RPC crosses into
+        vLLM's engine-core process, whose msgpack turns a raw tensor into a list), then drop stale
+        KV. For small models; the NCCL path is the GPU default."""
+        from safetensors.torch import save
+
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in named_tensors}
+        counts = self.llm.collective_rpc("rlmr_load_weights", args=(save(tensors),))
         self.llm.reset_prefix_cache()
-        return _same_count("load_weights", counts, len(batch))
+        return _same_count("load_weights", counts, len(tensors))
 
     def init_weight_group(
         self, master_address: str, master_port: int, rank_offset: int, world_size: int

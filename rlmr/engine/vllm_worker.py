@@ -13,17 +13,32 @@ Tests call these methods on a fake worker object.
 
 from __future__ import annotations
 
+import inspect
+
 
 class WeightSyncExtension:
     """Mixed into each vLLM worker; `self.model_runner` and `self.device` come from the worker."""
 
-    def rlmr_load_weights(self, named_tensors) -> int:
-        """Load `(name, tensor)` pairs (HF parameter names) into the worker's model; returns how
-        many this worker loaded (an empty load is an error, never a silent success)."""
+    def rlmr_load_weights(self, payload: bytes) -> int:
+        """Load a safetensors payload of HF-named tensors into the worker's model; returns how many
+        this worker loaded (an empty load is an error, never a silent success).
+
+        Through vLLM's `model_runner.reload_weights(weights_iterator=...)` where it exists (vLLM
+        0.32+): it reloads in checkpoint format and re-applies the layout transforms the model
+        went through after loading. vLLM's CPU build repacks every linear layer, after which
+        `model.load_weights` fails or, for some layers, loads into a copy nobody reads (measured
+        by tests/vllm_lane). A fused layer (q/k/v) must arrive whole: send the full state.
+        """
+        from safetensors.torch import load
+
         device = getattr(self, "device", None)
-        weights = [(name, t.to(device) if device is not None else t) for name, t in named_tensors]
+        weights = [(n, t.to(device) if device is not None else t) for n, t in load(payload).items()]
         if not weights:
             raise ValueError("rlmr_load_weights: no tensors arrived")
+        reload = getattr(self.model_runner, "reload_weights", None)
+        if reload is not None and "weights_iterator" in inspect.signature(reload).parameters:
+            reload(weights_iterator=iter(weights), is_checkpoint_format=True)
+            return len(weights)
         loaded = 0
         for name, tensor in weights:  # one at a time: the count is what the model took
             self.model_runner.model.load_weights(weights=[(name, tensor)])

@@ -17,6 +17,7 @@ run on CPU in-process (DeepSpeed and vLLM are replaced by recording fakes).
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import json
 import math
 import re
@@ -215,6 +216,7 @@ _ENGINE_TESTS = {  # an engine section's fields, by variant; the rollout's and t
             "enforce_eager",
             "max_num_seqs",
             "max_logprobs",
+            "seed_per_request",
         )
     },
 }
@@ -996,7 +998,8 @@ def test_vllm_engine_section_reaches_vllm(tmp_path, monkeypatch):
     model = _hf_folder(tmp_path / "model")
     engine = (
         "{type: vllm, tensor_parallel_size: 2, gpu_memory_utilization: 0.5,"
-        " enable_prefix_caching: false, enforce_eager: true, max_num_seqs: 7, max_logprobs: 9}"
+        " enable_prefix_caching: false, enforce_eager: true, max_num_seqs: 7, max_logprobs: 9,"
+        " seed_per_request: true}"
     )
     cfg = _cfg(
         tmp_path,
@@ -1047,6 +1050,7 @@ def test_vllm_engine_section_reaches_vllm(tmp_path, monkeypatch):
     ]
     assert type(rollout).__module__ == type(judge).__module__ == "rlmr.engine.vllm"
     assert rollout.tensor_parallel_size == 2 and rollout.info().extra == {"prefix_caching": False}
+    assert rollout.seed_per_request and judge.seed_per_request
 
 
 def test_local_source_reaches_vllm(tmp_path, monkeypatch):
@@ -1370,6 +1374,9 @@ def learner_factory(tiny_dir, monkeypatch):
 
     seen: dict = {}
     module = types.ModuleType("deepspeed")
+    # accelerate (under transformers' save_pretrained) looks the package up and unwraps its engine.
+    module.__spec__ = importlib.machinery.ModuleSpec("deepspeed", None)
+    module.DeepSpeedEngine = FakeDeepSpeedEngine
     module.init_distributed = lambda dist_backend, auto_mpi_discovery: seen.update(
         backend=dist_backend
     )

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 
 import pytest
 import torch
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
 
 from rlmr.engine import SamplingParams, TextEngine, WeightSyncEngine
 from rlmr.engine.vllm import VLLMEngine
@@ -91,13 +94,16 @@ def test_weight_sync_goes_to_every_worker_and_resets_the_prefix_cache():
     llm, engine = make(workers=[FakeVLLMWorker(), FakeVLLMWorker()])
     n = engine.load_weights([("lm_head.weight", torch.ones(2, 2)), ("norm.weight", torch.ones(2))])
     assert n == 2
-    assert [w.loaded for w in llm.workers] == [["lm_head.weight", "norm.weight"]] * 2
+    assert [sorted(w.loaded) for w in llm.workers] == [["lm_head.weight", "norm.weight"]] * 2
     (rpc,) = [c for c in llm.calls if c[0] == "collective_rpc"]
-    assert rpc[1] == "rlmr_load_weights" and [name for name, _ in rpc[2][0]] == [
-        "lm_head.weight",
-        "norm.weight",
-    ]
+    # One safetensors payload: vLLM's RPC into its engine-core process (msgpack) turns a raw
+    # tensor into a list, which the fake refuses as vLLM's worker would fail on it.
+    sent = safetensors_load(rpc[2][0])
+    assert rpc[1] == "rlmr_load_weights" and sorted(sent) == ["lm_head.weight", "norm.weight"]
+    assert torch.equal(sent["lm_head.weight"], torch.ones(2, 2))
     assert llm.calls[-1] == ("reset_prefix_cache",)
+    with pytest.raises(TypeError, match="tensor"):
+        llm.collective_rpc("rlmr_load_weights", args=([("w", torch.ones(1))],))
 
 
 def test_a_worker_that_loads_less_than_was_sent_fails_the_sync():
@@ -109,7 +115,7 @@ def test_a_worker_that_loads_less_than_was_sent_fails_the_sync():
     with pytest.raises(RuntimeError, match=r"load_weights: sent 1 tensors, .* loaded \[1, 0\]"):
         engine.load_weights([("norm.weight", torch.ones(2))])
     with pytest.raises(ValueError, match="no tensors arrived"):
-        FakeVLLMWorker().rlmr_load_weights([])
+        FakeVLLMWorker().rlmr_load_weights(safetensors_save({}))
 
 
 def test_a_worker_that_receives_less_than_was_broadcast_fails_the_nccl_sync():
@@ -156,8 +162,54 @@ def test_worker_extension_loads_weights_into_the_worker_model():
         device = torch.device("cpu")
 
     worker = Worker()
-    assert worker.rlmr_load_weights([("w", torch.tensor([1.0, 2.0]))]) == 1
+    assert worker.rlmr_load_weights(safetensors_save({"w": torch.tensor([1.0, 2.0])})) == 1
     assert worker.rlmr_weight_checksum() == pytest.approx(3.0)
+
+
+def test_worker_extension_reloads_through_vllms_reload_weights_when_it_has_one():
+    """vLLM 0.32+: `model_runner.reload_weights(weights_iterator=...)` re-applies the layout
+    transforms (the CPU build repacks linear layers, so `model.load_weights` cannot update them)."""
+
+    class Runner:
+        def __init__(self):
+            self.reloaded = None
+            self.model = None  # never touched when reload_weights exists
+
+        def reload_weights(
+            self, weights_iterator=None, weights_path=None, is_checkpoint_format=True
+        ):
+            self.reloaded = (sorted(n for n, _ in weights_iterator), is_checkpoint_format)
+
+    class Worker(WeightSyncExtension):
+        device = torch.device("cpu")
+
+    worker = Worker()
+    worker.model_runner = Runner()
+    payload = safetensors_save({"a.weight": torch.ones(2), "b.weight": torch.zeros(3)})
+    assert worker.rlmr_load_weights(payload) == 2
+    assert worker.model_runner.reloaded == (["a.weight", "b.weight"], True)
+
+    class OldRunner:  # vLLM before 0.32: reload_weights() reads the checkpoint from disk only
+        def __init__(self):
+            self.model = types.SimpleNamespace(load_weights=lambda weights: loaded.extend(weights))
+
+        def reload_weights(self):
+            raise AssertionError("must not reload from disk")
+
+    loaded = []
+    worker.model_runner = OldRunner()
+    assert worker.rlmr_load_weights(payload) == 2
+    assert sorted(n for n, _ in loaded) == ["a.weight", "b.weight"]
+
+
+def test_seed_per_request_puts_the_seed_on_each_request():
+    llm = FakeVLLM()
+    engine = VLLMEngine(llm=llm, sampling_params_cls=FakeSamplingParams, seed_per_request=True)
+    out = engine.generate(["hi", "yo", "ok"], SamplingParams(max_new_tokens=2, n=2, seed=7))
+    assert [len(g) for g in out] == [2, 2, 2]
+    assert [c for c in llm.calls if c[0] == "collective_rpc"] == []
+    # Prompt j gets seed 7 + 2j (its samples 7 + 2j + i): no two samples share a stream.
+    assert [kw["seed"] for kw in llm.calls[-1][2]] == [7, 9, 11]
 
 
 def test_the_same_judge_runs_on_the_vllm_engine_and_agrees_with_the_fake_engine():
