@@ -92,6 +92,7 @@ def init_ray(address: str | None, cfg) -> None:
 def run(args) -> int:
     from rlmr.config import load_config
     from rlmr.data.files import DataError
+    from rlmr.engine.loading import ModelLoadError
     from rlmr.training.run_dir import RunDir, RunDirError
 
     cfg = load_config(args.config, args.overrides)
@@ -103,6 +104,9 @@ def run(args) -> int:
         else:
             train_rows, eval_rows = load_prompt_sets(cfg)
         run_dir = RunDir(cfg, resume={"always": True, "auto": "auto", None: False}[args.resume])
+    except ModelLoadError as err:  # the tokenizer is read here, before Ray starts
+        print(f"rlmr train: model.source: {err}", file=sys.stderr)
+        return 2
     except (DataError, RunDirError, ValueError) as err:  # ValueError: a judge prompt cannot fit
         print(f"rlmr train: {err}", file=sys.stderr)
         return 2

@@ -75,9 +75,15 @@ class RunDir:
             shutil.rmtree(self.path, ignore_errors=True)  # the remote copy is the truth
             if resume:
                 self._download_for_resume()
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.ckpt_root.mkdir(exist_ok=True)
-        save_resolved(cfg, self.path / "config.yaml")
+        try:  # before any actor starts: a directory that cannot be written is a one-line error
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.ckpt_root.mkdir(exist_ok=True)
+            save_resolved(cfg, self.path / "config.yaml")
+        except OSError as err:
+            raise RunDirError(
+                f"logging.output_dir: cannot write the run directory {self.path} "
+                f"({err.strerror or err})"
+            ) from None
         self._upload("config.yaml")
         self._tb = None
         self._wandb = None
