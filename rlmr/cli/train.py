@@ -89,6 +89,23 @@ def init_ray(address: str | None, cfg) -> None:
     ray.init(address=address, **kwargs)
 
 
+def check_local_gpus(cfg, address: str | None) -> None:
+    """A GPU layout run on this machine alone (no cluster to join) needs those GPUs here; Ray would
+    otherwise wait for them until `cluster.startup_timeout_s`."""
+    if address is not None or os.environ.get("RAY_ADDRESS") or cfg.cluster.gpus_per_node == 0:
+        return
+    import torch
+
+    have = torch.cuda.device_count()
+    need = cfg.cluster.nodes * cfg.cluster.gpus_per_node
+    if have < need:
+        raise ValueError(
+            f"cluster.gpus_per_node: the layout needs {cfg.cluster.nodes} x "
+            f"{cfg.cluster.gpus_per_node} GPUs, this machine has {have} and no --address names a "
+            "cluster to join"
+        )
+
+
 def run(args) -> int:
     from rlmr.config import load_config
     from rlmr.data.files import DataError
@@ -97,6 +114,7 @@ def run(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     try:
+        check_local_gpus(cfg, args.address)
         if cfg.task == "judge":
             from rlmr.training.judge_task import judge_prompt_sets
 

@@ -65,3 +65,19 @@ def test_a_second_run_into_the_same_directory_needs_resume(repo, tmp_path, capsy
     err = capsys.readouterr().err
     assert f"{run} already holds a run; pass --resume" in err
     assert (run / "metrics.jsonl").read_text() == '{"step": 1}\n'  # nothing lost
+
+
+def test_a_gpu_layout_on_a_machine_without_gpus_is_refused_before_ray(
+    repo, tmp_path, capsys, no_ray, monkeypatch
+):
+    import torch
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    code = main(["train", str(repo / "configs" / "qwen2.5-7b-rlmr.yaml")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (
+        "rlmr train: cluster.gpus_per_node: the layout needs 1 x 8 GPUs, this machine has 0 and "
+        "no --address names a cluster to join"
+    )
