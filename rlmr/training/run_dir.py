@@ -38,6 +38,59 @@ class RunDirError(RuntimeError):
     """The run directory cannot be used as asked (exists without --resume, nothing to resume...)."""
 
 
+# Keys that decide which prompts each step reads: a resume that changed one would not continue the
+# run it claims to continue.
+DATA_ORDER_KEYS = (
+    "data.train",
+    "data.seed",
+    "data.shuffle",
+    "rollout.prompts_per_step",
+    "rollout.dynamic_sampling",
+)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resume_config(saved: Path, cfg: RLMRConfig) -> dict[str, tuple]:
+    """Compare the config a run was started with (`saved`, its config.yaml) with the one resuming
+    it. A change to the data order is refused, naming the keys; other changes are returned as
+    `key -> (before, after)` (and printed), the new config replacing the saved one."""
+    import sys
+
+    import yaml
+
+    from rlmr.config.loading import to_dict
+
+    if not saved.is_file():
+        return {}
+    before = _flat(yaml.safe_load(saved.read_text(encoding="utf-8")) or {})
+    after = _flat(to_dict(cfg))
+    changed = {
+        k: (before.get(k), after.get(k))
+        for k in sorted(set(before) | set(after))
+        if before.get(k) != after.get(k)
+    }
+    order = {k: v for k, v in changed.items() if k in DATA_ORDER_KEYS}
+    if order:
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in order.items())
+        raise RunDirError(
+            f"--resume: the config changes the data order of {saved.parent} ({listed}); resume "
+            f"with the run's own config ({saved}) or start a new run"
+        )
+    if changed:
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        print(f"rlmr: resuming with a changed config: {listed}", file=sys.stderr)
+    return changed
+
+
 class RunDir:
     """Owns every file of one run; the driver calls it, nothing else writes there."""
 
@@ -75,6 +128,8 @@ class RunDir:
             shutil.rmtree(self.path, ignore_errors=True)  # the remote copy is the truth
             if resume:
                 self._download_for_resume()
+        if resume:
+            self.resume_changes = check_resume_config(self.path / "config.yaml", cfg)
         try:  # before any actor starts: a directory that cannot be written is a one-line error
             self.path.mkdir(parents=True, exist_ok=True)
             self.ckpt_root.mkdir(exist_ok=True)
@@ -113,7 +168,7 @@ class RunDir:
         name = self._remote_latest()
         storage.download_tree(storage.join(self.uri, "checkpoints", name), self.ckpt_root / name)
         (self.ckpt_root / "latest").write_text(name)
-        for fname in ("metrics.jsonl", "samples.jsonl"):
+        for fname in ("metrics.jsonl", "samples.jsonl", "config.yaml"):
             text = storage.read_text(storage.join(self.uri, fname))
             if text is not None:
                 (self.path / fname).write_text(text, encoding="utf-8")

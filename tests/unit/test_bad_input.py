@@ -81,3 +81,29 @@ def test_a_gpu_layout_on_a_machine_without_gpus_is_refused_before_ray(
         "rlmr train: cluster.gpus_per_node: the layout needs 1 x 8 GPUs, this machine has 0 and "
         "no --address names a cluster to join"
     )
+
+
+def test_a_resume_that_changes_the_data_order_is_refused_and_other_changes_are_named(
+    tmp_path, capsys
+):
+    from rlmr.training.driver import run_training
+    from rlmr.training.run_dir import RunDir, RunDirError
+    from tests.fake_services import FakeServices, fake_run_config
+    from tests.unit.test_driver import ROWS
+
+    base = ("trainer.eval_every=0", "checkpoint.every=1")
+    cfg = fake_run_config(tmp_path, "trainer.steps=2", *base)
+    run_training(cfg, FakeServices(), RunDir(cfg), ROWS, ())
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    for change, listed in (
+        ("data.seed=7", "data.seed 0 -> 7"),
+        ("data.shuffle=false", "data.shuffle True -> False"),
+    ):
+        changed = fake_run_config(tmp_path, "trainer.steps=3", *base, change)
+        with pytest.raises(RunDirError, match=rf"changes the data order .*\({listed}\)"):
+            RunDir(changed, resume=True)
+        assert (tmp_path / "run" / "config.yaml").read_text() == saved  # nothing overwritten
+    more = fake_run_config(tmp_path, "trainer.steps=3", *base)
+    run = RunDir(more, resume=True)
+    assert run.resume_changes == {"trainer.steps": (2, 3)}
+    assert "resuming with a changed config: trainer.steps 2 -> 3" in capsys.readouterr().err
