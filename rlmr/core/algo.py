@@ -281,11 +281,9 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """
     from rlmr.config.memory import ENTROPY_CHUNK_TOKENS
 
-    flat = logits.reshape(-1, logits.shape[-1])
+    flat = logits.reshape(-1, logits.shape[-1])  # [positions, V]; an empty batch is one empty chunk
     parts = []
     for rows in flat.split(ENTROPY_CHUNK_TOKENS):
-        logp = torch.log_softmax(rows.float(), dim=-1)
-        parts.append(-(logp.exp() * logp).sum(dim=-1))
-    if not parts:
-        return flat.new_zeros(logits.shape[:-1])
+        logp = torch.log_softmax(rows.float(), dim=1)
+        parts.append(-(logp.exp() * logp).sum(dim=1))
     return torch.cat(parts).reshape(logits.shape[:-1])

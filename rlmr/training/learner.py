@@ -398,8 +398,13 @@ class PolicyLearner:
 
         from rlmr.engine.weight_group import broadcast_parameters
 
-        partitioned = self.cfg.zero_stage == 3  # pragma: no mutate - else gathering is a no-op
-        gather = (lambda p: deepspeed.zero.GatheredParameters([p])) if partitioned else None
+        def gathered(p):
+            return deepspeed.zero.GatheredParameters([p])
+
+        # Gathering a parameter that is not partitioned is a no-op, so mutants that gather always
+        # cannot be told apart: neither line is mutated.
+        partitioned = self.cfg.zero_stage == 3  # pragma: no mutate
+        gather = gathered if partitioned else None  # pragma: no mutate
         return broadcast_parameters(
             self.engine.module.named_parameters(),
             getattr(self, "_weight_group", None),
