@@ -33,16 +33,22 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rlmr", description="RL for creative writing: RLMR mixed rewards + RLCS GenRM."
+        prog="rlmr",
+        description="RL for creative writing: RLMR mixed rewards + RLCS GenRM.",
+        allow_abbrev=False,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("config", help="validate a config and print it with every default filled in")
+    p = sub.add_parser(
+        "config",
+        help="validate a config and print it with every default filled in",
+        allow_abbrev=False,
+    )
     add_config_args(p)
     p.add_argument("--quiet", action="store_true", help="only validate; print nothing on success")
     # Subcommands owned by their packages: each module exposes add_arguments(parser)
     # and run(args) -> int, imported lazily so --help stays instant.
     for name, (_, helptext) in _DELEGATED.items():
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, allow_abbrev=False)
         _delegate(name).add_arguments(p)
     return parser
 

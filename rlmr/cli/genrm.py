@@ -21,11 +21,21 @@ import argparse
 import sys
 
 
+class _RefuseKey(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(
+            f"{option_string}: keys come from the environment only; put it in a variable and pass "
+            "--api-key-env NAME"
+        )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
         dest="genrm_command", required=True, metavar="{build-pairs,distill}"
     )
-    build = sub.add_parser("build-pairs", help="creative-writing pairs from Arena-Hard v2.0")
+    build = sub.add_parser(
+        "build-pairs", help="creative-writing pairs from Arena-Hard v2.0", allow_abbrev=False
+    )
     build.add_argument("--out", required=True, help="folder for train/heldout/weak_answers")
     build.add_argument("--weak", help="the weak side: 'tiny', 'package:PKG:FILE' or a folder")
     build.add_argument("--limit", type=int, help="only the first N questions")
@@ -34,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     from rlmr.cli.judge import add_arguments as add_judge_options
 
-    distill = sub.add_parser("distill", help="reasoning chains from a teacher, for `rlmr sft`")
+    distill = sub.add_parser(
+        "distill", help="reasoning chains from a teacher, for `rlmr sft`", allow_abbrev=False
+    )
     add_judge_options(distill)  # the student judge: --config/--model, --reasoning, --pairs ...
     distill.add_argument(
         "--teacher",
@@ -45,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--teacher-model", default="default", help="the model name the endpoint serves"
     )
     distill.add_argument("--api-key-env", help="environment variable holding the endpoint's key")
+    # A key on the command line would land in shell history and process lists: refused, never
+    # echoed (and no abbreviation of --api-key-env may swallow it).
+    distill.add_argument("--api-key", action=_RefuseKey, help=argparse.SUPPRESS)
     distill.add_argument("--out", required=True, help="SFT rows are appended here (JSONL)")
     distill.add_argument("--max-tokens", type=int, default=512, help="teacher answer budget")
 

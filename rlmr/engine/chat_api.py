@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -44,6 +45,12 @@ class ChatEndpoint:
         self.timeout = timeout
         self.key = None
         if api_key_env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+                # Never echo it: what was given may be the key itself instead of a variable name.
+                raise TeacherError(
+                    "api_key_env: must name an environment variable (letters, digits, _); "
+                    "the key itself never goes on the command line or in a config"
+                )
             self.key = os.environ.get(api_key_env)
             if not self.key:
                 raise TeacherError(
@@ -72,6 +79,8 @@ class ChatEndpoint:
                 answer = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as err:
             detail = err.read().decode("utf-8", errors="replace")[:300]
+            if self.key:  # a server may repeat the key it rejected
+                detail = detail.replace(self.key, "***")
             raise TeacherError(f"teacher {self.url} answered HTTP {err.code}: {detail}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
             reason = getattr(err, "reason", err)
