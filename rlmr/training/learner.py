@@ -312,7 +312,7 @@ class PolicyLearner:
             for p in self.engine.module.parameters()
             if p.grad is not None
         ]
-        return float(torch.stack(grads).norm()) if grads else 0.0
+        return float(torch.stack(grads).norm())  # after a backward, every trainable one has one
 
     def _micro_step(self, micro: TrainBatch, normalizer: float) -> dict:
         ids = self._to_device(micro.input_ids)

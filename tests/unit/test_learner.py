@@ -684,3 +684,19 @@ def test_a_batch_that_does_not_split_is_refused(
     )
     with pytest.raises(ValueError, match=message):
         PolicyLearner(model_dir, "float32", cfg, AlgoConfig(), RankInfo(0, world, "cpu"), samples)
+
+
+@pytest.mark.parametrize("zero", [0, 3])
+def test_the_exported_weights_carry_persistent_buffers_and_not_the_others(model_dir, zero):
+    """What rank 0 exports for the rollout engines: every parameter and every buffer a checkpoint
+    holds (some models keep persistent buffers), never the non-persistent ones (rotary inv_freq)."""
+    learner = make_learner(model_dir, zero=zero)
+    module = learner.engine.module
+    module.register_buffer("extra_scale", torch.tensor([2.0, 3.0]), persistent=True)
+    module.register_buffer("scratch", torch.tensor([7.0]), persistent=False)
+    state = learner.full_state_dict()
+    assert torch.equal(state["extra_scale"], torch.tensor([2.0, 3.0]))
+    assert "scratch" not in state
+    assert state["extra_scale"].data_ptr() != module.extra_scale.data_ptr()  # a copy
+    names = {n for n, _ in module.named_parameters()}
+    assert names <= set(state)
