@@ -455,3 +455,14 @@ def test_a_refill_samples_only_the_places_left(tmp_path):
     samples = [json.loads(x) for x in (run.path / "samples.jsonl").read_text().splitlines()]
     assert [s["prompt_id"] for s in samples] == ["p1"] * 4 + ["p2"] * 4
     assert (services.batches[0].advantages != 0).all() and rows[0]["frac_zero_std"] == 0.5
+
+
+def test_the_evaluation_before_any_update_is_logged_as_step_zero(tmp_path):
+    """The evaluation before the first update goes to metrics, TensorBoard and W&B as step 0."""
+    logged_steps = []
+    cfg = _cfg(tmp_path, "trainer.steps=1")
+    run = RunDir(cfg)
+    log = run.log
+    run.log = lambda step, metrics: (logged_steps.append(step), log(step, metrics))[1]
+    run_training(cfg, FakeServices(), run, ROWS, HELD_OUT)
+    assert logged_steps == [0, 1]
