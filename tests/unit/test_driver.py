@@ -466,3 +466,34 @@ def test_the_evaluation_before_any_update_is_logged_as_step_zero(tmp_path):
     run.log = lambda step, metrics: (logged_steps.append(step), log(step, metrics))[1]
     run_training(cfg, FakeServices(), run, ROWS, HELD_OUT)
     assert logged_steps == [0, 1]
+
+
+def test_the_task_picks_the_step_and_the_evaluation_the_caller_did_not_give(tmp_path, monkeypatch):
+    from rlmr.training import driver, judge_task
+
+    calls = []
+
+    def fake(name):
+        def fn(cfg, services, rows_or_sampler, *rest):
+            calls.append(name)
+            if name.endswith("step"):
+                return {"reward_mean": 0.0}, []
+            return {"eval/score": 1.0}
+
+        return fn
+
+    monkeypatch.setattr(judge_task, "judge_training_step", fake("judge step"))
+    monkeypatch.setattr(judge_task, "judge_evaluate", fake("judge eval"))
+    monkeypatch.setattr(driver, "training_step", fake("policy step"))
+    monkeypatch.setattr(driver, "evaluate", fake("policy eval"))
+    for task in ("policy", "judge"):
+        for k, given in enumerate(
+            ({}, {"step_fn": fake("own step")}, {"eval_fn": fake("own eval")})
+        ):
+            where = tmp_path / f"{task}-{k}"
+            cfg = _cfg(where, "trainer.steps=1").model_copy(update={"task": task})
+            calls.clear()
+            run_training(cfg, FakeServices(), RunDir(cfg), ROWS, HELD_OUT, **given)
+            step = "own step" if "step_fn" in given else f"{task} step"
+            evaluation = "own eval" if "eval_fn" in given else f"{task} eval"
+            assert set(calls) == {step, evaluation}, (task, given, calls)
