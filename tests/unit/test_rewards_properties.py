@@ -351,3 +351,16 @@ def test_mix_errors_name_the_argument():
     mix_rewards(w, c, margin=0.5)
     mix_rewards(w, c, margin=1e-9)
     mix_rewards(w, c, strategy="fixed", fixed_weight=-2.0)
+
+
+def test_each_group_is_mixed_on_its_own_whatever_else_is_in_the_batch():
+    """A group's rewards depend on that group only: the spread and the scale that size its
+    penalty are per group. An all-negative group beside a positive one is where a batch-wide
+    maximum would show."""
+    w = torch.tensor([[0.0, 10.0, 5.0, 1.0], [-1.0, -0.5, -0.2, -0.9]], dtype=torch.float64)
+    c = torch.tensor([[True, True, False, True], [True, False, True, True]])
+    together = mix_rewards(w, c)
+    for g in range(2):
+        alone = mix_rewards(w[g : g + 1], c[g : g + 1])
+        assert torch.equal(together[g : g + 1], alone), g
+    assert (together[~c] < together.mean(dim=1)).all()  # below its group's mean: negative advantage
