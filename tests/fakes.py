@@ -12,11 +12,15 @@ Production code never imports this module.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import re
+import threading
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from rlmr.engine.base import EngineInfo, Generation, SamplingParams
 from rlmr.engine.vllm_worker import WeightSyncExtension
@@ -356,6 +360,41 @@ class FakeVLLMWorker(WeightSyncExtension):
     def rlmr_init_weight_group(self, master_address, master_port, rank_offset, world_size):
         self.joined = (master_address, master_port, rank_offset, world_size)
         return rank_offset
+
+
+# --------------------------------------------------------------------------- a local HTTP endpoint
+
+
+class JSONEndpoint(BaseHTTPRequestHandler):
+    """Base of the OpenAI-compatible stand-ins the tests serve: a subclass answers `do_POST`,
+    reading the request with `self.request_json()` and answering with `self.send_json(...)`."""
+
+    def request_json(self) -> dict:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def send_json(self, status: int, answer) -> None:
+        payload = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@contextlib.contextmanager
+def serve_http(handler):
+    """`handler` served on a free port of 127.0.0.1 from a thread; yields the `/v1` base URL and
+    stops the server afterwards."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --------------------------------------------------------------------------- tiny real models

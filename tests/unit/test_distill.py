@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -13,7 +11,7 @@ from rlmr.engine.chat_api import ChatEndpoint, TeacherError
 from rlmr.judge.distill import distill, read_verdict
 from rlmr.judge.prompts import PromptBuilder
 from rlmr.judge.verdict import choose_verdict_labels
-from tests.fakes import FakeTokenizer, tiny_cache  # noqa: F401 (fixture)
+from tests.fakes import FakeTokenizer, JSONEndpoint, serve_http, tiny_cache  # noqa: F401 (fixture)
 
 
 def builder(reasoning=True) -> PromptBuilder:
@@ -109,11 +107,11 @@ def test_a_teacher_that_fails_midway_keeps_what_was_written_and_the_rerun_contin
     assert len(out.read_text().splitlines()) == 4  # p0 and p4, each once
 
 
-class _Endpoint(BaseHTTPRequestHandler):
+class _Endpoint(JSONEndpoint):
     seen: list = []
 
     def do_POST(self):  # noqa: N802 (http.server's API)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.request_json()
         _Endpoint.seen.append((self.path, self.headers.get("Authorization"), body))
         if body["model"] == "broken":
             self.send_response(500)
@@ -126,27 +124,14 @@ class _Endpoint(BaseHTTPRequestHandler):
             content = f"One is better.\nVerdict: {verdict}"
         else:
             content = "Verdict: " + content
-        answer = {"choices": [{"message": {"content": content}}]}
-        payload = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(200, {"choices": [{"message": {"content": content}}]})
 
 
 @pytest.fixture
 def endpoint():
-    server = HTTPServer(("127.0.0.1", 0), _Endpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _Endpoint.seen = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_Endpoint) as url:
+        yield url
 
 
 def test_chat_endpoint_posts_each_conversation_with_the_key_from_the_environment(

@@ -19,11 +19,9 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import traceback
 import types
 import typing
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pydantic
@@ -37,7 +35,7 @@ from rlmr.engine.chat_api import ChatEndpoint, TeacherError
 from rlmr.training.driver import run_training
 from rlmr.training.run_dir import RunDir
 from tests.fake_services import FakeServices, fake_run_config
-from tests.fakes import tiny_cache  # noqa: F401 (fixture)
+from tests.fakes import JSONEndpoint, serve_http, tiny_cache  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 WANDB_SECRET = "wandb-test-secret-4f9c2e7a1b"
@@ -235,49 +233,34 @@ def test_a_key_passed_with_set_is_refused_as_an_unknown_key(tmp_path):
 # --------------------------------------------------------------------------- teacher endpoint
 
 
-class _Stub(BaseHTTPRequestHandler):
+class _Stub(JSONEndpoint):
     """An OpenAI-compatible endpoint. Model "ok" answers; "denied" refuses with 401; "echo" refuses
     with 401 and repeats the credential it was shown, as some servers do."""
 
     seen: list = []
 
     def do_POST(self):  # noqa: N802 (http.server's API)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.request_json()
         auth = self.headers.get("Authorization") or ""
         _Stub.seen.append((self.path, auth, body))
         if body["model"] in ("denied", "echo"):
             shown = auth.removeprefix("Bearer ")
             detail = f"invalid api key: {shown}" if body["model"] == "echo" else "invalid api key"
-            self._send(401, {"error": {"message": detail, "type": "invalid_request_error"}})
+            self.send_json(401, {"error": {"message": detail, "type": "invalid_request_error"}})
             return
         content = body["messages"][-1]["content"]
         # Judges whichever response says "good" better (distillation prompts), else echoes.
         if "good" in content and "bad" in content:
             verdict = "A" if content.index("good") < content.index("bad") else "B"
             content = f"One is better.\nVerdict: {verdict}"
-        self._send(200, {"choices": [{"message": {"content": content}}]})
-
-    def _send(self, status, answer):
-        payload = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(200, {"choices": [{"message": {"content": content}}]})
 
 
 @pytest.fixture
 def endpoint():
-    server = HTTPServer(("127.0.0.1", 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _Stub.seen = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_Stub) as url:
+        yield url
 
 
 def _exception_text(err: BaseException) -> str:
