@@ -103,11 +103,9 @@ class RayServices:
         placements = self.plan.replicas.get(role, [])
         if not placements:
             raise ValueError(f"cluster.{role}.replicas: is 0, but this run needs the {role} role")
-        options = [actor_options(self.pg, r) for r in placements]
-        group = ActorGroup.start(
-            actor_cls, placements, lambda r: options[placements.index(r)], *args, **kwargs
-        )
-        self._started[role] = (group.actors, options)
+        options = {r: actor_options(self.pg, r) for r in placements}
+        group = ActorGroup.start(actor_cls, placements, options.__getitem__, *args, **kwargs)
+        self._started[role] = (group.actors, list(options.values()))
         return group
 
     # ------------------------------------------------------------------ Services
