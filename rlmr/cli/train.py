@@ -133,7 +133,13 @@ def run(args) -> int:
         f"{len(eval_rows)} held-out)",
         file=sys.stderr,
     )
-    rows = run_on_ray(cfg, args.address, run_dir, train_rows, eval_rows)
+    from rlmr.training.driver import TrainingHalted
+
+    try:
+        rows = run_on_ray(cfg, args.address, run_dir, train_rows, eval_rows)
+    except TrainingHalted as err:
+        print(f"rlmr train: stopped: {err}", file=sys.stderr)
+        return 1
     last = rows[-1] if rows else {}
     keys = ("step", "reward_mean", "pass_rate", "eval/pass_rate", "eval/agreement")
     summary = {k: last[k] for k in keys if k in last}

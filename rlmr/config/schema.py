@@ -141,6 +141,14 @@ class RewardConfig(Strict):
         le=100.0,
         description="Penalty margin, as a fraction of the group's writing spread.",
     )
+    truncated_penalty: float = Field(
+        0.0,
+        ge=0.0,
+        le=100.0,
+        description="Subtracted from the writing score of a response cut at the length limit, "
+        "before mixing (0 = off); the dynamic penalty then still puts every violator below its "
+        "group's mean.",
+    )
     writing: WritingReward = Field(default_factory=GenRMReward)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
 
@@ -376,6 +384,13 @@ class TrainerConfig(Strict):
     )
     eval_temperature: float | None = Field(
         None, ge=0.0, le=5.0, description="Held-out sampling temperature (rollout's when unset)."
+    )
+    max_skipped_steps: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Stop the run after this many steps in a row were skipped for NaN/inf "
+        "(in writing scores, log-probs or gradients); their samples are saved first.",
     )
 
 

@@ -95,6 +95,8 @@ def collect_groups(
         with timer("reward"):
             scored = services.score(groups, judge=cfg.reward.writing.type != "none")
         signals = RewardSignals.of(scored)
+        if non_finite(writing=signals.writing):  # no reward to refill on: the step is skipped
+            return kept + spare + scored, float("nan")
         flat = zero_std_mask(mix(cfg.reward, signals.writing, signals)).tolist()
         if frac_zero_std is None:
             frac_zero_std = sum(flat) / len(flat)
@@ -107,6 +109,28 @@ def collect_groups(
     ], frac_zero_std  # still short after the refills: flat groups, zero advantage
 
 
+class TrainingHalted(RuntimeError):
+    """The run stopped itself (steps skipped in a row); its message says why and what is kept."""
+
+
+def non_finite(**tensors) -> list[str]:
+    """The names of the given tensors that hold NaN or inf (None counts as finite)."""
+    return [k for k, t in tensors.items() if t is not None and not bool(torch.isfinite(t).all())]
+
+
+def skipped_step(scored, signals: RewardSignals, bad: list[str], timer, samples_per_step: int):
+    """The metrics and samples of a step left out for NaN/inf: no update, no weight sync."""
+    zeros = torch.zeros_like(signals.writing)
+    metrics = {
+        "skipped_step": 1.0,
+        "skipped_for": ", ".join(bad),
+        "pass_rate": float(signals.passed.float().mean()),
+        **timer.times,
+        "time/step_s": timer.elapsed(),
+    }
+    return metrics, step_samples(scored, signals.writing, zeros, samples_per_step)
+
+
 def training_step(
     cfg: RLMRConfig, services: Services, sampler: PromptSampler, step: int
 ) -> tuple[dict, list]:
@@ -116,11 +140,22 @@ def training_step(
     scored, frac_zero_std = collect_groups(cfg, services, sampler, params, timer)
     signals = RewardSignals.of(scored)
     tokens = TokenBatch.from_groups([s.group for s in scored], services.pad_token_id)
+    samples_per_step = cfg.logging.samples_per_step
+    bad = non_finite(
+        **{"writing scores": signals.writing, "rollout log-probs": tokens.rollout_logprobs}
+    )
+    if bad:
+        return skipped_step(scored, signals, bad, timer, samples_per_step)
 
     writing, ref_logprobs, kl_reward = signals.writing, None, None
+    if cfg.reward.truncated_penalty:
+        cut = [[r.finish_reason == "length" for r in s.group.responses] for s in scored]
+        writing = writing - cfg.reward.truncated_penalty * torch.tensor(cut, dtype=writing.dtype)
     if cfg.uses_reference:
         with timer("reference"):
             ref_logprobs = services.reference_logprobs(tokens)
+        if non_finite(ref_logprobs=ref_logprobs):
+            return skipped_step(scored, signals, ["reference log-probs"], timer, samples_per_step)
         if not cfg.algo.kl.in_loss:
             # KL in reward: penalise the writing score, *then* mix, so the dynamic penalty is
             # sized on what is mixed and every violator still ends below its group's mean.
@@ -146,10 +181,13 @@ def training_step(
         services.sync_weights()
 
     metrics = step_metrics(scored, signals, rewards, advantages, learner_stats, frac_zero_std)
+    metrics["skipped_step"] = float(learner_stats.get("skipped_update_frac", 0.0) == 1.0)
+    if metrics["skipped_step"]:
+        metrics["skipped_for"] = "gradients"
     if kl_reward is not None:
         metrics["kl_reward_mean"] = float(kl_reward.mean())
     metrics.update(timer.times, **{"time/step_s": timer.elapsed()})
-    return metrics, step_samples(scored, rewards, advantages, cfg.logging.samples_per_step)
+    return metrics, step_samples(scored, rewards, advantages, samples_per_step)
 
 
 def evaluate(cfg: RLMRConfig, services: Services, rows: Sequence[PromptRow]) -> dict:
@@ -200,9 +238,22 @@ def run_training(
         logged.append({"step": 0, **eval_fn(cfg, services, eval_rows)})
         run.log(0, logged[-1])
     progress = Progress(cfg, start)
+    skipped: list[int] = []  # the steps skipped in a row, up to now
     try:
         for step in range(start + 1, cfg.trainer.steps + 1):
             metrics, samples = step_fn(cfg, services, sampler, step)
+            skipped = skipped + [step] if metrics.get("skipped_step") else []
+            if len(skipped) >= cfg.trainer.max_skipped_steps:
+                run.log(step, metrics)
+                run.write_samples(step, samples)
+                logged.append({"step": step, **metrics})
+                raise TrainingHalted(
+                    f"steps {skipped[0]}-{step}: {len(skipped)} steps in a row skipped for "
+                    f"non-finite values ({metrics.get('skipped_for')}; "
+                    f"trainer.max_skipped_steps is {cfg.trainer.max_skipped_steps}); their "
+                    f"metrics and samples are in {run.path}, the last checkpoint is "
+                    f"{run.latest_checkpoint() or 'none'}"
+                )
             out_of_time = progress.out_of_time()
             last = step == cfg.trainer.steps or out_of_time
             if eval_rows and (

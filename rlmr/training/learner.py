@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,20 @@ def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
     """A detached copy on the CPU, never a view of the live weights. The tests run on the CPU,
     where the device argument cannot be seen; on GPUs it moves the copy off the device."""
     return t.detach().to("cpu", copy=True)  # pragma: no mutate - see the docstring
+
+
+@contextlib.contextmanager
+def _without_step(*steppers):
+    """DeepSpeed's boundary `step()` (micro-step counters, zeroed gradients) with the optimizer
+    and LR scheduler steps left out: weights, moments and the schedule stay as they were."""
+    live = [x for x in steppers if x is not None]
+    for x in live:
+        x.step = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        for x in live:
+            del x.step
 
 
 class PolicyLearner:
@@ -288,18 +303,23 @@ class PolicyLearner:
                 out = self._micro_step(micro, max(normalizer, 1.0) / scale)
                 for k, v in out.items():
                     stats.setdefault(k, []).append(v)
+                skip = contextlib.nullcontext()
                 if i == len(micros) - 1 and self.cfg.zero_stage == 0:
                     local_norm = self._local_grad_norm()  # DeepSpeed reports none without ZeRO
+                    if not math.isfinite(local_norm):  # ZeRO-0 has no overflow check: ours
+                        skip = _without_step(self.optimizer, self.scheduler)
                 # DeepSpeed counts micro-steps: step() after every backward, and it
                 # applies the optimizer only at the accumulation boundary.
-                self.engine.step()
-            if not self.engine.was_step_applied():
-                raise RuntimeError(
-                    "DeepSpeed skipped the optimizer step "
-                    "(overflow or a broken accumulation boundary)"
-                )
-            self.updates += 1
+                with skip:
+                    self.engine.step()
             norm = local_norm if self.cfg.zero_stage == 0 else self.engine.get_global_grad_norm()
+            if not self.engine.was_step_applied() or (norm is not None and not math.isfinite(norm)):
+                # A non-finite gradient: ZeRO's overflow check discarded the step, or (ZeRO-0)
+                # the gradients were dropped before it, so weights and moments are untouched.
+                stats.setdefault("skipped_update_frac", []).append(1.0)
+                continue
+            stats.setdefault("skipped_update_frac", []).append(0.0)
+            self.updates += 1
             if norm is not None:
                 stats.setdefault("grad_norm", []).append(float(norm))
         # The response NLL as a token mean over the whole shard (not a mean of micro-batch means).
@@ -323,6 +343,12 @@ class PolicyLearner:
         logp, ent = sequence_token_logprobs(
             self.engine, ids, self._to_device(micro.attention_mask), with_entropy=True
         )
+        if not bool(torch.isfinite(logp.detach()[mask.bool()]).all()):
+            # The model itself produced NaN/inf (bad weights, an overflow): make every gradient
+            # NaN, so the step is discarded at the boundary on every rank alike (the other
+            # ranks' backward and reductions still run, so no collective is left waiting).
+            self.engine.backward((torch.nan_to_num(logp) * mask).sum() * float("nan"))
+            return {"_nll_sum": 0.0, "_tokens": 0.0, "nonfinite_logprobs": 1.0}
         old = (
             self._to_device(micro.old_logprobs) if micro.old_logprobs is not None else logp.detach()
         )
@@ -351,6 +377,7 @@ class PolicyLearner:
             "approx_kl_old": out.approx_kl_old,
             "entropy": entropy,
             "logprob_gap_rollout": gap,
+            "nonfinite_logprobs": 0.0,
         }
 
     # ------------------------------------------------------------------ weights and checkpoints

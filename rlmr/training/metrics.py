@@ -68,6 +68,7 @@ def step_metrics(
         "response_len_mean": float(lengths.mean()),
         "response_len_max": float(lengths.max()),
         "truncated_frac": sum(r.finish_reason == "length" for r in responses) / len(responses),
+        "empty_frac": sum(not r.token_ids for r in responses) / len(responses),
     }
     judged = [s.writing for s in scored if s.writing is not None]
     entropies = [e for w in judged for e in w.entropies]

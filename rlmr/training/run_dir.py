@@ -223,26 +223,24 @@ class RunDir:
     def log(self, step: int, metrics: dict) -> None:
         """Append one metrics line (non-finite values are written as null) and mirror it to
         TB/W&B."""
-        clean = {
-            k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-            for k, v in metrics.items()
-        }
+        clean = {k: _finite_or_none(v) for k, v in metrics.items()}
         with (self.path / "metrics.jsonl").open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"step": step, **clean}, sort_keys=True) + "\n")
         if self._tb is not None:
             for k, v in clean.items():
-                if isinstance(v, (int, float)) and v is not None:
+                if _number(v):
                     self._tb.add_scalar(k, v, step)
             self._tb.flush()
         if self._wandb is not None:
-            self._wandb.log({k: v for k, v in clean.items() if v is not None}, step=step)
+            self._wandb.log({k: v for k, v in clean.items() if _number(v)}, step=step)
 
     def write_samples(self, step: int, samples: list[dict]) -> None:
         if not samples:
             return
         with (self.path / "samples.jsonl").open("a", encoding="utf-8") as fh:
             for s in samples:
-                fh.write(json.dumps({"step": step, **s}, ensure_ascii=False) + "\n")
+                row = {"step": step, **{k: _finite_or_none(v) for k, v in s.items()}}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def read_metrics(self) -> list[dict]:
         p = self.path / "metrics.jsonl"
@@ -358,3 +356,12 @@ class RunDir:
         if not rows:
             return None
         return plot_metrics(rows, self.path / "curves.png", title=self.cfg.logging.run_name)
+
+
+def _finite_or_none(v):
+    """JSON has no NaN or inf: a non-finite float is written as null."""
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float))

@@ -105,6 +105,7 @@ PLACEMENT = "tests/unit/test_placement.py::"
 LOADING = "tests/unit/test_engine_loading.py::"
 ALGO = "tests/unit/test_algo.py::"
 REWARDS = "tests/unit/test_rewards_properties.py::"
+NONFINITE = "tests/unit/test_nonfinite.py::"
 STRATEGIES = "tests/unit/test_judge_strategies.py::"
 VLLM = "tests/unit/test_engine_vllm.py::"
 GENRM_WORKER = "tests/integration/test_genrm_worker.py::test_genrm_worker_scores_groups"
@@ -305,6 +306,9 @@ OBSERVED_BY: dict[str, list[str]] = {
         ME + "test_rewards_and_advantages_follow_the_reward_and_algo_sections",
         REWARDS + "test_baseline_strategies",
     ],
+    "reward.truncated_penalty": [
+        NONFINITE + "test_cut_and_empty_responses_are_counted_and_the_cut_ones_penalised"
+    ],
     "reward.margin": [
         ME + "test_rewards_and_advantages_follow_the_reward_and_algo_sections",
         REWARDS + "test_dynamic_penalty_is_the_smallest_that_works_plus_margin",
@@ -474,6 +478,10 @@ OBSERVED_BY: dict[str, list[str]] = {
     ],
     "trainer.max_wall_minutes": [
         DRIVER + "test_wall_clock_budget_stops_early_with_eval_and_checkpoint"
+    ],
+    "trainer.max_skipped_steps": [
+        NONFINITE + "test_steps_skipped_in_a_row_stop_the_run_with_their_samples_saved",
+        NONFINITE + "test_a_run_whose_every_step_is_skipped_stops_at_the_limit",
     ],
     "trainer.eval_temperature": [ME + "test_sampling_follows_the_rollout_and_trainer_sections"],
     # ----- task and judge training

@@ -419,7 +419,13 @@ def test_update_reports_each_statistic_averaged_over_micro_batches(model_dir):
     tb = _masked_prompt_batch()
     stats = make_learner(model_dir, micro=2).update(tb)
     expected = _expected_stats(model_dir, tb, micro=2)
-    assert set(stats) == set(expected) | {"grad_norm", "lr"}
+    assert set(stats) == set(expected) | {
+        "grad_norm",
+        "lr",
+        "skipped_update_frac",
+        "nonfinite_logprobs",
+    }
+    assert stats["skipped_update_frac"] == 0.0 and stats["nonfinite_logprobs"] == 0.0
     for k, v in expected.items():
         assert stats[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
     assert stats["entropy"] > 0 and stats["logprob_gap_rollout"] > 0
@@ -490,17 +496,65 @@ def test_several_updates_share_old_log_probs_taken_before_the_first(model_dir):
     assert given["ratio_mean"] == pytest.approx(math.exp(0.1), rel=1e-4)
 
 
-def test_update_refuses_a_wrong_shard_and_a_skipped_step(model_dir):
+def test_update_refuses_a_wrong_shard(model_dir):
     learner = make_learner(model_dir, micro=1, updates=2)
     with pytest.raises(ValueError, match=r"^shard of 2 samples; expected 4$"):
         learner.update(batch(responses=RESPONSES[:2], advantages=ADVANTAGES[:, :2]))
+
+
+def _nan_forward(learner, which: set[int]):
+    """Make the model's logits NaN on these forward calls (1-based), as bad weights would."""
+    calls = [0]
+
+    def hook(module, inputs, out):
+        calls[0] += 1
+        if calls[0] in which:
+            out.logits = out.logits * float("nan")
+        return out
+
+    return learner.engine.module.register_forward_hook(hook)
+
+
+def _all_weights(learner, zero) -> dict[str, torch.Tensor]:
+    return (
+        {k: v.clone() for k, v in learner.full_state_dict().items()}
+        if zero == 3
+        else (weights(learner))
+    )
+
+
+@pytest.mark.parametrize("zero", [0, 2, 3])
+def test_a_non_finite_forward_skips_the_update_and_leaves_the_optimizer_as_it_was(model_dir, zero):
+    # NaN on the second of two micro-batches: the first one's gradient is already accumulated.
+    learner = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0)
+    before = _all_weights(learner, zero)
+    hook = _nan_forward(learner, {2})
+    stats = learner.update(batch())
+    hook.remove()
+    assert stats["skipped_update_frac"] == 1.0
+    assert stats["nonfinite_logprobs"] == 0.5
+    assert "grad_norm" not in stats
+    after = _all_weights(learner, zero)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert learner.updates == 0
+    # The next update is exactly the first update of a learner that never saw the NaN: no
+    # moment, step count, learning-rate step or stale gradient was left behind.
+    stats = learner.update(batch())
+    clean = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0)
+    expected = clean.update(batch())
+    assert stats["skipped_update_frac"] == 0.0 and stats["nonfinite_logprobs"] == 0.0
+    assert stats["grad_norm"] == expected["grad_norm"] > 0
+    assert stats["lr"] == expected["lr"]
+    got, want = _all_weights(learner, zero), _all_weights(clean, zero)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_step_deepspeed_discards_is_counted_as_skipped(model_dir):
+    learner = make_learner(model_dir, micro=1, updates=2)
     learner.engine.was_step_applied = lambda: False
-    with pytest.raises(
-        RuntimeError,
-        match=r"^DeepSpeed skipped the optimizer step "
-        r"\(overflow or a broken accumulation boundary\)$",
-    ):
-        learner.update(batch())
+    stats = learner.update(batch())
+    assert stats["skipped_update_frac"] == 1.0
+    assert "grad_norm" not in stats and learner.updates == 0
 
 
 @pytest.mark.parametrize("zero", [0, 3])
