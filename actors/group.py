@@ -6,60 +6,174 @@ order (`map`), hands each replica its own part (`call_each`), calls them all
 the same way (`call_all`), gathers the answers, and stops them.
 
     verifier = ActorGroup.start(
-        VerifierWorker, plan.replicas["verifier"], options_for, cfg.reward.verifier
+        VerifierWorker, plan.replicas["verifier"], options_for, cfg.reward.verifier,
+        faults=FaultPolicy(role="verifier", restarts=3, timeout_s=600),
     )
     verdicts = verifier.map("check_groups", groups)            # results in the order of `groups`
     pending = verifier.map_async("check_groups", groups)       # ... while something else runs
     verdicts = pending.get()
+
+Faults: a replica that dies (its process killed, its node lost) is restarted
+by Ray (`max_restarts`), and every call it had not answered is sent again,
+with the same arguments, to the restarted replica, after the role's
+`on_restart` hook (the rollout engines take the learner's current weights
+there). A call that does not answer within `timeout_s` counts the same: its
+replica is killed and restarted. Each call is retried at most `restarts` times;
+then `ActorFailed` names the role, the replica, the call and the cause. Answers
+are kept in call order, so a retried call replaces its own lost answer: no
+item is lost or counted twice.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from rlmr.core.records import split_evenly
+
+# A replica that died (or was killed) and one that is restarting: both count as a fault.
+LOST = (RayActorError, ActorUnavailableError)
+
+
+class ActorFailed(RuntimeError):
+    """A replica died or hung more often than its role may retry; the message names it."""
+
+
+@dataclass
+class FaultPolicy:
+    """How a role survives its replicas' faults. `restarts` 0: the first fault stops the run."""
+
+    role: str = "actor"
+    restarts: int = 0
+    timeout_s: float | None = None
+    on_restart: Callable[[object], None] | None = None  # called with the restarted actor
+    restart_timeout_s: float = 1800.0  # how long a restarting replica may take to be back
+
+
+@dataclass
+class _Call:
+    replica: int
+    method: str
+    args: tuple
+    ref: object  # None when resending failed: `error` is then the fault to count
+    error: Exception | None = None
 
 
 class Pending:
     """Calls in flight; `get()` waits and concatenates their list results in call order."""
 
-    def __init__(self, refs: list):
-        self.refs = refs
+    def __init__(self, group: ActorGroup, calls: list[_Call]):
+        self.group, self.calls = group, calls
+
+    def results(self) -> list:
+        """Each call's answer, in call order, retrying the calls of replicas that failed."""
+        return [self.group._answer(call) for call in self.calls]
 
     def get(self) -> list:
-        return [x for part in ray.get(self.refs) for x in part]
+        return [x for part in self.results() for x in part]
 
 
 class ActorGroup:
     """A role's actors, in replica order."""
 
-    def __init__(self, actors: Sequence):
+    def __init__(self, actors: Sequence, faults: FaultPolicy | None = None):
         if not actors:
             raise ValueError("an actor group needs at least one actor")
         self.actors = list(actors)
+        self.faults = faults or FaultPolicy()
+        self.retries = 0  # calls sent again after a fault, over the group's life
 
     @classmethod
     def start(
-        cls, actor_cls, placements: Sequence, options_for: Callable[[object], dict], *args, **kwargs
+        cls,
+        actor_cls,
+        placements: Sequence,
+        options_for: Callable[[object], dict],
+        *args,
+        faults: FaultPolicy | None = None,
+        **kwargs,
     ) -> ActorGroup:
-        """One `actor_cls` per placement, with `options_for(placement)` (bundle, CPUs, GPUs) and
-        these args."""
+        """One `actor_cls` per placement, with `options_for(placement)` (bundle, CPUs, GPUs),
+        Ray's `max_restarts` from `faults`, and these args."""
+        faults = faults or FaultPolicy()
         return cls(
-            [actor_cls.options(**options_for(p)).remote(*args, **kwargs) for p in placements]
+            [
+                actor_cls.options(max_restarts=faults.restarts, **options_for(p)).remote(
+                    *args, **kwargs
+                )
+                for p in placements
+            ],
+            faults,
         )
 
     def __len__(self) -> int:
         return len(self.actors)
 
+    def _submit(self, replica: int, method: str, *args) -> _Call:
+        return _Call(replica, method, args, getattr(self.actors[replica], method).remote(*args))
+
+    def _answer(self, call: _Call):
+        """The call's answer; a replica that died or hung is restarted and asked again."""
+        policy = self.faults
+        for attempt in range(policy.restarts + 1):
+            try:
+                if call.ref is None:
+                    raise call.error
+                return ray.get(call.ref, timeout=policy.timeout_s)
+            except (*LOST, GetTimeoutError) as err:
+                hung = isinstance(err, GetTimeoutError)
+                cause = (
+                    f"no answer within {policy.timeout_s:g} s"
+                    if hung
+                    else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                )
+                where = f"{policy.role} replica {call.replica}, call {call.method}"
+                if attempt == policy.restarts:
+                    raise ActorFailed(
+                        f"{where}: {cause}; gave up after {policy.restarts} restart(s) "
+                        f"(cluster.actor_restarts)"
+                    ) from err
+                print(
+                    f"rlmr: {where}: {cause}; restarting it and sending the call again "
+                    f"(retry {attempt + 1} of {policy.restarts})",
+                    file=sys.stderr,
+                )
+                actor = self.actors[call.replica]
+                if hung:  # Ray restarts a replica it kills without no_restart
+                    ray.kill(actor, no_restart=False)
+                self.retries += 1
+                try:
+                    self._wait_restarted(actor)
+                    if policy.on_restart is not None:
+                        policy.on_restart(actor)
+                    call.ref = getattr(actor, call.method).remote(*call.args)
+                except LOST as again:  # lost again before the call was sent: next attempt
+                    call.ref, call.error = None, again
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_restarted(self, actor) -> None:
+        """Until the replica's constructor has run again (Ray refuses calls while it restarts);
+        a replica Ray will not restart raises at once."""
+        deadline = time.monotonic() + self.faults.restart_timeout_s
+        while True:
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=self.faults.restart_timeout_s)
+                return
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def map_async(self, method: str, items: Sequence, *args) -> Pending:
         """Split `items` into contiguous, nearly equal chunks, one per actor (fewer when items are
         few)."""
         chunks = split_evenly(list(items), len(self.actors))
-        return Pending(
-            [getattr(a, method).remote(chunk, *args) for a, chunk in zip(self.actors, chunks)]
-        )
+        return Pending(self, [self._submit(i, method, c, *args) for i, c in enumerate(chunks)])
 
     def map(self, method: str, items: Sequence, *args) -> list:
         """`map_async(...).get()`: one result per item, in the order of `items`."""
@@ -69,17 +183,17 @@ class ActorGroup:
         """Actor i gets `parts[i]` (one part per actor at most); returns their answers in order."""
         if len(parts) > len(self.actors):
             raise ValueError(f"{len(parts)} parts for {len(self.actors)} actors")
-        return ray.get(
-            [getattr(a, method).remote(part, *args) for a, part in zip(self.actors, parts)]
-        )
+        return Pending(
+            self, [self._submit(i, method, part, *args) for i, part in enumerate(parts)]
+        ).results()
 
-    def call_all_async(self, method: str, *args) -> list:
-        """The same call on every actor; returns the object refs."""
-        return [getattr(a, method).remote(*args) for a in self.actors]
+    def call_all_async(self, method: str, *args) -> Pending:
+        """The same call on every actor, in flight; `.results()` gives every answer."""
+        return Pending(self, [self._submit(i, method, *args) for i in range(len(self.actors))])
 
     def call_all(self, method: str, *args) -> list:
         """The same call on every actor; returns every answer, in actor order."""
-        return ray.get(self.call_all_async(method, *args))
+        return self.call_all_async(method, *args).results()
 
     def kill(self) -> None:
         for actor in self.actors:

@@ -123,10 +123,18 @@ class LearnerWorker:
 class LearnerGroup:
     """All ranks of the policy learner: one DeepSpeed process group."""
 
-    def __init__(self, ranks: ActorGroup):
+    def __init__(self, ranks: ActorGroup, attempts: int = 3):
         self.ranks = ranks
-        addr, port = ray.get(ranks.actors[0].address.remote())
-        ranks.call_each("setup", list(range(len(ranks))), addr, port)
+        for attempt in range(attempts):
+            # The port is free when rank 0 picks it; another process may take it before the
+            # rendezvous binds it: then pick another.
+            addr, port = ray.get(ranks.actors[0].address.remote())
+            try:
+                ranks.call_each("setup", list(range(len(ranks))), addr, port)
+                return
+            except ray.exceptions.RayTaskError as err:
+                if "EADDRINUSE" not in str(err) or attempt == attempts - 1:
+                    raise
 
     @property
     def rank0(self):
@@ -142,7 +150,7 @@ class LearnerGroup:
         takes part in the gather."""
         return self.ranks.call_all("export_weights")[0]
 
-    def broadcast_weights_refs(self) -> list:
+    def broadcast_weights_async(self):
         """Every rank takes part (ZeRO-3 gathers); rank 0 broadcasts over the NCCL weight group."""
         return self.ranks.call_all_async("broadcast_weights")
 

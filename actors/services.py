@@ -15,7 +15,7 @@ import ray
 import torch
 
 from actors.genrm import GenRMWorker
-from actors.group import ActorGroup
+from actors.group import ActorFailed, ActorGroup, FaultPolicy
 from actors.learner import LearnerGroup, LearnerWorker
 from actors.placement import actor_options, create_placement_group, placed_plan, wait_ready
 from actors.reference import ReferenceWorker
@@ -52,6 +52,9 @@ class RayServices:
 
     def __init__(self, cfg: RLMRConfig):
         self.cfg = cfg
+        # vLLM engines get weights by NCCL broadcast from learner rank 0; HF engines through the
+        # object store.
+        self.nccl_sync = cfg.rollout.engine.type == "vllm"
         plan = plan_placement(cfg.cluster)
         self.pg = create_placement_group(plan)
         self.plan = placed_plan(self.pg, plan)
@@ -60,7 +63,13 @@ class RayServices:
         self.learner = LearnerGroup(
             self._start("learner", LearnerWorker, cfg, world, self._device("learner"))
         )
-        self.rollout = self._start("rollout", RolloutWorker, cfg, self._device("rollout"))
+        self.rollout = self._start(
+            "rollout",
+            RolloutWorker,
+            cfg,
+            self._device("rollout"),
+            on_restart=self._restarted_rollout,
+        )
         # Judge training reads its rewards off the rollout engines: no verifier, no other judge.
         policy = cfg.task == "policy"
         self.verifier = None
@@ -89,9 +98,6 @@ class RayServices:
             cfg.cluster.startup_timeout_s,
         )
         self.pad_token_id = ray.get(self.rollout.actors[0].pad_token_id.remote())
-        # vLLM engines get weights by NCCL broadcast from learner rank 0; HF engines through the
-        # object store.
-        self.nccl_sync = cfg.rollout.engine.type == "vllm"
         if self.nccl_sync:
             self._init_weight_group()
         self.sync_weights()  # rollout engines start from exactly the learner's weights
@@ -99,14 +105,35 @@ class RayServices:
     def _device(self, role: str) -> str:
         return "cuda" if getattr(self.cfg.cluster, role).gpus > 0 else "cpu"
 
-    def _start(self, role: str, actor_cls, *args, **kwargs) -> ActorGroup:
+    def _start(self, role: str, actor_cls, *args, on_restart=None, **kwargs) -> ActorGroup:
         placements = self.plan.replicas.get(role, [])
         if not placements:
             raise ValueError(f"cluster.{role}.replicas: is 0, but this run needs the {role} role")
         options = {r: actor_options(self.pg, r) for r in placements}
-        group = ActorGroup.start(actor_cls, placements, options.__getitem__, *args, **kwargs)
+        faults = FaultPolicy(
+            role=role,
+            # A learner rank holds its shard of the optimizer: it is never restarted.
+            restarts=0 if role == "learner" else self.cfg.cluster.actor_restarts,
+            timeout_s=self.cfg.cluster.call_timeout_s,
+            on_restart=on_restart,
+            restart_timeout_s=self.cfg.cluster.startup_timeout_s,
+        )
+        group = ActorGroup.start(
+            actor_cls, placements, options.__getitem__, *args, faults=faults, **kwargs
+        )
         self._started[role] = (group.actors, list(options.values()))
         return group
+
+    def _restarted_rollout(self, actor) -> None:
+        """A restarted engine starts from the model's initial weights: give it the learner's."""
+        if self.nccl_sync:
+            raise ActorFailed(
+                "a rollout engine was restarted, and the NCCL weight group cannot take a new "
+                "member mid-run; continue with --resume"
+            )
+        state, sent = self.learner.export_weights()
+        if ray.get(actor.load_weights.remote(state)) != sent:
+            raise ActorFailed("a restarted rollout engine did not load the learner's weights")
 
     # ------------------------------------------------------------------ Services
 
@@ -148,8 +175,8 @@ class RayServices:
     def sync_weights(self) -> None:
         if self.nccl_sync:
             receive = self.rollout.call_all_async("receive_weights", self.weight_metas)
-            sent = ray.get(self.learner.broadcast_weights_refs())[0]
-            counts = ray.get(receive)
+            sent = self.learner.broadcast_weights_async().results()[0]
+            counts = receive.results()
             if sent != len(self.weight_metas) or any(c != sent for c in counts):
                 raise RuntimeError(
                     f"NCCL weight sync sent {sent} tensors, engines received {counts}"

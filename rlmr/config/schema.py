@@ -286,6 +286,21 @@ class ClusterConfig(Strict):
         description="How long the actors may take to start (load a model, start vLLM) before the "
         "run stops, naming each actor that did not start and what it asked for.",
     )
+    actor_restarts: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="How often a rollout, judge, reference or verifier replica may die or hang "
+        "and be restarted (its unanswered calls sent again) before the run stops naming it. "
+        "Learner ranks are never restarted: a lost rank stops the run (continue with --resume).",
+    )
+    call_timeout_s: float | None = Field(
+        3600.0,
+        gt=0,
+        description="A call to any actor (a rollout batch, a judging batch, an update) that has "
+        "not answered after this long counts as a hang: the replica is restarted and the call "
+        "sent again, as for a crash (null = wait forever).",
+    )
     rollout: RoleResources = Field(default_factory=RoleResources)
     genrm: RoleResources = Field(default_factory=RoleResources)
     reference: RoleResources = Field(default_factory=RoleResources)

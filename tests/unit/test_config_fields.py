@@ -106,6 +106,7 @@ LOADING = "tests/unit/test_engine_loading.py::"
 ALGO = "tests/unit/test_algo.py::"
 REWARDS = "tests/unit/test_rewards_properties.py::"
 NONFINITE = "tests/unit/test_nonfinite.py::"
+FAULTS = "tests/integration/test_faults.py::"
 STRATEGIES = "tests/unit/test_judge_strategies.py::"
 VLLM = "tests/unit/test_engine_vllm.py::"
 GENRM_WORKER = "tests/integration/test_genrm_worker.py::test_genrm_worker_scores_groups"
@@ -478,6 +479,10 @@ OBSERVED_BY: dict[str, list[str]] = {
     ],
     "trainer.max_wall_minutes": [
         DRIVER + "test_wall_clock_budget_stops_early_with_eval_and_checkpoint"
+    ],
+    "cluster.actor_restarts": [FAULTS + "test_a_replica_that_keeps_dying_stops_the_run_naming_it"],
+    "cluster.call_timeout_s": [
+        FAULTS + "test_killed_and_hung_replicas_are_restarted_and_the_run_is_the_uninterrupted_one"
     ],
     "trainer.max_skipped_steps": [
         NONFINITE + "test_steps_skipped_in_a_row_stop_the_run_with_their_samples_saved",
