@@ -12,6 +12,7 @@ costs a second, not a cluster start-up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -133,13 +134,25 @@ def run(args) -> int:
         f"{len(eval_rows)} held-out)",
         file=sys.stderr,
     )
+    from actors.group import ActorFailed
     from rlmr.training.driver import TrainingHalted
+    from rlmr.training.stop import StopSignals
 
     try:
-        rows = run_on_ray(cfg, args.address, run_dir, train_rows, eval_rows)
+        stop = StopSignals()
+        rows = run_on_ray(cfg, args.address, run_dir, train_rows, eval_rows, stop=stop)
     except TrainingHalted as err:
         print(f"rlmr train: stopped: {err}", file=sys.stderr)
         return 1
+    except ActorFailed as err:
+        print(
+            f"rlmr train: stopped: {err}; continue from the last complete checkpoint "
+            f"({run_dir.latest_checkpoint() or 'none yet'}) with --resume",
+            file=sys.stderr,
+        )
+        return 1
+    if stop.received:
+        return stop.exit_code
     last = rows[-1] if rows else {}
     keys = ("step", "reward_mean", "pass_rate", "eval/pass_rate", "eval/agreement")
     summary = {k: last[k] for k in keys if k in last}
@@ -156,10 +169,12 @@ def run_on_ray(cfg, address, run_dir, train_rows, eval_rows, **loop) -> list[dic
 
     init_ray(address, cfg)
     services = None
-    try:
-        services = RayServices(cfg)
-        return run_training(cfg, services, run_dir, train_rows, eval_rows, **loop)
-    finally:
-        if services is not None:
-            services.shutdown()
-        ray.shutdown()
+    # Ray installs its own SIGTERM handler in ray.init: ours go in after it.
+    with loop.get("stop") or contextlib.nullcontext():
+        try:
+            services = RayServices(cfg)
+            return run_training(cfg, services, run_dir, train_rows, eval_rows, **loop)
+        finally:
+            if services is not None:
+                services.shutdown()
+            ray.shutdown()

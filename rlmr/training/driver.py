@@ -211,6 +211,7 @@ def run_training(
     eval_rows: Sequence = (),
     step_fn=None,
     eval_fn=None,
+    stop=None,
 ) -> list[dict]:
     """Run, or continue when `run` was opened to resume; returns the metric rows logged by this
     call.
@@ -218,7 +219,8 @@ def run_training(
     The step and the evaluation are the task's: RLMR's `training_step` and `evaluate` for
     `task: policy`, the judge's (`rlmr.training.judge_task`) for `task: judge`; `rlmr sft`
     passes its own. Everything else (data order, checkpoints, resume, eval cadence, wall-clock
-    budget, logs) is the same loop.
+    budget, logs) is the same loop. `stop` (a `rlmr.training.stop.StopSignals`): once it has
+    `received` a signal, the step in progress is the last (evaluated and checkpointed).
     """
     if step_fn is None or eval_fn is None:
         from rlmr.training import judge_task
@@ -255,7 +257,8 @@ def run_training(
                     f"{run.latest_checkpoint() or 'none'}"
                 )
             out_of_time = progress.out_of_time()
-            last = step == cfg.trainer.steps or out_of_time
+            signalled = stop is not None and stop.received is not None
+            last = step == cfg.trainer.steps or out_of_time or signalled
             if eval_rows and (
                 (cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0) or last
             ):
@@ -264,9 +267,22 @@ def run_training(
             run.write_samples(step, samples)
             logged.append({"step": step, **metrics})
             if last or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
-                save_checkpoint(run, services, sampler, step)
+                try:
+                    save_checkpoint(run, services, sampler, step)
+                except OSError as err:  # a full or unwritable disk: the last checkpoint stands
+                    raise TrainingHalted(
+                        f"step {step}: the checkpoint could not be written ({err}); the last "
+                        f"complete checkpoint is {run.latest_checkpoint() or 'none'}"
+                    ) from err
                 run.plot()
             progress.update(step, metrics)
+            if signalled:
+                print(
+                    f"rlmr: stopped after step {step} ({stop.received}); checkpoint written, "
+                    "continue with --resume",
+                    file=sys.stderr,
+                )
+                break
             if out_of_time:
                 print(
                     f"rlmr: stopping after step {step}: trainer.max_wall_minutes "
