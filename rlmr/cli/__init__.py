@@ -4,6 +4,7 @@
     rlmr config CONFIG [--set KEY=VALUE ...]     validate a config and print it resolved
     rlmr verify ifeval --input F --output-dir D  check IFEval-format responses
     rlmr judge --pairs F                         evaluate a GenRM judge on preference pairs
+    rlmr report RUN_DIR [RUN_DIR ...] -o OUT     curves and a summary of runs, overlaid
 
 Subcommands import their heavy dependencies (torch, Ray, transformers) only
 after the arguments are parsed, so `rlmr --help` and config validation answer
@@ -66,6 +67,10 @@ _DELEGATED = {
     "sft": (
         "rlmr.cli.sft",
         "supervised cold start of a judge on distilled chains (task: judge), before its GRPO",
+    ),
+    "report": (
+        "rlmr.cli.report",
+        "curves (PNG) and a Markdown summary of one or more run directories, overlaid",
     ),
     "genrm": (
         "rlmr.cli.genrm",

@@ -21,10 +21,13 @@ PANELS = (
     ("writing_mean", "writing score (judge)"),
     ("reward_mean", "mixed reward"),
     ("response_len_mean", "response length (tokens)"),
+    ("response_len_max", "longest response (tokens)"),
     ("eval/response_len_mean", "held-out response length"),
     ("kl", "KL to reference"),
     ("entropy", "policy entropy"),
+    ("clip_frac", "clip fraction"),
     ("frac_zero_std", "zero-variance groups"),
+    ("grad_norm", "gradient norm"),
     # the judge task (RLCS)
     ("eval/agreement", "held-out judge agreement"),
     ("eval/position_consistency", "held-out position consistency"),
