@@ -54,8 +54,11 @@ class Run:
 
 
 def load_run(path: Path, label: str | None = None) -> Run:
+    """A run directory, or a metrics file alone (`NAME.metrics.jsonl`: curves and figures, no
+    config or samples)."""
     path = Path(path)
-    metrics_file = path / "metrics.jsonl"
+    alone = path.is_file()
+    metrics_file = path if alone else path / "metrics.jsonl"
     if not metrics_file.is_file():
         raise ReportError(f"{metrics_file}: not found (is {path} a run directory?)")
     try:
@@ -64,6 +67,10 @@ def load_run(path: Path, label: str | None = None) -> Run:
         raise ReportError(f"{metrics_file}: {err}") from err
     if not metrics:
         raise ReportError(f"{metrics_file}: no metric rows yet")
+    if alone:
+        return Run(
+            label or path.name.removesuffix(".jsonl").removesuffix(".metrics"), path, metrics
+        )
     config = {}
     if (path / "config.yaml").is_file():
         import yaml

@@ -133,3 +133,14 @@ def test_labels_must_match_the_runs(tmp_path, capsys):
     a = _run_dir(tmp_path, "solo", [0.1, 0.2], "dynamic")
     assert main(["report", str(a), "--labels", "x", "y"]) == 2
     assert capsys.readouterr().err.strip() == "rlmr report: --labels: 2 label(s) for 1 run(s)"
+
+
+def test_metrics_files_alone_are_reported_under_their_names(tmp_path):
+    a = _run_dir(tmp_path, "x", [0.1, 0.2, 0.4], "dynamic")
+    alone = tmp_path / "smollm2-rlmr.metrics.jsonl"
+    alone.write_text((a / "metrics.jsonl").read_text())
+    out = tmp_path / "r"
+    assert main(["report", str(alone), "-o", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| smollm2-rlmr | 2 | 0.4 (0.4) | 0.4 |" in md
+    assert "`smollm2-rlmr`: no samples.jsonl." in md
