@@ -5,6 +5,7 @@
     rlmr verify ifeval --input F --output-dir D  check IFEval-format responses
     rlmr judge --pairs F                         evaluate a GenRM judge on preference pairs
     rlmr report RUN_DIR [RUN_DIR ...] -o OUT     curves and a summary of runs, overlaid
+    rlmr eval MODEL --suite ifeval|constraints   benchmarks on a model, checkpoint or run
 
 Subcommands import their heavy dependencies (torch, Ray, transformers) only
 after the arguments are parsed, so `rlmr --help` and config validation answer
@@ -67,6 +68,10 @@ _DELEGATED = {
     "sft": (
         "rlmr.cli.sft",
         "supervised cold start of a judge on distilled chains (task: judge), before its GRPO",
+    ),
+    "eval": (
+        "rlmr.cli.eval",
+        "benchmarks (ifeval, constraints) on a model, a checkpoint, a run or the base model",
     ),
     "report": (
         "rlmr.cli.report",

@@ -82,7 +82,7 @@ class IFEvalReport:
         return {k: tuple(v) for k, v in sorted(table.items())}
 
 
-def _row_from_json(data, line: int, responses: dict[str, str] | None) -> IFEvalRow:
+def row_from_json(data, line: int, responses: dict[str, str] | None) -> IFEvalRow:
     if not isinstance(data, dict):
         raise ConstraintError(f"line {line}: expected a JSON object, got {type(data).__name__}")
     for key in REQUIRED_FIELDS:
@@ -157,7 +157,7 @@ def read_ifeval_rows(
             problems.append(f"line {line_no}: {problem}")
             continue
         try:
-            rows.append(_row_from_json(data, line_no, responses))
+            rows.append(row_from_json(data, line_no, responses))
         except ConstraintError as exc:
             problems.append(str(exc))
     return rows, problems

