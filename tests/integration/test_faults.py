@@ -103,13 +103,13 @@ def test_killed_and_hung_replicas_are_restarted_and_the_run_is_the_uninterrupted
     repo, tmp_path, straight
 ):
     def faults(services, step):
-        if step == 1:  # the rollout engine, most likely while it samples
-            pid = _pid(services.rollout.actors[0])
-            threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
-        if step == 2:  # the judge stops answering
+        if step == 1:  # the judge stops answering
             os.kill(_pid(services.genrm.actors[0]), signal.SIGSTOP)
-        if step == 3:
-            os.kill(_pid(services.verifier.actors[0]), signal.SIGKILL)
+        if step == 2:  # the rollout engine, after an update: its restart must get the weights
+            os.kill(_pid(services.rollout.actors[0]), signal.SIGKILL)
+        if step == 3:  # the verifier, most likely while it checks
+            pid = _pid(services.verifier.actors[0])
+            threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
 
     seen = []
     run = _run(_cfg(repo, tmp_path, "cluster.call_timeout_s=20"), faults, seen=seen)

@@ -144,3 +144,38 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_previou
     services = FakeServices()
     run_training(cfg, services, RunDir(cfg, resume=True), ROWS, ())
     assert services.loaded_from == str(ckpts / "step_000001")
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (
+            "actor",
+            "rlmr train: stopped: learner replica 0, call update: ActorDiedError: gone; gave up "
+            "after 0 restart(s) (cluster.actor_restarts); continue from the last complete "
+            "checkpoint (none yet) with --resume",
+        ),
+        ("halted", "rlmr train: stopped: steps 1-3: skipped"),
+    ],
+)
+def test_the_cli_reports_a_stopped_run_in_one_line_with_status_1(
+    error, expected, repo, tmp_path, capsys, monkeypatch
+):
+    import rlmr.cli.train as train
+    from actors.group import ActorFailed
+    from rlmr.cli import main
+
+    def stopped(*args, **kwargs):
+        if error == "actor":
+            raise ActorFailed(
+                "learner replica 0, call update: ActorDiedError: gone; gave up after 0 "
+                "restart(s) (cluster.actor_restarts)"
+            )
+        raise TrainingHalted("steps 1-3: skipped")
+
+    monkeypatch.setattr(train, "run_on_ray", stopped)
+    code = main(
+        ["train", str(repo / "configs" / "tiny.yaml"), "--set", f"logging.output_dir={tmp_path}"]
+    )
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == expected
