@@ -75,17 +75,7 @@ def run_ifeval(engine, cfg, settings: EvalSettings, data: Path | None = None) ->
     rows = [PromptRow(id=str(r.get("key", line)), prompt=r["prompt"]) for line, r in source]
     params = SamplingParams(max_new_tokens=settings.max_new_tokens, n=1, temperature=0.0, seed=0)
     started = time.perf_counter()
-    check_settings(settings.out / "settings.json", _settings_record(settings, data, params))
-    answers = generate(
-        engine,
-        rows,
-        params,
-        settings.out / "responses.jsonl",
-        chat_template=cfg.model.chat_template,
-        batch_prompts=settings.batch_prompts,
-        desc="ifeval",
-        progress=settings.progress,
-    )
+    answers = _answers(engine, cfg, settings, rows, params, data, "ifeval")
     parsed, problems = [], []
     for (line, raw), row in zip(source, rows):
         try:
@@ -146,19 +136,7 @@ def run_constraints(engine, cfg, settings: EvalSettings) -> dict:
         temperature=cfg.trainer.eval_temperature,
     )
     started = time.perf_counter()
-    check_settings(
-        settings.out / "settings.json", _settings_record(settings, cfg.data.eval, params)
-    )
-    answers = generate(
-        engine,
-        rows,
-        params,
-        settings.out / "responses.jsonl",
-        chat_template=cfg.model.chat_template,
-        batch_prompts=settings.batch_prompts,
-        desc="constraints",
-        progress=settings.progress,
-    )
+    answers = _answers(engine, cfg, settings, rows, params, cfg.data.eval, "constraints")
     checks = verify_groups(
         [VerifyGroup(r.constraints, [a["response"] for a in answers[r.id]]) for r in rows],
         judge_directed_text=cfg.reward.verifier.judge_directed_text,
@@ -190,6 +168,22 @@ def run_constraints(engine, cfg, settings: EvalSettings) -> dict:
     }
     (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _answers(engine, cfg, settings: EvalSettings, rows, params, data, suite: str) -> dict:
+    """The suite's responses: settings checked against a previous attempt, then generated or
+    read back."""
+    check_settings(settings.out / "settings.json", _settings_record(settings, data, params))
+    return generate(
+        engine,
+        rows,
+        params,
+        settings.out / "responses.jsonl",
+        chat_template=cfg.model.chat_template,
+        batch_prompts=settings.batch_prompts,
+        desc=suite,
+        progress=settings.progress,
+    )
 
 
 def _settings_record(settings: EvalSettings, data, params: SamplingParams) -> dict:
