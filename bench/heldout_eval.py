@@ -76,9 +76,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1234)
     args = p.parse_args(argv)
 
-    from rlmr.cli.train import load_prompt_sets
     from rlmr.config import LocalModel, load_config
     from rlmr.engine.hf import HFEngine
+    from rlmr.training.rollout import load_prompt_sets
 
     cfg = load_config(args.config)
     _, heldout = load_prompt_sets(cfg)

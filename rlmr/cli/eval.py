@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    from rlmr.evals.suites import SUITES
+    from rlmr.evals import SUITES
 
     p.add_argument(
         "model",

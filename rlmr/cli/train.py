@@ -38,36 +38,6 @@ def add_arguments(p) -> None:
     )
 
 
-def load_prompt_sets(cfg):
-    """Training and held-out prompts: constraints checked by the verifier's registry, lengths by the
-    policy's tokenizer, references present when the judge compares against them."""
-    from rlmr.data.prompts import check_prompt_rows, load_prompts
-    from rlmr.engine.loading import load_tokenizer
-    from rlmr.training.rollout import format_prompt
-    from rlmr.verify.constraints import parse_constraints as check_constraints
-
-    tokenizer = load_tokenizer(cfg.model.source)
-
-    def tokens(row) -> int:
-        text = format_prompt(row, tokenizer, cfg.model.chat_template)
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    writing = cfg.reward.writing
-    need_reference = writing.type == "genrm" and writing.group_strategy == "reference"
-    sets = []
-    for path in (cfg.data.train, cfg.data.eval):
-        rows = load_prompts(path, check_constraints) if path else []
-        check_prompt_rows(
-            rows,
-            str(path),
-            tokens,
-            cfg.data.max_prompt_tokens,
-            need_reference=need_reference and path == cfg.data.train,
-        )
-        sets.append(rows)
-    return sets[0], sets[1]
-
-
 def init_ray(address: str | None, cfg) -> None:
     import ray
 
@@ -121,6 +91,8 @@ def run(args) -> int:
 
             train_rows, eval_rows = judge_prompt_sets(cfg)
         else:
+            from rlmr.training.rollout import load_prompt_sets
+
             train_rows, eval_rows = load_prompt_sets(cfg)
         run_dir = RunDir(cfg, resume={"always": True, "auto": "auto", None: False}[args.resume])
     except ModelLoadError as err:  # the tokenizer is read here, before Ray starts

@@ -12,6 +12,7 @@ answer in a second on any machine.
 - `memory`: per-GPU memory arithmetic behind `cluster/SCALING.md`.
 """
 
+from rlmr.config.cluster import ClusterConfig, CPUResources, RoleResources
 from rlmr.config.judge import JudgeTaskConfig, SFTConfig, ShapingConfig
 from rlmr.config.loading import (
     ConfigError,
@@ -38,8 +39,6 @@ from rlmr.config.schema import (
     AlgoConfig,
     CheckpointConfig,
     ClipConfig,
-    ClusterConfig,
-    CPUResources,
     DataConfig,
     GenRMReward,
     KLConfig,
@@ -48,7 +47,6 @@ from rlmr.config.schema import (
     NoWritingReward,
     RewardConfig,
     RLMRConfig,
-    RoleResources,
     RolloutConfig,
     TrainerConfig,
     VerifierConfig,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the schema calls the planner in its validator; this module needs only the type
-    from rlmr.config.schema import ClusterConfig
+    from rlmr.config.cluster import ClusterConfig
 
 GPU_ROLES = ("learner", "reference", "rollout", "genrm")
 ALL_ROLES = ("learner", "reference", "rollout", "genrm", "verifier")

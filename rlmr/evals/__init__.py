@@ -8,3 +8,5 @@ the config: HF on CPU, vLLM on GPU), appends responses to a file as batches
 finish (an interrupted evaluation resumes where it stopped), checks them with
 the project's verifier, and writes a JSON summary with bootstrap intervals.
 """
+
+SUITES = ("ifeval", "constraints")  # here, not in suites.py, so `rlmr --help` loads no torch

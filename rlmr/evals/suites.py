@@ -23,8 +23,6 @@ from rlmr.engine.base import SamplingParams
 from rlmr.evals.generate import EvalError, check_settings, generate
 from rlmr.evals.stats import bootstrap_ratio
 
-SUITES = ("ifeval", "constraints")
-
 
 @dataclass
 class EvalSettings:
@@ -121,8 +119,7 @@ def run_ifeval(engine, cfg, settings: EvalSettings, data: Path | None = None) ->
 
 
 def run_constraints(engine, cfg, settings: EvalSettings) -> dict:
-    from rlmr.cli.train import load_prompt_sets
-    from rlmr.training.rollout import sampling_params
+    from rlmr.training.rollout import load_prompt_sets, sampling_params
     from rlmr.verify import VerifyGroup, verify_groups
 
     _, rows = load_prompt_sets(cfg)

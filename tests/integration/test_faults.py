@@ -47,8 +47,9 @@ def _cfg(repo, out, *overrides):
 
 def _run(cfg, step_fn=None, resume=False, seen=None):
     """`rlmr train` in this process (Ray started and stopped here); `seen` collects the services."""
-    from rlmr.cli.train import load_prompt_sets, run_on_ray
+    from rlmr.cli.train import run_on_ray
     from rlmr.training.driver import training_step
+    from rlmr.training.rollout import load_prompt_sets
     from rlmr.training.run_dir import RunDir
 
     train_rows, eval_rows = load_prompt_sets(cfg)

@@ -1158,9 +1158,9 @@ def test_hf_engine_device_reaches_the_loader(tmp_path, monkeypatch):
 
 
 def test_prompt_sets_follow_the_data_section_and_chat_template(tiny_dir, tmp_path):
-    from rlmr.cli.train import load_prompt_sets
     from rlmr.data.prompts import DataError
     from rlmr.engine.loading import load_tokenizer
+    from rlmr.training.rollout import load_prompt_sets
 
     def write(name, n, reference=None):
         rows = [

@@ -31,6 +31,7 @@ LAYERS = {
     "rlmr.judge": 4,
     "rlmr.training": 5,
     "rlmr.tools": 6,
+    "rlmr.evals": 6,
     "actors": 6,
     "rlmr.cli": 7,
 }
@@ -44,6 +45,7 @@ FORBIDDEN = {
     "rlmr.verify": {"torch", "ray", "transformers", "deepspeed", "vllm", "datasets"},
     "rlmr.judge": {"torch", "ray", "transformers", "deepspeed", "vllm", "datasets"},
     "rlmr.training": {"ray", "vllm"},
+    "rlmr.evals": {"ray", "vllm", "deepspeed"},
 }
 HEAVY = {"ray", "vllm", "deepspeed", "transformers", "datasets"}
 

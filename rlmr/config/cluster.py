@@ -1,0 +1,106 @@
+"""The cluster section of a run config: actor counts, GPUs and CPUs per role, restarts and timeouts.
+
+`ClusterConfig` is validated by the pure placement planner (`rlmr.config.placement`),
+so a layout that does not fit the declared nodes is refused when the config loads.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from rlmr.config.models import Strict
+
+
+class CPUResources(Strict):
+    """How many actors a CPU-only role gets (the verifier) and the CPUs each holds."""
+
+    replicas: int = Field(1, ge=0, le=4096)
+    cpus: float = Field(1.0, ge=0.0, le=256.0, description="CPUs per replica.")
+
+
+class RoleResources(Strict):
+    """How many actors a role gets and what each one holds."""
+
+    replicas: int = Field(1, ge=0, le=4096)
+    gpus: float = Field(
+        0.0,
+        ge=0.0,
+        le=8.0,
+        description="GPUs per replica; "
+        "a fraction below 1 shares a GPU with another role's replica.",
+    )
+    cpus: float = Field(1.0, ge=0.0, le=256.0, description="CPUs per replica.")
+
+
+class ClusterConfig(Strict):
+    """Actor counts and placement."""
+
+    nodes: int = Field(1, ge=1, le=4096)
+    gpus_per_node: int = Field(0, ge=0, le=16, description="0 = CPU-only cluster.")
+    colocate: bool = Field(
+        False,
+        description="Rollout engines on the learner's GPUs. "
+        "Not supported yet: nothing puts the engines to sleep while the learner trains, "
+        "so true is refused.",
+    )
+    startup_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="How long the actors may take to start (load a model, start vLLM) before the "
+        "run stops, naming each actor that did not start and what it asked for.",
+    )
+    actor_restarts: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="How often a rollout, judge, reference or verifier replica may die or hang "
+        "and be restarted (its unanswered calls sent again) before the run stops naming it. "
+        "Learner ranks are never restarted: a lost rank stops the run (continue with --resume).",
+    )
+    call_timeout_s: float | None = Field(
+        3600.0,
+        gt=0,
+        description="A call to any actor (a rollout batch, a judging batch, an update) that has "
+        "not answered after this long counts as a hang: the replica is restarted and the call "
+        "sent again, as for a crash (null = wait forever).",
+    )
+    rollout: RoleResources = Field(default_factory=RoleResources)
+    genrm: RoleResources = Field(default_factory=RoleResources)
+    reference: RoleResources = Field(default_factory=RoleResources)
+    learner: RoleResources = Field(
+        default_factory=RoleResources, description="replicas = DeepSpeed ranks."
+    )
+    verifier: CPUResources = Field(
+        default_factory=CPUResources, description="The constraint verifier runs on CPU only."
+    )
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.colocate:
+            raise ValueError(
+                "colocate: true is not supported yet (nothing puts the rollout engines to sleep "
+                "while the learner trains); give the rollout engines GPUs of their own"
+            )
+        for role in ("learner", "reference"):
+            if getattr(self, role).gpus > 1:
+                raise ValueError(
+                    f"{role}.gpus: {getattr(self, role).gpus:g}, but a {role} replica runs on one "
+                    "GPU (the reference holds a whole copy; learner ranks shard with ZeRO); "
+                    "add replicas instead"
+                )
+        if self.learner.replicas < 1:
+            raise ValueError("learner.replicas: must be at least 1")
+        if self.rollout.replicas < 1:
+            raise ValueError("rollout.replicas: must be at least 1")
+        if self.gpus_per_node == 0:
+            for role in ("rollout", "genrm", "reference", "learner"):
+                if getattr(self, role).gpus:
+                    raise ValueError(f"{role}.gpus: is set but gpus_per_node is 0")
+        # The placement planner is the one authority on what fits (pure, no Ray).
+        from rlmr.config.placement import PlacementError, plan_placement
+
+        try:
+            plan_placement(self)
+        except PlacementError as err:
+            raise ValueError(str(err)) from None
+        return self
