@@ -66,9 +66,9 @@ def run(args) -> int:
         file=sys.stderr,
     )
 
-    def evaluate(cfg, services, pairs):  # SFT steps do not move the rollout engines: sync first
+    def evaluate(cfg, services, pairs, step):  # SFT steps do not move the engines: sync first
         services.sync_weights()
-        return judge_evaluate(cfg, services, pairs)
+        return judge_evaluate(cfg, services, pairs, step)
 
     tokenizer = load_tokenizer(cfg.model.source)
     logged = run_on_ray(

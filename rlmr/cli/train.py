@@ -112,7 +112,12 @@ def run(args) -> int:
 
     try:
         stop = StopSignals()
-        rows = run_on_ray(cfg, args.address, run_dir, train_rows, eval_rows, stop=stop)
+        loop = {"stop": stop}
+        if cfg.task == "policy" and cfg.trainer.eval.suites:
+            from rlmr.evals.suites import with_suites
+
+            loop["eval_fn"] = with_suites(run_dir.path)
+        rows = run_on_ray(cfg, args.address, run_dir, train_rows, eval_rows, **loop)
     except TrainingHalted as err:
         print(f"rlmr train: stopped: {err}", file=sys.stderr)
         return 1

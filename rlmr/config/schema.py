@@ -281,6 +281,20 @@ class CheckpointConfig(Strict):
     save_optimizer: bool = True
 
 
+class EvalSuitesConfig(Strict):
+    """Benchmarks run at every evaluation of a policy run (`trainer.eval_every`, the last step,
+    and step 0 with `eval_at_start`) by the code `rlmr eval` runs, on the rollout engines' current
+    weights; figures are logged as `eval/<suite>/<figure>`, files go to `evals/step_N/<suite>/`."""
+
+    suites: list[Literal["ifeval"]] = Field(
+        default_factory=list, description="Suites to run, e.g. [ifeval] (none by default)."
+    )
+    limit: int | None = Field(
+        100, ge=1, description="Only the first N prompts of each suite (null = all of them)."
+    )
+    max_new_tokens: int = Field(512, ge=1, le=65536, description="Response budget (ifeval).")
+
+
 class TrainerConfig(Strict):
     """The outer loop."""
 
@@ -304,6 +318,7 @@ class TrainerConfig(Strict):
     eval_temperature: float | None = Field(
         None, ge=0.0, le=5.0, description="Held-out sampling temperature (rollout's when unset)."
     )
+    eval: EvalSuitesConfig = Field(default_factory=EvalSuitesConfig)
     max_skipped_steps: int = Field(
         3,
         ge=1,
@@ -402,8 +417,13 @@ class RLMRConfig(Strict):
                 f"{self.rollout.max_new_tokens} exceed model.max_model_len "
                 f"{self.model.max_model_len}"
             )
-        if self.trainer.eval_every and not self.data.eval:
-            raise ValueError("trainer.eval_every: is set but data.eval names no held-out prompts")
+        if self.trainer.eval_every and not self.data.eval and not self.trainer.eval.suites:
+            raise ValueError(
+                "trainer.eval_every: is set but neither data.eval (held-out prompts) nor "
+                "trainer.eval.suites names anything to evaluate"
+            )
+        if self.trainer.eval.suites and self.task != "policy":
+            raise ValueError("trainer.eval.suites: benchmarks evaluate a policy (task: policy)")
         return self
 
     @property

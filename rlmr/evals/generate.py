@@ -67,6 +67,19 @@ def check_settings(path: Path, settings: dict) -> None:
         path.write_text(json.dumps(settings, indent=1, sort_keys=True), encoding="utf-8")
 
 
+def as_sampler(source, chat_template: bool = True):
+    """`sample(rows, params) -> groups` from a `TextEngine` (an evaluation of a model folder), or
+    `source` itself when it already is one (`Services.sample`: the rollout engines of a run)."""
+    if source is None or not hasattr(source, "generate"):
+        return source
+    from rlmr.training.rollout import sample_groups
+
+    def sample(rows, params):
+        return sample_groups(source, rows, params, chat_template=chat_template)
+
+    return sample
+
+
 def generate(
     engine,
     rows: Sequence[PromptRow],
@@ -79,9 +92,9 @@ def generate(
     progress: bool = True,
 ) -> dict[str, list[dict]]:
     """`params.n` responses per row (`prompt id -> records`, each with `sample`, `response`,
-    `tokens`, `finish_reason`), reusing what `out` already holds."""
-    from rlmr.training.rollout import sample_groups
-
+    `tokens`, `finish_reason`), reusing what `out` already holds. `engine`: a `TextEngine` or a
+    sampler (see `as_sampler`)."""
+    sample = as_sampler(engine, chat_template)
     ids = [r.id for r in rows]
     if len(set(ids)) != len(ids):
         raise EvalError(f"{desc}: prompt ids repeat; each prompt needs its own id")
@@ -95,7 +108,7 @@ def generate(
     try:
         for start in range(0, len(todo), batch_prompts):
             chunk = todo[start : start + batch_prompts]
-            groups = sample_groups(engine, chunk, params, chat_template=chat_template)
+            groups = sample(chunk, params)
             with out.open("a", encoding="utf-8") as fh:
                 for row, group in zip(chunk, groups):
                     records = [

@@ -261,3 +261,39 @@ def format_summary(summary: dict) -> str:
         f"  {t:38s} {x['pass_rate']:.3f} ({x['checks']})" for t, x in summary["per_type"].items()
     ]
     return "\n".join(lines)
+
+
+def run_in_training(cfg, sample, out: Path, step: int) -> dict:
+    """The suites of `trainer.eval` on a run's rollout engines (`sample`: `Services.sample`), as
+    `rlmr eval` runs them; files in `out/<suite>/`, figures as `eval/<suite>/<figure>`."""
+    metrics = {}
+    for suite in cfg.trainer.eval.suites:
+        settings = EvalSettings(
+            model=f"step {step}",
+            out=out / suite,
+            limit=cfg.trainer.eval.limit,
+            max_new_tokens=cfg.trainer.eval.max_new_tokens,
+            seed=cfg.trainer.seed,
+            progress=False,
+        )
+        summary = {"ifeval": run_ifeval}[suite](sample, cfg, settings)
+        for key, value in summary.items():
+            if isinstance(value, dict) and "value" in value:
+                metrics[f"eval/{suite}/{key}"] = value["value"]
+        metrics[f"eval/{suite}/response_len_mean"] = summary["response_len_mean"]
+        metrics[f"time/eval_{suite}_s"] = summary["seconds"]
+    return metrics
+
+
+def with_suites(run_path: Path):
+    """The policy's evaluation (`rlmr.training.driver.evaluate`, held-out pass rate) followed by
+    the benchmark suites of `trainer.eval`, written under `run_path/evals/step_N/`."""
+    from rlmr.training.driver import evaluate
+
+    def evaluate_with_suites(cfg, services, rows, step):
+        metrics = evaluate(cfg, services, rows, step)
+        out = run_path / "evals" / f"step_{step:06d}"
+        metrics.update(run_in_training(cfg, services.sample, out, step))
+        return metrics
+
+    return evaluate_with_suites

@@ -190,8 +190,12 @@ def training_step(
     return metrics, step_samples(scored, rewards, advantages, samples_per_step)
 
 
-def evaluate(cfg: RLMRConfig, services: Services, rows: Sequence[PromptRow]) -> dict:
-    """Held-out constraint pass rate (no judge: the number RLMR must move), fixed sampling seed."""
+def evaluate(cfg: RLMRConfig, services: Services, rows: Sequence[PromptRow], step: int = 0) -> dict:
+    """Held-out constraint pass rate (no judge: the number RLMR must move), fixed sampling seed;
+    nothing without held-out prompts. (`step`: the evaluation's step, for evaluations that write
+    files per step.)"""
+    if not rows:
+        return {}
     timer = PhaseTimer()
     params = sampling_params(
         cfg.rollout,
@@ -236,8 +240,10 @@ def run_training(
     run.open_loggers()
     logged = []
     eval_rows = list(eval_rows)[: cfg.data.eval_size] if cfg.data.eval_size else list(eval_rows)
-    if start == 0 and eval_rows and cfg.trainer.eval_at_start:
-        logged.append({"step": 0, **eval_fn(cfg, services, eval_rows)})
+    # Held-out prompts, benchmark suites (trainer.eval), or both.
+    evaluating = bool(eval_rows) or bool(cfg.trainer.eval.suites)
+    if start == 0 and evaluating and cfg.trainer.eval_at_start:
+        logged.append({"step": 0, **eval_fn(cfg, services, eval_rows, 0)})
         run.log(0, logged[-1])
     progress = Progress(cfg, start)
     skipped: list[int] = []  # the steps skipped in a row, up to now
@@ -259,10 +265,10 @@ def run_training(
             out_of_time = progress.out_of_time()
             signalled = stop is not None and stop.received is not None
             last = step == cfg.trainer.steps or out_of_time or signalled
-            if eval_rows and (
+            if evaluating and (
                 (cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0) or last
             ):
-                metrics.update(eval_fn(cfg, services, eval_rows))
+                metrics.update(eval_fn(cfg, services, eval_rows, step))
             run.log(step, metrics)
             run.write_samples(step, samples)
             logged.append({"step": step, **metrics})

@@ -241,7 +241,7 @@ def judge_training_step(cfg, services, sampler, step: int) -> tuple[dict, list[d
     return metrics, samples
 
 
-def judge_evaluate(cfg, services, pairs: Sequence[PreferencePair]) -> dict:
+def judge_evaluate(cfg, services, pairs: Sequence[PreferencePair], step: int = 0) -> dict:
     """The judge on held-out pairs, both orders: agreement (also per family), position
     consistency, calibration, position bias."""
     from rlmr.judge.evaluation import pair_report

@@ -107,6 +107,7 @@ ALGO = "tests/unit/test_algo.py::"
 REWARDS = "tests/unit/test_rewards_properties.py::"
 NONFINITE = "tests/unit/test_nonfinite.py::"
 FAULTS = "tests/integration/test_faults.py::"
+EVALS = "tests/unit/test_eval_in_training.py::"
 STRATEGIES = "tests/unit/test_judge_strategies.py::"
 VLLM = "tests/unit/test_engine_vllm.py::"
 GENRM_WORKER = "tests/integration/test_genrm_worker.py::test_genrm_worker_scores_groups"
@@ -489,6 +490,14 @@ OBSERVED_BY: dict[str, list[str]] = {
         NONFINITE + "test_a_run_whose_every_step_is_skipped_stops_at_the_limit",
     ],
     "trainer.eval_temperature": [ME + "test_sampling_follows_the_rollout_and_trainer_sections"],
+    "trainer.eval.suites": [
+        EVALS + "test_the_suites_run_at_each_evaluation_on_the_run_engines",
+        EVALS + "test_suites_alone_are_something_to_evaluate",
+    ],
+    "trainer.eval.limit": [EVALS + "test_suites_alone_are_something_to_evaluate"],
+    "trainer.eval.max_new_tokens": [
+        EVALS + "test_the_suites_run_at_each_evaluation_on_the_run_engines"
+    ],
     # ----- task and judge training
     "task": [
         JT + "test_judge_grpo_rewards_agreement_shaped_by_the_verdict_entropy",
@@ -705,7 +714,7 @@ def test_eval_follows_eval_size_and_eval_at_start(tmp_path):
 def test_eval_every_needs_held_out_prompts(tmp_path):
     from rlmr.config import ConfigError
 
-    with pytest.raises(ConfigError, match="trainer.eval_every: is set but data.eval names no"):
+    with pytest.raises(ConfigError, match="trainer.eval_every: is set but neither data.eval"):
         _cfg(tmp_path, "data.eval=null", "trainer.eval_every=2")
     assert _cfg(tmp_path, "trainer.eval_every=2").trainer.eval_every == 2
 
