@@ -23,6 +23,9 @@ PANELS = (
     ("response_len_mean", "response length (tokens)"),
     ("response_len_max", "longest response (tokens)"),
     ("eval/response_len_mean", "held-out response length"),
+    # benchmark suites run during training (trainer.eval)
+    ("eval/ifeval/prompt_strict", "IFEval prompt-level strict"),
+    ("eval/ifeval/instruction_loose", "IFEval instruction-level loose"),
     ("kl", "KL to reference"),
     ("entropy", "policy entropy"),
     ("clip_frac", "clip fraction"),

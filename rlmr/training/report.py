@@ -35,6 +35,7 @@ FIGURES = (
     ("response_len_mean", "length (tokens)", None),
     ("kl", "KL", None),
     ("eval/agreement", "judge agreement (held-out)", "max"),
+    ("eval/ifeval/prompt_strict", "IFEval prompt strict", "max"),
 )
 SAMPLES_PER_STEP = 2
 SAMPLE_CHARS = 400

@@ -14,7 +14,9 @@ from rlmr.cli import main
 def _run_dir(root, name, pass_rates, strategy, samples=True):
     path = root / name
     path.mkdir(parents=True)
-    rows = [{"step": 0, "eval/pass_rate": pass_rates[0]}]
+    # trainer.eval's IFEval figures at step 0 and the last step
+    ifeval = {"eval/ifeval/prompt_strict": 0.2, "eval/ifeval/instruction_loose": 0.3}
+    rows = [{"step": 0, "eval/pass_rate": pass_rates[0], **ifeval}]
     for step, rate in enumerate(pass_rates[1:], start=1):
         rows.append(
             {
@@ -37,6 +39,7 @@ def _run_dir(root, name, pass_rates, strategy, samples=True):
                 "skipped_for": None,
             }
         )
+    rows[-1].update({k: v + 0.1 for k, v in ifeval.items()})
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = {
         "reward": {"strategy": strategy, "margin": 0.1},
@@ -80,6 +83,7 @@ def test_two_runs_overlaid_with_their_figures_differences_and_samples(tmp_path, 
     md = (out / "report.md").read_text()
     # last and best held-out pass rate, last train pass rate, last step
     assert "| rlmr | 3 | 0.5 (0.6) | 0.5 |" in md
+    assert "IFEval prompt strict" in md and "| 0.3 (0.3) |" in md  # trainer.eval's last (best)
     assert "| writing-only | 3 | 0.3 (0.3) | 0.3 |" in md
     # the one config key that differs (run names and folders always do: not listed)
     assert "| `reward.strategy` | dynamic | writing_only |" in md
@@ -107,6 +111,8 @@ def test_the_curves_hold_a_panel_per_logged_metric_and_leave_out_the_rest(tmp_pa
         "mixed reward",
         "response length (tokens)",
         "longest response (tokens)",
+        "IFEval prompt-level strict",
+        "IFEval instruction-level loose",
         "KL to reference",
         "policy entropy",
         "clip fraction",
