@@ -9,15 +9,18 @@ fast.
 
 Modules: `constraints` (registry, validation), `ifeval` (the 25 IFEval
 instruction types, their kwargs, strict and loose verdicts) with their checks in
-`ifeval_rules`, `creative` (writing-prompt constraints), `guard` (judge-directed
+`ifeval_rules`, `ifbench` (the 58 IFBench instruction types; checks in
+`ifbench_rules` and `ifbench_rules_format`, measurements and local data in
+`ifbench_text`), `creative` (writing-prompt constraints), `guard` (judge-directed
 text), `soft` (yes/no checks through a TextEngine), `text` (per-response
 measurements, computed once), `langid` (langdetect, exact and faster), `api`
 (batch checking), `results` (returned records), `ifeval_eval` (IFEval
-evaluation files and report). The command line is `rlmr.cli.verify`.
+evaluation files and report), `ifbench_eval` (the same for IFBench). The command
+line is `rlmr.cli.verify`.
 """
 
-# The modules that register the built-in constraint types (IFEval, creative, guard, soft).
-from rlmr.verify import creative, guard, ifeval, soft  # noqa: F401
+# The modules that register the built-in constraint types (IFEval, IFBench, creative, guard, soft).
+from rlmr.verify import creative, guard, ifbench, ifeval, soft  # noqa: F401
 from rlmr.verify.api import VerifyGroup, verify_batch, verify_groups, verify_response
 from rlmr.verify.constraints import (
     Constraint,

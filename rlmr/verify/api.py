@@ -4,8 +4,8 @@ worker use.
     results = verify_batch([(response, [{"type": "creative:word_count", "max": 300}]), ...])
     results[0].passed, results[0].results[0].verdict
 
-Every response gets one `TextStats`, shared by all of its constraints; IFEval
-types use the loose variants when `loose=True` (IFEval's loose mode: pass if
+Every response gets one `TextStats`, shared by all of its constraints; IFEval and
+IFBench types use the loose variants when `loose=True` (IFEval's loose mode: pass if
 the response or one of its variants passes). Soft constraints go, in one
 batch, to `soft_checker` (a `SoftConstraintChecker`); without one they are
 `unverifiable`. The built-in judge-directed-text guard is appended to every
@@ -31,6 +31,9 @@ from rlmr.verify.guard import GUARD_TYPE
 from rlmr.verify.ifeval import LooseTexts, loose_verdict, strict_verdict
 from rlmr.verify.results import ConstraintResult, GroupCheck, ResponseCheck, Verdict
 from rlmr.verify.text import TextStats
+
+# Families with IFEval's strict and loose modes (IFBench's evaluation_lib copies IFEval's).
+LOOSE_FAMILIES = ("ifeval", "ifbench")
 
 NO_ENGINE = (
     "soft constraint: no text engine is configured (verifier.soft_constraints: unverifiable)"
@@ -63,7 +66,7 @@ def _rule_result(
     loose_texts: LooseTexts | None,
 ) -> ConstraintResult:
     ctype = constraint_type(constraint.type)
-    if ctype.family == "ifeval":
+    if ctype.family in LOOSE_FAMILIES:
         ok = strict_verdict(ctype.check, stats, constraint.args)
         if loose and not ok and loose_texts is not None:
             ok = loose_verdict(ctype.check, stats, constraint.args, loose_texts, strict=ok)

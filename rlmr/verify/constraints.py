@@ -10,8 +10,8 @@ value of the wrong kind raises `ConstraintError` naming the row, the position
 in the list, the type and the offending key. A key whose value is None counts
 as absent (some IFEval exports carry every key with null values).
 
-Every type is registered by its module (`ifeval`, `creative`, `guard`,
-`soft`) with a `ConstraintType`: its keyword arguments (each with a validator
+Every type is registered by its module (`ifeval`, `ifbench`, `creative`,
+`guard`, `soft`) with a `ConstraintType`: its keyword arguments (each with a validator
 that returns the normalised value), an optional `prepare` step (cross-field
 checks, compiled patterns) and the rule that checks a `TextStats`.
 """
@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 RELATIONS = ("less than", "at least")
-FAMILIES = ("ifeval", "creative", "guard", "soft")
+FAMILIES = ("ifeval", "ifbench", "creative", "guard", "soft")
 
 
 class ConstraintError(ValueError):
@@ -185,9 +185,10 @@ def _rebuild(type_name: str, kwargs: dict) -> Constraint:
     return parse_constraint({"type": type_name, **kwargs})
 
 
-# Filled by the modules that define types (`ifeval`, `creative`, `guard`, `soft`) when they are
-# imported; the package `rlmr.verify` imports all of them, and Python imports a package before any
-# of its modules, so every built-in type is registered before this registry is first read.
+# Filled by the modules that define types (`ifeval`, `ifbench`, `creative`, `guard`, `soft`) when
+# they are imported; the package `rlmr.verify` imports all of them, and Python imports a package
+# before any of its modules, so every built-in type is registered before this registry is first
+# read.
 _REGISTRY: dict[str, ConstraintType] = {}
 
 

@@ -82,7 +82,11 @@ class IFEvalReport:
         return {k: tuple(v) for k, v in sorted(table.items())}
 
 
-def row_from_json(data, line: int, responses: dict[str, str] | None) -> IFEvalRow:
+def row_from_json(
+    data, line: int, responses: dict[str, str] | None, *, family: str = "ifeval"
+) -> IFEvalRow:
+    """One row; its instruction ids must be types of `family` ("ifeval", or "ifbench" for
+    `rlmr.verify.ifbench_eval`)."""
     if not isinstance(data, dict):
         raise ConstraintError(f"line {line}: expected a JSON object, got {type(data).__name__}")
     for key in REQUIRED_FIELDS:
@@ -115,7 +119,7 @@ def row_from_json(data, line: int, responses: dict[str, str] | None) -> IFEvalRo
     constraints = []
     known = registry()
     for i, (iid, kw) in enumerate(zip(ids, kwargs)):
-        if iid not in known or constraint_type(iid).family != "ifeval":
+        if iid not in known or constraint_type(iid).family != family:
             raise ConstraintError(
                 f"line {line}: instruction_id_list[{i}]: unknown instruction id {iid!r}"
             )
@@ -148,16 +152,17 @@ def read_responses(path: str | Path) -> dict[str, str]:
 
 
 def read_ifeval_rows(
-    path: str | Path, responses: dict[str, str] | None = None
+    path: str | Path, responses: dict[str, str] | None = None, *, family: str = "ifeval"
 ) -> tuple[list[IFEvalRow], list[str]]:
-    """Valid rows, and one message per rejected line (`line N: key: problem`)."""
+    """Valid rows, and one message per rejected line (`line N: key: problem`); `family` as for
+    `row_from_json`."""
     rows, problems = [], []
     for line_no, data, problem, _ in iter_jsonl(path):
         if problem:
             problems.append(f"line {line_no}: {problem}")
             continue
         try:
-            rows.append(row_from_json(data, line_no, responses))
+            rows.append(row_from_json(data, line_no, responses, family=family))
         except ConstraintError as exc:
             problems.append(str(exc))
     return rows, problems
@@ -204,10 +209,10 @@ def write_outputs(report: IFEvalReport, output_dir: str | Path) -> tuple[Path, P
     return paths[0], paths[1]
 
 
-def format_report(report: IFEvalReport) -> str:
+def format_report(report: IFEvalReport, title: str = "IFEval") -> str:
     """The four accuracies and a per-instruction-type table."""
     acc, counts = report.accuracies(), report.counts()
-    lines = [f"IFEval: {len(report.outcomes)} rows checked, {len(report.problems)} rejected"]
+    lines = [f"{title}: {len(report.outcomes)} rows checked, {len(report.problems)} rejected"]
     for key, label in (
         ("prompt_strict", "prompt-level strict"),
         ("instruction_strict", "instruction-level strict"),
