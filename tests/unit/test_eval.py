@@ -12,7 +12,7 @@ import pytest
 
 from rlmr.evals.generate import EvalError
 from rlmr.evals.stats import bootstrap_ratio
-from rlmr.evals.suites import EvalSettings, run_ifeval
+from rlmr.evals.suites import EvalSettings, run_ifbench, run_ifeval
 from tests.fakes import FakeEngine
 
 
@@ -126,6 +126,51 @@ def test_a_row_the_verifier_cannot_check_is_reported_not_fatal(tmp_path):
     ]
 
 
+def test_ifbench_uses_its_own_instruction_types_and_title(tmp_path):
+    rows = [
+        {
+            "key": "a",
+            "prompt": "Three words.",
+            "instruction_id_list": ["count:word_count_range"],
+            "kwargs": [{"min_words": 3, "max_words": 3}],
+        },
+        {
+            "key": "b",
+            "prompt": "No spaces.",
+            "instruction_id_list": ["format:no_whitespace"],
+            "kwargs": [{}],
+        },
+        {
+            "key": "c",
+            "prompt": "Two words, no spaces.",
+            "instruction_id_list": ["count:word_count_range", "format:no_whitespace"],
+            "kwargs": [{"min_words": 2, "max_words": 2}, {}],
+        },
+    ]
+    data = tmp_path / "ifbench.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    answers = {"Three words.": "one two three", "No spaces.": "a b", "Two words, no spaces.": "x y"}
+    engine = FakeEngine(respond=lambda prompt, i: answers[prompt])
+    summary = run_ifbench(engine, CFG, _settings(tmp_path), data)
+    # a passes; b fails; c passes the count and fails the whitespace rule
+    assert summary["suite"] == "ifbench" and summary["checked"] == 3
+    assert summary["prompt_strict"]["value"] == round(1 / 3, 4)
+    assert summary["instruction_strict"]["value"] == 0.5
+    assert summary["per_instruction"]["format:no_whitespace"]["strict"] == 0.0
+    assert (tmp_path / "out" / "report.txt").read_text().startswith("IFBench")
+    # an IFEval id is not an IFBench one: reported, not checked
+    data.write_text(
+        json.dumps({**rows[0], "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]})
+        + "\n"
+    )
+    with pytest.raises(EvalError, match="other settings"):  # same folder, other data: refused
+        run_ifbench(engine, CFG, _settings(tmp_path, limit=1), data)
+    with pytest.raises(
+        EvalError, match=r"^ifbench: none of the 1 prompts can be checked \(line 1: "
+    ):
+        run_ifbench(engine, CFG, EvalSettings(model="f", out=tmp_path / "o", progress=False), data)
+
+
 def test_bootstrap_intervals():
     assert bootstrap_ratio([1, 1, 1], [1, 1, 1]) == (1.0, 1.0, 1.0)
     point, lo, hi = bootstrap_ratio([1, 0] * 50, [1] * 100)
@@ -139,17 +184,19 @@ def test_the_command_on_the_tiny_model(repo, tmp_path, capsys):
     from rlmr.cli import main
 
     args = ["eval", "base", "--config", str(repo / "configs" / "tiny.yaml"), "--no-progress"]
-    args += ["--suite", "ifeval", "--suite", "constraints", "--limit", "3"]
+    args += ["--suite", "ifeval", "--suite", "constraints", "--suite", "ifbench", "--limit", "3"]
     args += ["--max-new-tokens", "8", "--data", str(_data(tmp_path)), "--out", str(tmp_path / "e")]
     assert main(args) == 0
     out = capsys.readouterr()
     assert out.out.strip() == str(tmp_path / "e" / "summary.json")
     summary = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert summary["ifeval"]["prompts"] == 3 and summary["constraints"]["prompts"] == 3
+    assert summary["ifbench"]["checked"] == 3  # the installed IFBench test prompts
     assert summary["constraints"]["samples_per_prompt"] == 2
     assert 0.0 <= summary["constraints"]["pass_rate"]["value"] <= 1.0
     assert "IFEval (3 prompts checked, model base):" in out.err
     assert "constraints (3 held-out prompts x 2, model base):" in out.err
+    assert "IFBench (3 prompts checked, model base):" in out.err
 
 
 def test_bad_input_is_one_line(repo, tmp_path, capsys):

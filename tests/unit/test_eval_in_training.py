@@ -90,7 +90,9 @@ def test_the_config_refuses_suites_for_a_judge_and_an_eval_with_nothing_to_evalu
 
     with pytest.raises(ConfigError, match="trainer.eval_every: is set but neither data.eval"):
         fake_run_config(tmp_path, "data.eval=null", "trainer.eval_every=2")
-    with pytest.raises(ConfigError, match=r"trainer.eval.suites.0: Input should be 'ifeval'"):
+    with pytest.raises(
+        ConfigError, match=r"trainer.eval.suites.0: Input should be 'ifeval' or 'ifbench'"
+    ):
         fake_run_config(tmp_path, "trainer.eval.suites=[arena]")
     with pytest.raises(ConfigError, match="trainer.eval.suites: benchmarks evaluate a policy"):
         fake_run_config(tmp_path, "task=judge", "trainer.eval.suites=[ifeval]")
