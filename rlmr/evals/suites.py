@@ -12,6 +12,7 @@ returns its JSON summary.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import defaultdict
@@ -238,10 +239,14 @@ def _answers(engine, cfg, settings: EvalSettings, rows, params, data, suite: str
 
 
 def settings_record(settings: EvalSettings, data, params: SamplingParams) -> dict:
+    """What the saved responses depend on. Not `limit`: a larger one reuses every answer already
+    written and generates the rest; a smaller one reads the first ones."""
+    path = Path(str(data))
     return {
         "model": settings.model,
         "data": str(data),
-        "limit": settings.limit,
+        # the same file name with other prompts in it must not reuse old answers
+        "data_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None,
         "sampling": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()},
     }
 

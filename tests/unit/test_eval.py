@@ -108,9 +108,15 @@ def test_an_interrupted_evaluation_resumes_without_generating_again(tmp_path):
 def test_a_limit_takes_the_first_prompts_and_a_changed_setting_is_refused(tmp_path):
     summary = run_ifeval(_engine(), CFG, _settings(tmp_path, limit=2), _data(tmp_path))
     assert summary["prompts"] == 2 and summary["prompt_strict"]["value"] == 0.5
-    refused = r"settings.json: the responses there were made with other settings \(limit: 2 -> 3\)"
-    with pytest.raises(EvalError, match=refused + "; use another --out or delete it"):
-        run_ifeval(_engine(), CFG, _settings(tmp_path, limit=3), _data(tmp_path))
+    engine = _engine()  # a larger limit answers only the prompts not answered yet
+    summary = run_ifeval(engine, CFG, _settings(tmp_path, limit=3), _data(tmp_path))
+    assert engine.calls == [("generate", 1)] and summary["prompts"] == 3
+    refused = (
+        r"settings.json: the responses there were made with other settings "
+        r"\(sampling: .*'max_new_tokens': 512.* -> .*'max_new_tokens': 64"
+    )
+    with pytest.raises(EvalError, match=refused + ".*; use another --out or delete it"):
+        run_ifeval(_engine(), CFG, _settings(tmp_path, max_new_tokens=64), _data(tmp_path))
 
 
 def test_a_row_the_verifier_cannot_check_is_reported_not_fatal(tmp_path):
@@ -163,7 +169,8 @@ def test_ifbench_uses_its_own_instruction_types_and_title(tmp_path):
         json.dumps({**rows[0], "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]})
         + "\n"
     )
-    with pytest.raises(EvalError, match="other settings"):  # same folder, other data: refused
+    # the same file name with other prompts in it: refused, the old answers are not reused
+    with pytest.raises(EvalError, match=r"other settings \(data_sha256: "):
         run_ifbench(engine, CFG, _settings(tmp_path, limit=1), data)
     with pytest.raises(
         EvalError, match=r"^ifbench: none of the 1 prompts can be checked \(line 1: "
