@@ -5,7 +5,8 @@
     rlmr verify ifeval --input F --output-dir D  check IFEval-format responses
     rlmr judge --pairs F                         evaluate a GenRM judge on preference pairs
     rlmr report RUN_DIR [RUN_DIR ...] -o OUT     curves and a summary of runs, overlaid
-    rlmr eval MODEL --suite ifeval|constraints   benchmarks on a model, checkpoint or run
+    rlmr eval MODEL --suite ifeval|ifbench|constraints|pairwise|rubric
+                                                 benchmarks on a model, checkpoint or run
 
 Subcommands import their heavy dependencies (torch, Ray, transformers) only
 after the arguments are parsed, so `rlmr --help` and config validation answer
