@@ -62,6 +62,7 @@ class _Call:
     args: tuple
     ref: object  # None when resending failed: `error` is then the fault to count
     error: Exception | None = None
+    timeout_s: float | None = None  # this call's hang limit, when not the role's
 
 
 class Pending:
@@ -114,21 +115,23 @@ class ActorGroup:
     def __len__(self) -> int:
         return len(self.actors)
 
-    def _submit(self, replica: int, method: str, *args) -> _Call:
-        return _Call(replica, method, args, getattr(self.actors[replica], method).remote(*args))
+    def _submit(self, replica: int, method: str, *args, timeout_s: float | None = None) -> _Call:
+        ref = getattr(self.actors[replica], method).remote(*args)
+        return _Call(replica, method, args, ref, timeout_s=timeout_s)
 
     def _answer(self, call: _Call):
         """The call's answer; a replica that died or hung is restarted and asked again."""
         policy = self.faults
+        timeout_s = call.timeout_s or policy.timeout_s
         for attempt in range(policy.restarts + 1):
             try:
                 if call.ref is None:
                     raise call.error
-                return ray.get(call.ref, timeout=policy.timeout_s)
+                return ray.get(call.ref, timeout=timeout_s)
             except (*LOST, GetTimeoutError) as err:
                 hung = isinstance(err, GetTimeoutError)
                 cause = (
-                    f"no answer within {policy.timeout_s:g} s"
+                    f"no answer within {timeout_s:g} s"
                     if hung
                     else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 )
@@ -179,13 +182,19 @@ class ActorGroup:
         """`map_async(...).get()`: one result per item, in the order of `items`."""
         return self.map_async(method, items, *args).get()
 
-    def call_each(self, method: str, parts: Sequence, *args) -> list:
-        """Actor i gets `parts[i]` (one part per actor at most); returns their answers in order."""
+    def call_each(
+        self, method: str, parts: Sequence, *args, timeout_s: float | None = None
+    ) -> list:
+        """Actor i gets `parts[i]` (one part per actor at most); returns their answers in order.
+        `timeout_s`: this call's hang limit instead of the role's (a start-up call such as a
+        learner's setup gets the start-up budget)."""
         if len(parts) > len(self.actors):
             raise ValueError(f"{len(parts)} parts for {len(self.actors)} actors")
-        return Pending(
-            self, [self._submit(i, method, part, *args) for i, part in enumerate(parts)]
-        ).results()
+        calls = [
+            self._submit(i, method, part, *args, timeout_s=timeout_s)
+            for i, part in enumerate(parts)
+        ]
+        return Pending(self, calls).results()
 
     def call_all_async(self, method: str, *args) -> Pending:
         """The same call on every actor, in flight; `.results()` gives every answer."""

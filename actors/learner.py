@@ -130,7 +130,15 @@ class LearnerGroup:
             # rendezvous binds it: then pick another.
             addr, port = ray.get(ranks.actors[0].address.remote())
             try:
-                ranks.call_each("setup", list(range(len(ranks))), addr, port)
+                # Part of starting (DeepSpeed's rendezvous and engine): the start-up budget
+                # (cluster.startup_timeout_s), not the per-call hang limit, applies.
+                ranks.call_each(
+                    "setup",
+                    list(range(len(ranks))),
+                    addr,
+                    port,
+                    timeout_s=ranks.faults.restart_timeout_s,
+                )
                 return
             except ray.exceptions.RayTaskError as err:
                 if "EADDRINUSE" not in str(err) or attempt == attempts - 1:
