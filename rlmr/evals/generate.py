@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rlmr.core.records import PromptRow
@@ -98,30 +98,67 @@ def generate(
     ids = [r.id for r in rows]
     if len(set(ids)) != len(ids):
         raise EvalError(f"{desc}: prompt ids repeat; each prompt needs its own id")
-    done = keep_complete(out, read_done(out), {r.id: params.n for r in rows})
-    todo = [r for r in rows if r.id not in done]
+
+    def answer(chunk: list[PromptRow]) -> list[list[dict]]:
+        groups = sample(chunk, params)
+        return [
+            [
+                {
+                    "id": row.id,
+                    "sample": i,
+                    "response": r.text,
+                    "tokens": len(r.token_ids),
+                    "finish_reason": r.finish_reason,
+                }
+                for i, r in enumerate(group.responses)
+            ]
+            for row, group in zip(chunk, groups)
+        ]
+
+    return append_batches(
+        out,
+        rows,
+        ids,
+        [params.n] * len(rows),
+        lambda: answer,
+        batch=batch_prompts,
+        desc=desc,
+        progress=progress,
+    )
+
+
+def append_batches(
+    path: Path,
+    items: Sequence,
+    ids: Sequence[str],
+    expected: Sequence[int],
+    make_work: Callable[[], Callable[[list], list[list[dict]]]],
+    *,
+    batch: int = 16,
+    desc: str = "eval",
+    progress: bool = True,
+) -> dict[str, list[dict]]:
+    """`id -> its records`, for work that survives interruption: the records `path` already holds
+    for an item (exactly `expected` of them) are kept; the other items go, `batch` at a time, to
+    the function `make_work()` returns (built only when there is work left), which gives one list
+    of records per item; each batch is appended and synced before the next starts."""
+    done = keep_complete(path, read_done(path), dict(zip(ids, expected)))
+    todo = [(i, item) for i, item in zip(ids, items) if i not in done]
+    if not todo:
+        return done
+    work = make_work()
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="prompt")
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="prompt")
     try:
-        for start in range(0, len(todo), batch_prompts):
-            chunk = todo[start : start + batch_prompts]
-            groups = sample(chunk, params)
-            with out.open("a", encoding="utf-8") as fh:
-                for row, group in zip(chunk, groups):
-                    records = [
-                        {
-                            "id": row.id,
-                            "sample": i,
-                            "response": r.text,
-                            "tokens": len(r.token_ids),
-                            "finish_reason": r.finish_reason,
-                        }
-                        for i, r in enumerate(group.responses)
-                    ]
-                    done[row.id] = records
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            results = work([item for _, item in chunk])
+            with path.open("a", encoding="utf-8") as fh:
+                for (i, _), records in zip(chunk, results):
+                    done[i] = records
                     fh.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in records))
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -19,13 +19,12 @@ batches finish, so an interrupted evaluation continues where it stopped.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rlmr.core.records import PromptRow
-from rlmr.evals.generate import EvalError, check_settings, generate, keep_complete, read_done
+from rlmr.evals.generate import EvalError, append_batches, check_settings, generate, read_done
 from rlmr.evals.stats import bootstrap_ratio
 from rlmr.evals.suites import genrm_record, interval, settings_record
 
@@ -175,37 +174,29 @@ def judge_pairs(
     prompts already there are not judged again."""
     from rlmr.judge import PairQuery
 
-    whole = keep_complete(path, read_done(path), {r.id: 1 for r in rows})
-    done = {k: v[0] for k, v in whole.items()}
-    todo = [r for r in rows if r.id not in done]
-    if todo:
+    def judge_batches():
         judge = make_judge()
         if not judge.settings.swap:  # a one-order verdict is position-biased
             raise EvalError("pairwise: the judge must read both orders (JudgeSettings.swap)")
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc="pairwise judge")
-        try:
-            for start in range(0, len(todo), batch):
-                chunk = todo[start : start + batch]
-                queries = [
-                    PairQuery(r.brief(), model[r.id], baseline[r.id], r.context) for r in chunk
-                ]
-                judgments = judge.compare(queries)
-                with path.open("a", encoding="utf-8") as fh:
-                    for row, q, j in zip(chunk, queries, judgments):
-                        done[row.id] = _record(row, q, j)
-                        fh.write(json.dumps(done[row.id], ensure_ascii=False) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                if bar is not None:
-                    bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
-    return [done[r.id] for r in rows]
+        def work(chunk: list[PromptRow]) -> list[list[dict]]:
+            queries = [PairQuery(r.brief(), model[r.id], baseline[r.id], r.context) for r in chunk]
+            return [[_record(r, q, j)] for r, q, j in zip(chunk, queries, judge.compare(queries))]
+
+        return work
+
+    ids = [r.id for r in rows]
+    done = append_batches(
+        path,
+        rows,
+        ids,
+        [1] * len(rows),
+        judge_batches,
+        batch=batch,
+        desc="pairwise judge",
+        progress=progress,
+    )
+    return [done[r.id][0] for r in rows]
 
 
 def _record(row: PromptRow, q, j) -> dict:

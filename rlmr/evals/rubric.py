@@ -17,7 +17,6 @@ interrupted evaluation resumes.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rlmr.core.records import PromptRow
-from rlmr.evals.generate import EvalError, check_settings, generate, keep_complete, read_done
+from rlmr.evals.generate import EvalError, append_batches, check_settings, generate
 from rlmr.evals.stats import bootstrap_ratio
 from rlmr.evals.suites import genrm_record, interval, settings_record
 
@@ -175,38 +174,33 @@ def rate_all(
     (a query's criteria are written together, so a resumed run rates only whole queries)."""
     from rlmr.judge import RatingQuery
 
-    done = keep_complete(path, read_done(path), {row.id: len(c) for row, _, c in items})
-    todo = [it for it in items if it[0].id not in done]
-    if todo:
+    def rate_batches():
         judge = make_judge()
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="rubric judge")
-        try:
-            for start in range(0, len(todo), batch):
-                chunk = todo[start : start + batch]
-                queries = [
-                    RatingQuery(row.brief(), response, criterion=criterion_text(c))
-                    for row, response, checklist in chunk
-                    for c in checklist
-                ]
-                ratings = iter(judge.rate(queries))
-                with path.open("a", encoding="utf-8") as fh:
-                    for row, _, checklist in chunk:
-                        done[row.id] = [
-                            _record(row.id, c["name"], next(ratings)) for c in checklist
-                        ]
-                        fh.write("".join(json.dumps(r) + "\n" for r in done[row.id]))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                if bar is not None:
-                    bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
-    return done
+        def work(chunk: list[tuple[PromptRow, str, list[dict]]]) -> list[list[dict]]:
+            queries = [
+                RatingQuery(row.brief(), response, criterion=criterion_text(c))
+                for row, response, checklist in chunk
+                for c in checklist
+            ]
+            ratings = iter(judge.rate(queries))
+            return [
+                [_record(row.id, c["name"], next(ratings)) for c in checklist]
+                for row, _, checklist in chunk
+            ]
+
+        return work
+
+    return append_batches(
+        path,
+        items,
+        [row.id for row, _, _ in items],
+        [len(checklist) for _, _, checklist in items],
+        rate_batches,
+        batch=batch,
+        desc="rubric judge",
+        progress=progress,
+    )
 
 
 def _record(query_id: str, criterion: str, rating) -> dict:
