@@ -3,21 +3,9 @@ start-up call (a learner's setup) may be given the start-up budget instead."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def test_a_slow_call_is_a_hang_unless_given_its_own_limit(ray_session):

@@ -3,8 +3,6 @@ workers."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from rlmr.config import VerifierConfig
@@ -23,16 +21,6 @@ RESPONSES = (
     "",
     "Verdict: A. Mira",
 )
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def _group(row_id: str, constraints, responses) -> Group:
