@@ -27,21 +27,28 @@ def _ifeval(tmp_path):
     return path
 
 
-def test_the_suites_run_at_each_evaluation_on_the_run_engines(tmp_path, monkeypatch):
+def _train(tmp_path, monkeypatch, services, eval_rows, *overrides):
+    """A FakeServices run whose evaluations include the IFEval suite, on `_ifeval`'s two rows."""
     from rlmr.evals import suites
 
     data = _ifeval(tmp_path)
     monkeypatch.setattr(suites, "ifeval_data_file", lambda: data)
-    cfg = fake_run_config(
+    cfg = fake_run_config(tmp_path, "trainer.eval.suites=[ifeval]", *overrides)
+    run = RunDir(cfg)
+    return run, run_training(cfg, services, run, ROWS, eval_rows, eval_fn=with_suites(run.path))
+
+
+def test_the_suites_run_at_each_evaluation_on_the_run_engines(tmp_path, monkeypatch):
+    services = FakeServices()
+    run, logged = _train(
         tmp_path,
+        monkeypatch,
+        services,
+        HELD_OUT,
         "trainer.steps=2",
         "trainer.eval_every=2",
-        "trainer.eval.suites=[ifeval]",
         "trainer.eval.max_new_tokens=8",
     )
-    services = FakeServices()
-    run = RunDir(cfg)
-    logged = run_training(cfg, services, run, ROWS, HELD_OUT, eval_fn=with_suites(run.path))
     assert [r["step"] for r in logged] == [0, 1, 2]
     for row in (logged[0], logged[2]):
         step = row["step"]
@@ -64,19 +71,15 @@ def test_the_suites_run_at_each_evaluation_on_the_run_engines(tmp_path, monkeypa
 
 
 def test_suites_alone_are_something_to_evaluate(tmp_path, monkeypatch):
-    from rlmr.evals import suites
-
-    data = _ifeval(tmp_path)
-    monkeypatch.setattr(suites, "ifeval_data_file", lambda: data)
-    cfg = fake_run_config(
+    run, logged = _train(
         tmp_path,
+        monkeypatch,
+        FakeServices(),
+        [],
         "data.eval=null",
         "trainer.steps=1",
-        "trainer.eval.suites=[ifeval]",
         "trainer.eval.limit=1",
     )
-    run = RunDir(cfg)
-    logged = run_training(cfg, FakeServices(), run, ROWS, [], eval_fn=with_suites(run.path))
     assert [r["step"] for r in logged] == [0, 1]
     assert all("eval/ifeval/prompt_strict" in r and "eval/pass_rate" not in r for r in logged)
     summary = json.loads(
