@@ -37,6 +37,7 @@ import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from rlmr.tools.ifeval_reference import reference_inputs
 from rlmr.verify.ifbench import NOT_COMPARABLE_OFFLINE
 from rlmr.verify.ifbench_text import stopwords
 
@@ -171,16 +172,8 @@ def reference_outputs(
     """
     with offline_reference(honour_zero_start) as ref:
         evaluation = ref.evaluation
-        examples = [
-            evaluation.InputExample(
-                key=i,
-                instruction_id_list=list(r.instruction_id_list),
-                prompt=r.prompt,
-                kwargs=[dict(k) for k in r.kwargs],
-            )
-            for i, r in enumerate(rows)
-        ]
-        prompt_to_response = {r.prompt: r.response for r in rows}
+        # IFBench's evaluation_lib has IFEval's InputExample: the same inputs
+        examples, prompt_to_response = reference_inputs(evaluation, rows)
         if len(prompt_to_response) != len(rows):
             raise ValueError("reference: prompts must be distinct")
         outputs: dict[str, list] = {"strict": [], "loose": []}
