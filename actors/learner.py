@@ -149,9 +149,12 @@ class LearnerGroup:
         return self.ranks.actors[0]
 
     def update(self, batch: TrainBatch) -> dict:
-        """Each rank updates on its contiguous shard; the ranks' statistics are averaged."""
+        """Each rank updates on its contiguous shard; the ranks' statistics are averaged (the
+        largest of a `*_max`)."""
+        from rlmr.training.learner import combine_stat
+
         stats = self.ranks.call_each("update", batch.split(len(self.ranks)))
-        return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
+        return {k: combine_stat(k, [s[k] for s in stats]) for k in stats[0]}
 
     def export_weights(self) -> tuple:
         """(ObjectRef of the full weights, how many tensors they are), from rank 0; every rank

@@ -65,6 +65,14 @@ class RolloutConfig(Strict):
     max_refill_rounds: int = Field(
         2, ge=0, le=100, description="Extra sampling rounds allowed per step for dynamic sampling."
     )
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Asynchronous rollout: the batches of steps t+1..t+k are sampled (and "
+        "judged) while the learner trains step t, from weights at most k updates old; 0 is the "
+        "synchronous loop. Needs algo.behaviour_weight_cap.",
+    )
     engine: EngineConfig = Field(default_factory=HFEngine)
 
 
@@ -201,6 +209,14 @@ class AlgoConfig(Strict):
     loss_aggregation: Literal["token_mean", "seq_mean_token_mean"] = "token_mean"
     log_ratio_clamp: float = Field(
         20.0, gt=0.0, le=100.0, description="Clamp on log-ratios so exp() never overflows."
+    )
+    behaviour_weight_cap: float | None = Field(
+        None,
+        gt=0.0,
+        le=100.0,
+        description="C: weight each token's loss by min(exp(logp_prox - logp_rollout), C), "
+        "correcting samples from older weights (rollout.max_staleness > 0) or a "
+        "lower-precision engine; unset: no correction.",
     )
 
     @model_validator(mode="after")
@@ -423,6 +439,13 @@ class RLMRConfig(Strict):
                 "trainer.eval_every: is set but neither data.eval (held-out prompts) nor "
                 "trainer.eval.suites names anything to evaluate"
             )
+        if self.rollout.max_staleness and self.algo.behaviour_weight_cap is None:
+            raise ValueError(
+                f"rollout.max_staleness: {self.rollout.max_staleness} samples from older weights, "
+                "which needs their correction: set algo.behaviour_weight_cap (e.g. 2.0)"
+            )
+        if self.rollout.max_staleness and not policy:
+            raise ValueError("rollout.max_staleness: asynchronous rollout trains a policy only")
         if self.trainer.eval.suites and self.task != "policy":
             raise ValueError("trainer.eval.suites: benchmarks evaluate a policy (task: policy)")
         return self

@@ -144,7 +144,9 @@ class LossSettings:
     (clip-higher when `clip_high > clip_low`); `dual_clip = c > 1` also bounds
     negative-advantage tokens by `-c * A`; `kl_coef * kl_estimator` is added per
     token when `kl_coef > 0` (KL in the loss); log-ratios are clamped to
-    `+-log_ratio_clamp`; `aggregation` is `token_mean` or `seq_mean_token_mean`.
+    `+-log_ratio_clamp`; `aggregation` is `token_mean` or `seq_mean_token_mean`;
+    `behaviour_cap = C` weights each token by the truncated behaviour ratio
+    `min(exp(logp_old - logp_behaviour), C)` (asynchronous rollout, docs/ALGORITHMS.md section 5).
     """
 
     clip_low: float = 0.2
@@ -154,6 +156,7 @@ class LossSettings:
     kl_estimator: str = "k3"
     log_ratio_clamp: float = 20.0
     aggregation: str = "token_mean"
+    behaviour_cap: float | None = None
 
     def __post_init__(self):
         if not (0 <= self.clip_low < 1):
@@ -166,8 +169,13 @@ class LossSettings:
             raise ValueError(f"kl_coef: must be >= 0, got {self.kl_coef}")
         if not self.log_ratio_clamp > 0:
             raise ValueError(f"log_ratio_clamp: must be > 0, got {self.log_ratio_clamp}")
+        if self.behaviour_cap is not None and not self.behaviour_cap > 0:
+            raise ValueError(f"behaviour_cap: must be > 0 when set, got {self.behaviour_cap}")
         check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
         check_choice("aggregation", self.aggregation, LOSS_AGGREGATIONS)
+
+
+BEHAVIOUR_STATS = ("behaviour_weight_mean", "behaviour_weight_max", "behaviour_truncated_frac")
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,11 @@ class PolicyLossOutput:
     ratio_mean: float
     approx_kl_old: float
     tokens: int
+    # The behaviour correction (all 1 / 0 without `behaviour_cap`): mean and max of w_t over the
+    # response tokens, and the share of them truncated at the cap.
+    behaviour_weight_mean: float = 1.0
+    behaviour_weight_max: float = 1.0
+    behaviour_truncated_frac: float = 0.0
 
 
 def policy_loss(
@@ -192,6 +205,7 @@ def policy_loss(
     *,
     logp_ref=None,
     normalizer: float | None = None,
+    logp_behaviour=None,
 ) -> PolicyLossOutput:
     """Token-level clipped surrogate loss (PPO/GRPO with clip-higher), to be minimised.
 
@@ -211,6 +225,12 @@ def policy_loss(
     for `seq_mean_token_mean`) with a global one, so that micro-batches summed
     by gradient accumulation and ranks averaged by data parallelism give the
     exact token mean of the whole mini-batch.
+
+    With `settings.behaviour_cap = C`, `logp_old` is the proximal policy (the learner's weights at
+    the start of the update) and `logp_behaviour` the log-probs the rollout engine sampled with;
+    each token's loss is multiplied by `w = min(exp(logp_old - logp_behaviour), C)`, which carries
+    no gradient: the trust region stays around the proximal policy, `w` corrects for sampling from
+    an older (or lower-precision) policy.
     """
     s = settings
     logp = as_float_tensor("logp", logp)
@@ -239,6 +259,12 @@ def policy_loss(
     per_token = -torch.minimum(unclipped, clipped)
     if s.dual_clip is not None:
         per_token = torch.where(adv < 0, torch.minimum(per_token, -s.dual_clip * adv), per_token)
+    weight_stats = {}
+    if s.behaviour_cap is not None:
+        weight, weight_stats = behaviour_weights(
+            logp_old, logp_behaviour, m, s.behaviour_cap, s.log_ratio_clamp
+        )
+        per_token = weight * per_token
 
     kl_tok = torch.zeros_like(per_token)
     if s.kl_coef > 0:
@@ -269,7 +295,32 @@ def policy_loss(
             # k3 estimate of KL(old || new): how far the update moved the policy.
             approx_kl_old=float(((torch.expm1(-log_ratio) + log_ratio) * fm).sum() / denom),
         )
-    return PolicyLossOutput(loss=loss, tokens=tokens, **stats)
+    return PolicyLossOutput(loss=loss, tokens=tokens, **stats, **weight_stats)
+
+
+def behaviour_weights(
+    logp_prox, logp_behaviour, mask, cap: float, log_ratio_clamp: float = 20.0
+) -> tuple[torch.Tensor, dict]:
+    """Truncated importance weights `w = min(exp(logp_prox - logp_behaviour), cap)` per token
+    (no gradient; 0 off the mask) and their statistics over the masked tokens."""
+    if logp_behaviour is None:
+        raise ValueError("logp_behaviour: required when behaviour_cap is set")
+    logp_behaviour = as_float_tensor("logp_behaviour", logp_behaviour)
+    check_same_shape(("logp_old", "logp_behaviour"), logp_prox, logp_behaviour)
+    m = _as_mask(mask, logp_prox.shape)
+    with torch.no_grad():
+        log_w = (logp_prox.detach() - logp_behaviour).clamp(-log_ratio_clamp, log_ratio_clamp)
+        # Off the mask (padding, prompt) the behaviour log-probs are placeholders: weight 0.
+        raw = torch.where(m, torch.exp(log_w), torch.zeros_like(log_w))
+        check_finite("logp_behaviour", raw)
+        weight = raw.clamp(max=cap)
+        tokens = max(int(m.sum()), 1)
+        stats = dict(
+            behaviour_weight_mean=float(weight[m].sum()) / tokens,
+            behaviour_weight_max=float(weight[m].max()) if bool(m.any()) else 1.0,
+            behaviour_truncated_frac=float((raw[m] > cap).sum()) / tokens,
+        )
+    return weight, stats
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:

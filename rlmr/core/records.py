@@ -56,6 +56,9 @@ class Group:
     prompt_text: str  # after the chat template
     prompt_token_ids: tuple[int, ...]
     responses: tuple[Response, ...]
+    # The rollout engines' weight version when they sampled it (weight syncs so far in this run);
+    # the learner's version minus this is the group's staleness (docs/ALGORITHMS.md section 5).
+    version: int = 0
 
     @property
     def texts(self) -> list[str]:

@@ -19,8 +19,9 @@ from rlmr.data.prompts import PromptSampler
 from rlmr.training.run_dir import RunDir, RunDirError
 
 
-def save_checkpoint(run: RunDir, services, sampler: PromptSampler, step: int) -> None:
-    """Collective save of the learner, then the driver's state; visible only once complete."""
+def save_checkpoint(run: RunDir, services, data_state: dict, step: int) -> None:
+    """Collective save of the learner, then the driver's state (`data_state`: the prompt sampler's
+    position after step `step`); visible only once complete."""
     staging = run.staging_dir(step)
     services.save(str(staging), client_state={"step": step}, remote=run.checkpoint_uri(step))
     torch.save(
@@ -31,7 +32,7 @@ def save_checkpoint(run: RunDir, services, sampler: PromptSampler, step: int) ->
         },
         staging / "rng.pt",
     )
-    run.commit_checkpoint(staging, step, {"step": step, "data": sampler.state_dict()})
+    run.commit_checkpoint(staging, step, {"step": step, "data": data_state})
 
 
 def restore_checkpoint(run: RunDir, services, sampler: PromptSampler) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -131,29 +132,63 @@ def skipped_step(scored, signals: RewardSignals, bad: list[str], timer, samples_
     return metrics, step_samples(scored, signals.writing, zeros, samples_per_step)
 
 
-def training_step(
-    cfg: RLMRConfig, services: Services, sampler: PromptSampler, step: int
-) -> tuple[dict, list]:
-    """One GRPO step; returns the step's metrics and a few samples for samples.jsonl."""
+@dataclass
+class Rollout:
+    """The sampling half of a step, handed to its training half: scored groups, their token batch,
+    the reference log-probs, and where the prompt sampler stood after taking this step's prompts
+    (what a checkpoint of this step records)."""
+
+    step: int
+    scored: list[ScoredGroup]
+    frac_zero_std: float
+    tokens: TokenBatch
+    ref_logprobs: torch.Tensor | None
+    timer: PhaseTimer
+    data_state: dict
+
+
+def sample_step(cfg: RLMRConfig, services: Services, sampler: PromptSampler, step: int) -> Rollout:
+    """Sample, verify and judge a step's groups, and compute their reference log-probs."""
     timer = PhaseTimer()
     params = sampling_params(cfg.rollout, seed=cfg.trainer.seed * 1_000_003 + step)
     scored, frac_zero_std = collect_groups(cfg, services, sampler, params, timer)
-    signals = RewardSignals.of(scored)
+    data_state = sampler.state_dict()
     tokens = TokenBatch.from_groups([s.group for s in scored], services.pad_token_id)
+    ref_logprobs = None
+    if cfg.uses_reference and not rollout_faults(scored, tokens):
+        with timer("reference"):
+            ref_logprobs = services.reference_logprobs(tokens)
+    return Rollout(step, scored, frac_zero_std, tokens, ref_logprobs, timer, data_state)
+
+
+def rollout_faults(scored: list[ScoredGroup], tokens: TokenBatch) -> list[str]:
+    """What in a step's samples is NaN or inf (the step is then skipped)."""
+    writing = RewardSignals.of(scored).writing
+    return non_finite(**{"writing scores": writing, "rollout log-probs": tokens.rollout_logprobs})
+
+
+def train_step(
+    cfg: RLMRConfig, services: Services, rollout: Rollout, started: float | None = None
+) -> tuple[dict, list]:
+    """The training half of a step: rewards, advantages, policy update, weight sync. Returns the
+    step's metrics and a few samples for samples.jsonl; the step's time counts from `started`
+    (a `time.perf_counter()`; default: when its sampling began)."""
+    scored, tokens, ref_logprobs = rollout.scored, rollout.tokens, rollout.ref_logprobs
+    timer = rollout.timer
+    if started is not None:
+        timer.started = started
+    signals = RewardSignals.of(scored)
     samples_per_step = cfg.logging.samples_per_step
-    bad = non_finite(
-        **{"writing scores": signals.writing, "rollout log-probs": tokens.rollout_logprobs}
-    )
+    bad = rollout_faults(scored, tokens)
     if bad:
         return skipped_step(scored, signals, bad, timer, samples_per_step)
+    stale = staleness(scored, getattr(services, "version", 0), cfg.rollout.max_staleness)
 
-    writing, ref_logprobs, kl_reward = signals.writing, None, None
+    writing, kl_reward = signals.writing, None
     if cfg.reward.truncated_penalty:
         cut = [[r.finish_reason == "length" for r in s.group.responses] for s in scored]
         writing = writing - cfg.reward.truncated_penalty * torch.tensor(cut, dtype=writing.dtype)
     if cfg.uses_reference:
-        with timer("reference"):
-            ref_logprobs = services.reference_logprobs(tokens)
         if non_finite(ref_logprobs=ref_logprobs):
             return skipped_step(scored, signals, ["reference log-probs"], timer, samples_per_step)
         if not cfg.algo.kl.in_loss:
@@ -180,14 +215,46 @@ def training_step(
     with timer("sync"):
         services.sync_weights()
 
-    metrics = step_metrics(scored, signals, rewards, advantages, learner_stats, frac_zero_std)
+    metrics = step_metrics(
+        scored, signals, rewards, advantages, learner_stats, rollout.frac_zero_std
+    )
     metrics["skipped_step"] = float(learner_stats.get("skipped_update_frac", 0.0) == 1.0)
     if metrics["skipped_step"]:
         metrics["skipped_for"] = "gradients"
     if kl_reward is not None:
         metrics["kl_reward_mean"] = float(kl_reward.mean())
+    if cfg.rollout.max_staleness:
+        metrics.update(staleness_metrics(stale, cfg.rollout.max_staleness))
     metrics.update(timer.times, **{"time/step_s": timer.elapsed()})
     return metrics, step_samples(scored, rewards, advantages, samples_per_step)
+
+
+def training_step(
+    cfg: RLMRConfig, services: Services, sampler: PromptSampler, step: int
+) -> tuple[dict, list]:
+    """One synchronous GRPO step; returns the step's metrics and a few samples for
+    samples.jsonl."""
+    return train_step(cfg, services, sample_step(cfg, services, sampler, step))
+
+
+def staleness(scored: Sequence[ScoredGroup], version: int, max_staleness: int) -> list[int]:
+    """Each group's staleness: the learner's weight version minus the one that sampled it. One
+    above `max_staleness` is refused: the rollout pipeline never hands the learner such a group."""
+    stale = [version - s.group.version for s in scored]
+    bad = [s for s in stale if not 0 <= s <= max_staleness]
+    if bad:
+        raise RuntimeError(
+            f"groups sampled {bad[0]} weight versions away from the learner's "
+            f"(rollout.max_staleness is {max_staleness}): the rollout pipeline lost its order"
+        )
+    return stale
+
+
+def staleness_metrics(stale: Sequence[int], max_staleness: int) -> dict:
+    """The staleness histogram (share of groups per value) with its mean and max."""
+    n = max(len(stale), 1)
+    hist = {f"staleness/{v}": sum(1 for s in stale if s == v) / n for v in range(max_staleness + 1)}
+    return {"staleness_mean": sum(stale) / n, "staleness_max": float(max(stale, default=0)), **hist}
 
 
 def evaluate(cfg: RLMRConfig, services: Services, rows: Sequence[PromptRow], step: int = 0) -> dict:
@@ -226,13 +293,23 @@ def run_training(
     budget, logs) is the same loop. `stop` (a `rlmr.training.stop.StopSignals`): once it has
     `received` a signal, the step in progress is the last (evaluated and checkpointed).
     """
+    from rlmr.training.pipeline import AsyncSteps, VersionedServices
+
+    sampler = PromptSampler(train_rows, seed=cfg.data.seed, shuffle=cfg.data.shuffle)
+
     if step_fn is None or eval_fn is None:
         from rlmr.training import judge_task
 
         policy = cfg.task == "policy"
-        step_fn = step_fn or (training_step if policy else judge_task.judge_training_step)
+        if policy and cfg.rollout.max_staleness:
+            default_step = AsyncSteps(cfg.rollout.max_staleness, sample_step, train_step)
+        else:
+            default_step = training_step if policy else judge_task.judge_training_step
+        step_fn = step_fn or default_step
         eval_fn = eval_fn or (evaluate if policy else judge_task.judge_evaluate)
-    sampler = PromptSampler(train_rows, seed=cfg.data.seed, shuffle=cfg.data.shuffle)
+    services = VersionedServices(services)
+    # Steps sampled ahead (asynchronous rollout) move the prompt sampler past the step trained.
+    data_state = getattr(step_fn, "data_state", lambda step: sampler.state_dict())
     start = 0
     if run.resuming:
         start = restore_checkpoint(run, services, sampler)
@@ -274,7 +351,7 @@ def run_training(
             logged.append({"step": step, **metrics})
             if last or (cfg.checkpoint.every and step % cfg.checkpoint.every == 0):
                 try:
-                    save_checkpoint(run, services, sampler, step)
+                    save_checkpoint(run, services, data_state(step), step)
                 except OSError as err:  # a full or unwritable disk: the last checkpoint stands
                     raise TrainingHalted(
                         f"step {step}: the checkpoint could not be written ({err}); the last "
@@ -297,6 +374,7 @@ def run_training(
                 )
                 break
     finally:
+        getattr(step_fn, "close", lambda: None)()
         progress.close()
         run.close()
     return logged

@@ -24,8 +24,15 @@ from pathlib import Path
 import torch
 
 from rlmr.config import AlgoConfig, LearnerConfig
-from rlmr.core.algo import LossSettings, entropy_from_logits, masked_mean, policy_loss
+from rlmr.core.algo import (
+    BEHAVIOUR_STATS,
+    LossSettings,
+    entropy_from_logits,
+    masked_mean,
+    policy_loss,
+)
 from rlmr.core.records import TokenBatch, TrainBatch
+from rlmr.training.deepspeed_settings import deepspeed_config, offloads_optimizer
 
 
 @dataclass(frozen=True)
@@ -35,49 +42,9 @@ class RankInfo:
     device: str  # "cpu" or "cuda"
 
 
-def deepspeed_config(
-    cfg: LearnerConfig, dtype: str, micro_batch: int, grad_accum: int, world_size: int
-) -> dict:
-    """The DeepSpeed config for this learner. The optimizer is the client's AdamW, passed
-    separately, except with optimizer offload: ZeRO-Offload steps on the CPU and accepts only its
-    own DeepSpeedCPUAdam, which DeepSpeed builds from the `optimizer` section declared here."""
-    zero: dict = {"stage": cfg.zero_stage}
-    offload = offloads_optimizer(cfg)
-    if offload:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-    if cfg.offload_params:
-        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
-    if cfg.zero_stage == 3:
-        zero["stage3_gather_16bit_weights_on_model_save"] = True
-    ds = {
-        "train_micro_batch_size_per_gpu": micro_batch,
-        "gradient_accumulation_steps": grad_accum,
-        "train_batch_size": micro_batch * grad_accum * world_size,
-        "gradient_clipping": cfg.grad_clip,
-        "zero_optimization": zero,
-        "bf16": {"enabled": dtype == "bfloat16"},
-        "fp16": {"enabled": dtype == "float16"},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    if offload:
-        # AdamW mode, and every hyperparameter the client AdamW takes (eps: torch's default).
-        ds["optimizer"] = {
-            "type": "AdamW",
-            "params": {
-                "lr": cfg.lr,
-                "betas": list(cfg.betas),
-                "eps": 1e-8,
-                "weight_decay": cfg.weight_decay,
-            },
-        }
-    return ds
-
-
-def offloads_optimizer(cfg: LearnerConfig) -> bool:
-    """Whether the optimizer states and step live on the CPU (ZeRO-Offload; never without ZeRO)."""
-    return cfg.offload_optimizer and cfg.zero_stage > 0
+def combine_stat(key: str, values: list[float]) -> float:
+    """One statistic over micro-batches or ranks: the largest for a `*_max`, else the mean."""
+    return max(values) if key.endswith("_max") else sum(values) / len(values)
 
 
 def sequence_token_logprobs(
@@ -239,6 +206,7 @@ class PolicyLearner:
             kl_estimator=algo.kl.estimator,
             log_ratio_clamp=algo.log_ratio_clamp,
             aggregation=algo.loss_aggregation,
+            behaviour_cap=algo.behaviour_weight_cap,
         )
         self.save_optimizer = save_optimizer
         self.updates = 0
@@ -324,7 +292,7 @@ class PolicyLearner:
                 stats.setdefault("grad_norm", []).append(float(norm))
         # The response NLL as a token mean over the whole shard (not a mean of micro-batch means).
         nll_sum, tokens = sum(stats.pop("_nll_sum")), sum(stats.pop("_tokens"))
-        result = {k: sum(v) / len(v) for k, v in stats.items()}
+        result = {k: combine_stat(k, v) for k, v in stats.items()}
         result["nll"] = nll_sum / max(tokens, 1.0)
         result["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.cfg.lr
         return result
@@ -352,6 +320,7 @@ class PolicyLearner:
         old = (
             self._to_device(micro.old_logprobs) if micro.old_logprobs is not None else logp.detach()
         )
+        rollout_lp = self._to_device(micro.rollout_logprobs)
         out = policy_loss(
             logp,
             old,
@@ -360,9 +329,9 @@ class PolicyLearner:
             self.loss,
             logp_ref=self._to_device(micro.ref_logprobs),
             normalizer=normalizer,
+            logp_behaviour=rollout_lp,
         )
         self.engine.backward(out.loss)
-        rollout_lp = self._to_device(micro.rollout_logprobs)
         with torch.no_grad():
             gap = masked_mean((old - rollout_lp).abs(), mask).item()
             entropy = masked_mean(ent, mask).item()
@@ -378,6 +347,8 @@ class PolicyLearner:
             "entropy": entropy,
             "logprob_gap_rollout": gap,
             "nonfinite_logprobs": 0.0,
+            # the behaviour correction's weights, when there is one
+            **{k: getattr(out, k) for k in BEHAVIOUR_STATS if self.loss.behaviour_cap is not None},
         }
 
     # ------------------------------------------------------------------ weights and checkpoints

@@ -24,7 +24,7 @@ class PhaseTimer:
 
     def __init__(self):
         self.times: dict[str, float] = {}
-        self._started = time.perf_counter()
+        self.started = time.perf_counter()
 
     @contextmanager
     def __call__(self, phase: str):
@@ -35,7 +35,7 @@ class PhaseTimer:
 
     def elapsed(self) -> float:
         """Seconds since the timer was made."""
-        return time.perf_counter() - self._started
+        return time.perf_counter() - self.started
 
 
 def step_metrics(

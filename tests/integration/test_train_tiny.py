@@ -114,3 +114,32 @@ def _initial_model_dir(repo):
     from rlmr.engine.loading import resolve_model_dir
 
     return resolve_model_dir(load_config(repo / "configs" / "tiny.yaml").model.source)
+
+
+def test_asynchronous_rollout_trains_one_step_behind_with_the_correction(repo, tmp_path):
+    """`rollout.max_staleness: 1` through real actors: step t+1 is sampled while the learner
+    trains step t, the learner weights each token by the truncated behaviour ratio, and the run
+    still learns."""
+    run = tmp_path / "it"
+    _train(
+        repo,
+        tmp_path,
+        "--set",
+        "trainer.steps=3",
+        "--set",
+        "rollout.max_staleness=1",
+        "--set",
+        "algo.behaviour_weight_cap=2.0",
+    )
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3]
+    assert metrics[1]["staleness_max"] == 0.0  # the first batch comes from the initial weights
+    for m in metrics[1:]:
+        assert 0.0 <= m["staleness_mean"] <= m["staleness_max"] <= 1.0
+        assert m["staleness/0"] + m["staleness/1"] == pytest.approx(1.0)
+        assert 0.0 < m["behaviour_weight_mean"] <= m["behaviour_weight_max"] <= 2.0
+        assert 0.0 <= m["behaviour_truncated_frac"] < 1.0
+        assert m["grad_norm"] > 0.0 and m["adv_std"] > 0.1
+        assert m["time/wait_rollout_s"] >= 0.0
+    assert "eval/pass_rate" in metrics[3]
+    assert (run / "checkpoints" / "latest").read_text() == "step_000003"

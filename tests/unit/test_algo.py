@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from rlmr.core.algo import (
     ADVANTAGE_METHODS,
     LossSettings,
+    behaviour_weights,
     entropy_from_logits,
     group_advantages,
     kl_estimate,
@@ -680,6 +681,12 @@ def test_policy_loss_errors_name_the_argument():
             r"^kl_estimator: unknown value 'k4'; expected one of ",
         ),
         ("aggregation", ["mean"], ["seq_mean_token_mean"], r"^aggregation: unknown value 'mean'"),
+        (
+            "behaviour_cap",
+            [0.0, -1.0],
+            [None, 0.5, 2.0],
+            r"^behaviour_cap: must be > 0 when set, got ",
+        ),
     ],
 )
 def test_loss_settings_bounds(field, bad, good, match):
@@ -730,3 +737,70 @@ def test_entropy_in_chunks_equals_the_whole_computation(monkeypatch):
         monkeypatch.setattr(memory, "ENTROPY_CHUNK_TOKENS", chunk)
         assert torch.allclose(entropy_from_logits(logits), whole, atol=1e-6)
     assert entropy_from_logits(torch.zeros(0, 4, 11)).shape == (0, 4)
+
+
+# ----------------------------------------------------------------- behaviour correction (async)
+
+
+def _behaviour_case():
+    torch.manual_seed(3)
+    logp = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    prox = logp.detach() + 0.05 * torch.randn(3, 5, dtype=torch.float64)
+    # Behaviour log-probs: some tokens far more likely now (ratio above the cap), some less.
+    behaviour = prox - torch.tensor([[1.0, -0.5, 0.2, 2.0, 0.0]] * 3, dtype=torch.float64)
+    adv = torch.tensor([1.0, -0.7, 0.4], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    return logp, prox, behaviour, adv, mask
+
+
+def test_behaviour_weight_is_the_truncated_ratio_and_scales_each_tokens_loss():
+    logp, prox, behaviour, adv, mask = _behaviour_case()
+    cap = 1.5
+    out = policy_loss(
+        logp, prox, adv, mask, LossSettings(behaviour_cap=cap), logp_behaviour=behaviour
+    )
+    w = torch.exp(prox - behaviour).clamp(max=cap)
+    ratio = torch.exp(logp - prox)
+    a = adv[:, None].expand_as(logp)
+    per_token = -torch.minimum(ratio * a, ratio.clamp(0.8, 1.28) * a)
+    m = mask.bool()
+    expected = (w * per_token)[m].sum() / m.sum()
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-12)
+    (grad,) = torch.autograd.grad(out.loss, logp)
+    logp2 = logp.detach().clone().requires_grad_(True)
+    base = policy_loss(logp2, prox, adv, mask)
+    (base_grad,) = torch.autograd.grad(base.loss, logp2)
+    # w carries no gradient: each token's gradient is its weight times the uncorrected one.
+    assert torch.allclose(grad, w * base_grad * m, atol=1e-12)
+    raw = torch.exp(prox - behaviour)[m]
+    assert out.behaviour_weight_mean == pytest.approx(float(w[m].mean()), rel=1e-12)
+    assert out.behaviour_weight_max == pytest.approx(cap)
+    assert out.behaviour_truncated_frac == pytest.approx(float((raw > cap).float().mean()))
+    assert 0 < out.behaviour_truncated_frac < 1
+
+
+def test_with_equal_behaviour_and_proximal_log_probs_the_correction_changes_nothing():
+    logp, prox, _, adv, mask = _behaviour_case()
+    plain = policy_loss(logp, prox, adv, mask)
+    corrected = policy_loss(
+        logp, prox, adv, mask, LossSettings(behaviour_cap=2.0), logp_behaviour=prox.clone()
+    )
+    assert corrected.loss.item() == plain.loss.item()
+    assert corrected.behaviour_weight_mean == 1.0 and corrected.behaviour_truncated_frac == 0.0
+    assert plain.behaviour_weight_mean == 1.0 and plain.behaviour_weight_max == 1.0
+
+
+def test_behaviour_weights_ignore_tokens_off_the_mask_and_name_missing_inputs():
+    _, prox, behaviour, _, mask = _behaviour_case()
+    behaviour = behaviour.clone()
+    behaviour[0, 4] = float("nan")  # a padding placeholder: off the mask
+    w, stats = behaviour_weights(prox, behaviour, mask, cap=3.0)
+    assert w[0, 4] == 0 and bool(torch.isfinite(w).all())
+    assert stats["behaviour_weight_max"] == pytest.approx(3.0)
+    behaviour[0, 0] = float("nan")  # on the mask: refused
+    with pytest.raises(ValueError, match="^logp_behaviour: contains 1 NaN"):
+        behaviour_weights(prox, behaviour, mask, cap=3.0)
+    with pytest.raises(ValueError, match="^logp_behaviour: required when behaviour_cap is set"):
+        policy_loss(prox, prox, torch.ones(3), mask, LossSettings(behaviour_cap=2.0))
+    with pytest.raises(ValueError, match="^logp_old and logp_behaviour must have the same shape"):
+        behaviour_weights(prox, behaviour[:, :3], mask, cap=3.0)

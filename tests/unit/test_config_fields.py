@@ -112,6 +112,8 @@ STRATEGIES = "tests/unit/test_judge_strategies.py::"
 VLLM = "tests/unit/test_engine_vllm.py::"
 GENRM_WORKER = "tests/integration/test_genrm_worker.py::test_genrm_worker_scores_groups"
 VERIFIER_WORKER = "tests/integration/test_verifier_worker.py::"
+PIPELINE = "tests/unit/test_pipeline.py::"
+LEARNER = "tests/unit/test_learner.py::"
 
 _SOURCE_TESTS = {  # the fields of a model source, by variant; shared by the policy and the judge
     "local": {
@@ -293,6 +295,10 @@ OBSERVED_BY: dict[str, list[str]] = {
         DRIVER + "test_without_dynamic_sampling_flat_groups_are_kept_and_counted",
     ],
     "rollout.max_refill_rounds": [DRIVER + "test_dynamic_sampling_replaces_zero_variance_groups"],
+    "rollout.max_staleness": [
+        PIPELINE + "test_rollout_of_the_next_step_runs_while_the_learner_trains",
+        PIPELINE + "test_asynchronous_rollout_needs_the_correction_and_a_policy",
+    ],
     **_engine_entries("rollout.engine", {}),
     # ----- reward
     "reward.strategy": [
@@ -404,6 +410,10 @@ OBSERVED_BY: dict[str, list[str]] = {
     "algo.loss_aggregation": [
         ME + "test_learner_follows_backend_dtype_checkpointing_and_loss_settings",
         ALGO + "test_seq_mean_token_mean_averages_per_sequence_first",
+    ],
+    "algo.behaviour_weight_cap": [
+        LEARNER + "test_the_behaviour_weight_corrects_each_token_toward_the_rollout_policy",
+        PIPELINE + "test_asynchronous_rollout_needs_the_correction_and_a_policy",
     ],
     "algo.log_ratio_clamp": [
         ME + "test_reference_and_kl_follow_beta_in_loss_and_clamp",
@@ -1318,7 +1328,7 @@ def test_judge_cli_builds_the_judge_from_the_writing_section(tmp_path):
 
 
 def test_deepspeed_config_follows_the_learner_section():
-    from rlmr.training.learner import deepspeed_config
+    from rlmr.training.deepspeed_settings import deepspeed_config
 
     plain = deepspeed_config(LearnerConfig(), "float32", 4, 1, 1)
     assert plain["zero_optimization"] == {"stage": 0} and plain["gradient_clipping"] == 1.0

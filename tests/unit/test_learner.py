@@ -170,6 +170,7 @@ def _manual_gradient_norm(model_dir, tb: TrainBatch, settings: LossSettings | No
         tb.response_mask,
         settings or LossSettings(),
         logp_ref=tb.ref_logprobs,
+        logp_behaviour=tb.rollout_logprobs,
     )
     out.loss.backward()
     grads = [p.grad.norm() for p in model.parameters() if p.grad is not None]
@@ -301,7 +302,7 @@ def test_without_optimizer_state_only_the_policy_is_saved_and_resume_is_refused(
 
 
 def test_deepspeed_config_is_exactly_the_learner_section():
-    from rlmr.training.learner import deepspeed_config
+    from rlmr.training.deepspeed_settings import deepspeed_config
 
     fixed = {
         "zero_allow_untested_optimizer": True,  # the client AdamW
@@ -385,7 +386,14 @@ def _expected_stats(model_dir, tb: TrainBatch, micro: int, settings=None) -> dic
     for part in range(0, len(tb), micro):
         s = slice(part, part + micro)
         mask = tb.response_mask[s]
-        out = policy_loss(logp[s], logp[s], tb.advantages[s], mask, settings)
+        out = policy_loss(
+            logp[s],
+            logp[s],
+            tb.advantages[s],
+            mask,
+            settings,
+            logp_behaviour=tb.rollout_logprobs[s],
+        )
         got = {
             "pg_loss": out.pg_loss,
             "kl": out.kl,
@@ -397,9 +405,13 @@ def _expected_stats(model_dir, tb: TrainBatch, micro: int, settings=None) -> dic
                 masked_mean((logp[s] - tb.rollout_logprobs[s]).abs(), mask)
             ),
         }
+        if settings.behaviour_cap is not None:
+            got["behaviour_weight_mean"] = out.behaviour_weight_mean
+            got["behaviour_weight_max"] = out.behaviour_weight_max
+            got["behaviour_truncated_frac"] = out.behaviour_truncated_frac
         for k, v in got.items():
             rows.setdefault(k, []).append(v)
-    stats = {k: sum(v) / len(v) for k, v in rows.items()}
+    stats = {k: max(v) if k.endswith("_max") else sum(v) / len(v) for k, v in rows.items()}
     # the NLL is the one token mean over the whole batch, not a mean of micro-batch means
     stats["nll"] = float(-(logp * tb.response_mask).sum() / tb.response_mask.sum())
     return stats
@@ -754,3 +766,26 @@ def test_the_exported_weights_carry_persistent_buffers_and_not_the_others(model_
     assert state["extra_scale"].data_ptr() != module.extra_scale.data_ptr()  # a copy
     names = {n for n, _ in module.named_parameters()}
     assert names <= set(state)
+
+
+def test_the_behaviour_weight_corrects_each_token_toward_the_rollout_policy(model_dir):
+    """`algo.behaviour_weight_cap`: each token's loss is weighted by min(exp(logp_prox -
+    logp_rollout), C). Rollout log-probs 1 nat below the learner's on even positions (weight e,
+    truncated at 1.5) and 0.5 above on odd ones (weight 0.61): statistics and gradient are the
+    hand-computed ones, and differ from the uncorrected update's."""
+    tb = _masked_prompt_batch()
+    learner = make_learner(model_dir, micro=2, algo=AlgoConfig(behaviour_weight_cap=1.5))
+    offsets = torch.tensor([1.0 if t % 2 == 0 else -0.5 for t in range(tb.input_ids.shape[1] - 1)])
+    rollout = (learner.logprobs(tb) - offsets) * tb.response_mask
+    tb = dataclasses.replace(tb, rollout_logprobs=rollout)
+    settings = LossSettings(behaviour_cap=1.5)
+    stats = learner.update(tb)
+    expected = _expected_stats(model_dir, tb, micro=2, settings=settings)
+    for k in ("behaviour_weight_mean", "behaviour_weight_max", "behaviour_truncated_frac"):
+        assert stats[k] == pytest.approx(expected[k], rel=1e-5), k
+    assert stats["behaviour_weight_max"] == pytest.approx(1.5)
+    assert 0.3 < stats["behaviour_truncated_frac"] < 0.7
+    assert stats["pg_loss"] == pytest.approx(expected["pg_loss"], rel=1e-5, abs=1e-7)
+    corrected = _manual_gradient_norm(model_dir, tb, settings)
+    assert stats["grad_norm"] == pytest.approx(corrected, rel=1e-5)
+    assert corrected != pytest.approx(_manual_gradient_norm(model_dir, tb), rel=1e-2)

@@ -48,7 +48,7 @@ def _plain_model(path):
 def test_the_optimizer_is_declared_to_deepspeed_only_with_optimizer_offload():
     """DeepSpeed refuses a client optimizer with ZeRO-Offload (and only then): the config names
     AdamW with the client AdamW's hyperparameters, eps included (torch's default)."""
-    from rlmr.training.learner import deepspeed_config, offloads_optimizer
+    from rlmr.training.deepspeed_settings import deepspeed_config, offloads_optimizer
 
     cfg = LearnerConfig(
         zero_stage=2, offload_optimizer=True, lr=3e-4, betas=(0.8, 0.95), weight_decay=0.1

@@ -1,0 +1,210 @@
+"""Asynchronous rollout (`rollout.max_staleness`) over in-process fake services: the k = 0
+pipeline is the synchronous loop bit for bit, rollout of step t+1 really overlaps training of
+step t, staleness is stamped, bounded and logged, and resume keeps the data order."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from rlmr.config import ConfigError
+from rlmr.core.records import Group, PromptRow, Response, ScoredGroup, Verdicts
+from rlmr.training.driver import (
+    run_training,
+    sample_step,
+    staleness,
+    staleness_metrics,
+    train_step,
+    training_step,
+)
+from rlmr.training.pipeline import AsyncSteps, VersionedServices
+from rlmr.training.run_dir import RunDir
+from tests.fake_services import FakeServices, fake_run_config
+
+ROWS = [PromptRow(id=f"p{i}", prompt=f"Write piece {i}.") for i in range(12)]
+HELD_OUT = [PromptRow(id=f"h{i}", prompt=f"Held out {i}.") for i in range(3)]
+ASYNC = ("rollout.max_staleness=1", "algo.behaviour_weight_cap=2.0")
+
+
+def _cfg(tmp_path, *overrides):
+    return fake_run_config(tmp_path, "trainer.steps=4", "checkpoint.every=2", *overrides)
+
+
+def _without_times(rows):
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def _same_batches(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for field in ("input_ids", "attention_mask", "response_mask", "rollout_logprobs"):
+            assert torch.equal(getattr(x, field), getattr(y, field)), field
+        assert torch.equal(x.advantages, y.advantages)
+
+
+@pytest.mark.parametrize("beta", ["0.0", "0.1"])
+def test_the_pipeline_without_staleness_is_the_synchronous_loop_bit_for_bit(tmp_path, beta):
+    """Same seeds, same fakes: `AsyncSteps(0)` (sampling on the pipeline's thread, data state
+    and versions through its bookkeeping) gives the synchronous loop's batches, metrics,
+    samples and checkpoints exactly."""
+    runs = []
+    for name, step_fn in (
+        ("sync", training_step),
+        ("pipe", AsyncSteps(0, sample_step, train_step)),
+    ):
+        cfg = _cfg(tmp_path / name, "trainer.eval_every=2", f"algo.kl.beta={beta}")
+        services = FakeServices()
+        rows = run_training(cfg, services, RunDir(cfg), ROWS, HELD_OUT, step_fn=step_fn)
+        runs.append((services, rows, tmp_path / name / "run"))
+    (sync, sync_rows, sync_dir), (pipe, pipe_rows, pipe_dir) = runs
+    _same_batches(sync.batches, pipe.batches)
+    assert _without_times(sync_rows) == [
+        {k: v for k, v in r.items() if k != "time/wait_rollout_s"}
+        for r in _without_times(pipe_rows)
+    ]
+    assert sync.sampled_prompt_ids == pipe.sampled_prompt_ids
+    assert sync.reference_calls == pipe.reference_calls and sync.syncs == pipe.syncs
+    assert (sync_dir / "samples.jsonl").read_text() == (pipe_dir / "samples.jsonl").read_text()
+    for step in ("step_000002", "step_000004"):
+        state = f"checkpoints/{step}/trainer_state.json"
+        assert (sync_dir / state).read_text() == (pipe_dir / state).read_text()
+
+
+class OverlapServices(FakeServices):
+    """Sampling of step t+1 and the update of step t must meet at a barrier: a loop that does
+    not run them at the same time times out there."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+        self.meet = threading.Barrier(2, timeout=20)
+        self.sample_calls = 0
+        self.update_calls = 0
+
+    def sample(self, rows, params):
+        self.sample_calls += 1
+        if params.n == 4 and 2 <= self.sample_calls <= self.steps:  # a training step's rollout
+            self.meet.wait()
+        return super().sample(rows, params)
+
+    def update_policy(self, batch):
+        self.update_calls += 1
+        if self.update_calls < self.steps:
+            self.meet.wait()
+        return super().update_policy(batch)
+
+
+def test_rollout_of_the_next_step_runs_while_the_learner_trains(tmp_path):
+    cfg = _cfg(tmp_path, *ASYNC)
+    services = OverlapServices(steps=4)
+    rows = run_training(cfg, services, RunDir(cfg), ROWS)  # the config picks the pipeline
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    # Step 1 was sampled from the initial weights; every later step one update behind.
+    assert rows[0]["staleness/0"] == 1.0 and rows[0]["staleness_max"] == 0.0
+    for r in rows[1:]:
+        assert r["staleness/1"] == 1.0 and r["staleness_mean"] == 1.0, r
+        assert r["time/wait_rollout_s"] >= 0
+    assert services.syncs == 4 and services.updates == 4
+
+
+def test_the_synchronous_loop_cannot_pass_the_overlap_barrier(tmp_path):
+    """The barrier above is a real check: without the pipeline it is never met."""
+    cfg = _cfg(tmp_path, "trainer.steps=2")
+    services = OverlapServices(steps=2)
+    services.meet = threading.Barrier(2, timeout=1)
+    with pytest.raises(threading.BrokenBarrierError):
+        run_training(cfg, services, RunDir(cfg), ROWS)
+
+
+def test_asynchronous_batches_hold_the_same_prompts_and_samples_as_synchronous_ones(tmp_path):
+    """With responses that do not depend on the weights, only the staleness differs."""
+    sync, pipe = FakeServices(), FakeServices()
+    cfg = _cfg(tmp_path / "a", "trainer.eval_every=2")
+    run_training(cfg, sync, RunDir(cfg), ROWS, HELD_OUT)
+    cfg = _cfg(tmp_path / "b", "trainer.eval_every=2", *ASYNC)
+    rows = run_training(cfg, pipe, RunDir(cfg), ROWS, HELD_OUT)
+    _same_batches(sync.batches, pipe.batches)
+    assert sorted(map(tuple, sync.sampled_prompt_ids)) == sorted(
+        map(tuple, pipe.sampled_prompt_ids)
+    )
+    assert all("eval/pass_rate" in r for r in rows if r["step"] in (0, 2, 4))
+
+
+class StopAfter(FakeServices):
+    """Receives a stop signal during the update of step `stop_at`."""
+
+    def __init__(self, stop, stop_at):
+        super().__init__()
+        self.stop, self.stop_at = stop, stop_at
+
+    def update_policy(self, batch):
+        out = super().update_policy(batch)
+        if self.updates == self.stop_at:
+            self.stop.received = "SIGTERM"
+        return out
+
+
+def test_a_stopped_asynchronous_run_resumes_with_the_prompts_it_had_sampled_ahead(tmp_path):
+    straight = FakeServices()
+    cfg = _cfg(tmp_path / "a", *ASYNC)
+    run_training(cfg, straight, RunDir(cfg), ROWS)
+
+    stop = type("Stop", (), {"received": None})()
+    first = StopAfter(stop, stop_at=2)
+    cfg = _cfg(tmp_path / "b", *ASYNC)
+    rows = run_training(cfg, first, RunDir(cfg), ROWS, stop=stop)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert len(first.sampled_prompt_ids) == 3  # step 3 was sampled ahead, then dropped
+    resumed = FakeServices()
+    rows = run_training(cfg, resumed, RunDir(cfg, resume=True), ROWS)
+    assert [r["step"] for r in rows] == [3, 4]
+    assert resumed.sampled_prompt_ids == straight.sampled_prompt_ids[2:]
+    _same_batches(resumed.batches, straight.batches[2:])
+
+
+def _group(version: int) -> ScoredGroup:
+    response = Response("r", (1,), (-1.0,), "stop")
+    verdicts = Verdicts(passed=(True, True), passed_fraction=(1.0, 1.0), details=((), ()))
+    return ScoredGroup(
+        Group(PromptRow("p", "x"), "x", (1,), (response, response), version), verdicts, None
+    )
+
+
+def test_staleness_is_counted_per_group_and_refused_beyond_the_bound():
+    assert staleness([_group(3), _group(2), _group(3)], version=3, max_staleness=1) == [0, 1, 0]
+    with pytest.raises(RuntimeError, match="groups sampled 2 weight versions away"):
+        staleness([_group(1)], version=3, max_staleness=1)
+    with pytest.raises(RuntimeError, match="sampled -1 weight versions away"):
+        staleness([_group(4)], version=3, max_staleness=2)
+    assert staleness_metrics([0, 1, 1, 2], 2) == {
+        "staleness_mean": 1.0,
+        "staleness_max": 2.0,
+        "staleness/0": 0.25,
+        "staleness/1": 0.5,
+        "staleness/2": 0.25,
+    }
+
+
+def test_versioned_services_stamp_samples_with_the_weights_that_made_them():
+    services = VersionedServices(FakeServices())
+    from rlmr.engine.base import SamplingParams
+
+    params = SamplingParams(n=2, max_new_tokens=4, seed=1)
+    assert {g.version for g in services.sample(ROWS[:2], params)} == {0}
+    services.sync_weights()
+    services.sync_weights()
+    assert services.version == 2 and services.syncs == 2  # other attributes pass through
+    assert {g.version for g in services.sample(ROWS[:2], params)} == {2}
+    with pytest.raises(TypeError, match="VersionedServices"):
+        AsyncSteps(1, sample_step, train_step)(None, FakeServices(), None, 1)
+    with pytest.raises(ValueError, match="max_staleness: must be >= 0"):
+        AsyncSteps(-1, sample_step, train_step)
+
+
+def test_asynchronous_rollout_needs_the_correction_and_a_policy(tmp_path):
+    with pytest.raises(ConfigError, match="set algo.behaviour_weight_cap"):
+        fake_run_config(tmp_path, "rollout.max_staleness=1")
+    with pytest.raises(ConfigError, match="asynchronous rollout trains a policy only"):
+        fake_run_config(tmp_path, *ASYNC, "task=judge")
