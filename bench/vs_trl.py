@@ -1,0 +1,337 @@
+"""Benchmark: seconds per GRPO step, `rlmr train` against TRL's `GRPOTrainer`, on the same work.
+
+    python bench/vs_trl.py                                 # the issue's shape: 4 x 4 x 64
+    python bench/vs_trl.py --prompts 2 --n 8 --tokens 96   # the main job's shape
+    python bench/vs_trl.py --rounds 2 --steps 4 --set rollout.engine.dtype=bfloat16
+
+The same work on both sides: SmolLM2-135M-Instruct (the embedded default
+model, converted once by rlmr into a Hugging Face folder that both load),
+`--prompts` prompts x `--n` samples x `--tokens` new tokens at temperature 1,
+KL to a reference model with beta 0.04 (k3, in the loss), learning rate 1e-6
+constant, AdamW without weight decay, token-mean loss clipped at
+[0.8, 1.28], micro-batches of `--micro` samples, fp32, one optimizer step
+per batch, and one reward: 1 when the response has at most 40 words, else 0
+(rlmr's verifier rule `creative:word_count` and the same rule written for
+TRL). TRL runs in its own virtualenv, created here on first use
+(`.cache/bench/trl-venv`: trl, its transformers/accelerate/datasets, torch
+pinned by constraints-cpu.txt); it is never a dependency of the project.
+
+The two alternate, `--rounds` times each; a round is one fresh process (rlmr:
+`rlmr train` starting its own local Ray; TRL: one trainer) running `--steps`
+steps. Step 1 of every round is left out (first-call warm-up on both sides);
+the figure is the median of the other steps over all rounds. rlmr's step time
+is its `time/step_s` (rollout through weight sync) with the phases beside it;
+TRL's is the time between its `on_step_begin` and `on_step_end` callbacks
+(generation, reference, loss, optimizer). Peak memory: the largest sum of
+resident memory over the whole process tree (rlmr: driver, Ray and every
+actor), sampled every 0.2 s. `--set KEY=VALUE` passes rlmr overrides (levers:
+engine dtype, micro-batch, ...). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = REPO / ".cache" / "bench" / "trl-venv"
+TRL_VERSION = "1.16.0"
+WORD_LIMIT = 40
+TOPICS = [
+    "a lighthouse keeper's last night",
+    "a city where it never stops raining",
+    "two rivals stuck in a lift",
+    "a letter found inside a library book",
+    "the first snow of the year",
+    "a robot learning to garden",
+    "a train that never arrives",
+    "a market at dawn",
+]
+
+
+def prompt_rows(count: int) -> list[dict]:
+    return [
+        {
+            "id": f"bench-{i}",
+            "prompt": f"Write a short story about {TOPICS[i % len(TOPICS)]}. "
+            f"Use at most {WORD_LIMIT} words.",
+            "constraints": [{"type": "creative:word_count", "max": WORD_LIMIT}],
+        }
+        for i in range(count)
+    ]
+
+
+class PeakRSS:
+    """The largest total resident memory of a process and all its descendants."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        import psutil
+
+        self.proc, self.every, self.peak = psutil.Process(pid), every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+            time.sleep(self.every)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**30
+
+
+def run_measured(cmd: list[str], env: dict, log: Path) -> tuple[float, float]:
+    """Run `cmd`, return (wall seconds, peak GiB of its process tree); output to `log`."""
+    t0 = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        peak = PeakRSS(proc.pid)
+        code = proc.wait()
+        gib = peak.stop()
+    if code != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"{' '.join(cmd[:4])} ... failed with exit code {code}:\n{tail}")
+    return time.perf_counter() - t0, gib
+
+
+def model_dir() -> Path:
+    sys.path.insert(0, str(REPO))
+    from rlmr.config import load_config
+    from rlmr.engine.loading import resolve_model_dir
+
+    return Path(resolve_model_dir(load_config(REPO / "configs" / "smollm2-cpu.yaml").model.source))
+
+
+def ensure_trl_venv() -> Path:
+    python = VENV / "bin" / "python"
+    probe = [str(python), "-c", "import trl; print(trl.__version__)"]
+    if python.exists() and subprocess.run(probe, capture_output=True, text=True).stdout.strip() == (
+        TRL_VERSION
+    ):
+        return python
+    print(f"bench: creating {VENV} with trl=={TRL_VERSION} (once)", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-c", str(REPO / "constraints-cpu.txt")]
+        + [f"trl=={TRL_VERSION}"],
+        check=True,
+    )
+    return python
+
+
+def rlmr_round(args, work: Path, data: Path, r: int) -> dict:
+    out = work / f"rlmr-{r}"
+    sets = [
+        f"data.train={data}",
+        "data.eval=null",
+        f"rollout.n={args.n}",
+        f"rollout.prompts_per_step={args.prompts}",
+        f"rollout.max_new_tokens={args.tokens}",
+        "reward.writing={type: none}",
+        "reward.strategy=verifier_only",
+        "algo.kl.beta=0.04",
+        "algo.kl.estimator=k3",
+        "algo.kl.in_loss=true",
+        "cluster.reference={replicas: 1, cpus: 0.5}",
+        "cluster.genrm.replicas=0",
+        "learner.lr=1e-6",
+        f"learner.micro_batch_size={args.micro}",
+        f"trainer.steps={args.steps}",
+        "trainer.max_wall_minutes=null",
+        "trainer.eval_every=0",
+        "trainer.eval_at_start=false",
+        f"checkpoint.every={10**6}",
+        "checkpoint.save_optimizer=false",
+        f"logging.output_dir={out}",
+        "logging.run_name=bench",
+        "logging.progress_bar=false",
+        "logging.tensorboard=false",
+        *args.set,
+    ]
+    cmd = [sys.executable, "-m", "rlmr.cli", "train", "configs/smollm2-cpu.yaml"]
+    for s in sets:
+        cmd += ["--set", s]
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+    wall, gib = run_measured(cmd, env, work / f"rlmr-{r}.log")
+    rows = [json.loads(x) for x in (out / "bench" / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in rows if m.get("step", 0) >= 1]
+    return {"wall_s": wall, "peak_gib": gib, "steps": steps}
+
+
+TRL_SCRIPT = r"""
+import json, re, sys, time
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+a = json.loads(sys.argv[1])
+rows = [json.loads(x) for x in open(a["data"])]
+data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows])
+WORD = re.compile(r"[^\W_]", re.UNICODE)
+
+def word_limit(completions, **kw):
+    # rlmr's creative:word_count: whitespace-separated tokens that hold a letter or digit
+    out = []
+    for c in completions:
+        text = c[0]["content"] if isinstance(c, list) else c
+        out.append(1.0 if sum(1 for t in text.split() if WORD.search(t)) <= a["limit"] else 0.0)
+    return out
+
+class Timer(TrainerCallback):
+    def __init__(self):
+        self.times = []
+    def on_step_begin(self, args, state, control, **kw):
+        self.t0 = time.perf_counter()
+    def on_step_end(self, args, state, control, **kw):
+        self.times.append(time.perf_counter() - self.t0)
+
+accum = a["prompts"] * a["n"] // a["micro"]
+cfg = GRPOConfig(
+    output_dir=a["out"], use_cpu=True, bf16=False, fp16=False, seed=0,
+    per_device_train_batch_size=a["micro"], gradient_accumulation_steps=accum,
+    num_generations=a["n"], max_completion_length=a["tokens"], temperature=1.0,
+    beta=0.04, epsilon=0.2, epsilon_high=0.28, loss_type="dapo", scale_rewards="group",
+    num_iterations=1, learning_rate=1e-6, lr_scheduler_type="constant", weight_decay=0.0,
+    max_steps=a["steps"], logging_steps=1, save_strategy="no", report_to=[],
+    dataloader_num_workers=0, disable_dropout=True,
+    model_init_kwargs={"dtype": torch.float32},
+)
+timer = Timer()
+trainer = GRPOTrainer(model=a["model"], reward_funcs=word_limit, args=cfg, train_dataset=data,
+                      callbacks=[timer])
+trainer.train()
+print("BENCH_JSON " + json.dumps({"step_s": timer.times,
+      "log": [h for h in trainer.state.log_history if "loss" in h]}))
+"""
+
+
+def trl_round(args, work: Path, data: Path, model: Path, python: Path, r: int) -> dict:
+    script = work / "trl_grpo.py"
+    script.write_text(TRL_SCRIPT)
+    spec = dict(
+        data=str(data),
+        model=str(model),
+        out=str(work / f"trl-{r}"),
+        prompts=args.prompts,
+        n=args.n,
+        tokens=args.tokens,
+        micro=args.micro,
+        steps=args.steps,
+        limit=WORD_LIMIT,
+    )
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("PYTHONPATH", None)
+    log = work / f"trl-{r}.log"
+    wall, gib = run_measured([str(python), str(script), json.dumps(spec)], env, log)
+    line = next(x for x in log.read_text().splitlines() if x.startswith("BENCH_JSON "))
+    result = json.loads(line[len("BENCH_JSON ") :])
+    return {"wall_s": wall, "peak_gib": gib, **result}
+
+
+def median(values):
+    return round(statistics.median(values), 3) if values else None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--prompts", type=int, default=4)
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--micro", type=int, default=4, help="samples per micro-batch, both sides")
+    p.add_argument("--steps", type=int, default=4, help="steps per round (the first is dropped)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], help="rlmr override, repeatable")
+    p.add_argument("--only", choices=["rlmr", "trl"], help="measure one side")
+    p.add_argument("--work", type=Path, help="keep logs and runs here (default: a temp dir)")
+    args = p.parse_args(argv)
+
+    model = model_dir()
+    python = ensure_trl_venv() if args.only != "rlmr" else None
+    work = args.work or Path(tempfile.mkdtemp(prefix="rlmr-vs-trl-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in prompt_rows(64)))
+    rlmr_runs, trl_runs = [], []
+    for r in range(args.rounds):
+        if args.only != "trl":
+            rlmr_runs.append(rlmr_round(args, work, data, r))
+            print(f"bench: rlmr round {r + 1}: {rlmr_runs[-1]['wall_s']:.0f} s", file=sys.stderr)
+        if args.only != "rlmr":
+            trl_runs.append(trl_round(args, work, data, model, python, r))
+            print(f"bench: trl round {r + 1}: {trl_runs[-1]['wall_s']:.0f} s", file=sys.stderr)
+
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "work": {
+            "model": "SmolLM2-135M-Instruct",
+            "prompts": args.prompts,
+            "samples_per_prompt": args.n,
+            "max_new_tokens": args.tokens,
+            "micro_batch": args.micro,
+            "kl_beta": 0.04,
+            "lr": 1e-6,
+            "dtype": "float32",
+            "rlmr_overrides": args.set,
+        },
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "logs": str(work),
+    }
+    if rlmr_runs:
+        steps = [m for run in rlmr_runs for m in run["steps"] if m["step"] > 1]
+        phases = sorted({k for m in steps for k in m if k.startswith("time/")})
+        result["rlmr"] = {
+            "step_s": median([m["time/step_s"] for m in steps]),
+            "phases_s": {k[5:-2]: median([m[k] for m in steps if k in m]) for k in phases},
+            "tokens_per_s": median(
+                [m["response_len_mean"] * args.prompts * args.n / m["time/step_s"] for m in steps]
+            ),
+            "peak_rss_gib": round(max(r["peak_gib"] for r in rlmr_runs), 2),
+            "round_wall_s": [round(r["wall_s"], 1) for r in rlmr_runs],
+        }
+    if trl_runs:
+        times = [t for run in trl_runs for t in run["step_s"][1:]]
+        lengths = [h.get("completions/mean_length") for run in trl_runs for h in run["log"][1:]]
+        result["trl"] = {
+            "version": TRL_VERSION,
+            "step_s": median(times),
+            "tokens_per_s": median(
+                [n * args.prompts * args.n / t for n, t in zip(lengths, times) if n]
+            ),
+            "peak_rss_gib": round(max(r["peak_gib"] for r in trl_runs), 2),
+            "round_wall_s": [round(r["wall_s"], 1) for r in trl_runs],
+        }
+    if rlmr_runs and trl_runs:
+        result["ratio_rlmr_over_trl"] = round(result["rlmr"]["step_s"] / result["trl"]["step_s"], 3)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
