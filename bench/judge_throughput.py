@@ -49,20 +49,16 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="configs/smollm2-cpu.yaml")
     args = p.parse_args(argv)
 
+    from dataclasses import replace
+
+    from rlmr.cli.eval import genrm_judge
     from rlmr.config import load_config
-    from rlmr.engine import build_engine
-    from rlmr.judge import GenerativeJudge, JudgeGroup, JudgeSettings
+    from rlmr.judge import GenerativeJudge, JudgeGroup
     from rlmr.judge.strategies import plan_pairs
 
     cfg = load_config(REPO / args.config)
     writing = cfg.reward.writing
-    engine = build_engine(
-        writing.model or cfg.model.source,
-        writing.engine,
-        dtype=writing.dtype,
-        max_model_len=writing.max_judge_len,
-        seed=0,
-    )
+    base = genrm_judge(cfg)  # the config's judge on its own engine, both orders
     rng = random.Random(0)
     rows = []
     for n in args.sizes:
@@ -74,10 +70,8 @@ def main(argv=None) -> int:
             for g in range(args.groups)
         ]
         for strategy in ("pivot", "round_robin"):
-            settings = JudgeSettings.from_config(
-                writing.model_copy(update={"group_strategy": strategy})
-            )
-            judge = GenerativeJudge(engine, settings)
+            settings = replace(base.settings, strategy=strategy)
+            judge = GenerativeJudge(base.engine, settings)
             pairs = len(plan_pairs(strategy, n)) * args.groups
             prompts = pairs * (2 if settings.swap else 1)
             judge.score_groups(groups[:1])  # warm-up

@@ -145,6 +145,7 @@ class Rollout:
     ref_logprobs: torch.Tensor | None
     timer: PhaseTimer
     data_state: dict
+    faults: list[str]  # what in the samples is NaN or inf (the step is then skipped)
 
 
 def sample_step(cfg: RLMRConfig, services: Services, sampler: PromptSampler, step: int) -> Rollout:
@@ -154,11 +155,11 @@ def sample_step(cfg: RLMRConfig, services: Services, sampler: PromptSampler, ste
     scored, frac_zero_std = collect_groups(cfg, services, sampler, params, timer)
     data_state = sampler.state_dict()
     tokens = TokenBatch.from_groups([s.group for s in scored], services.pad_token_id)
-    ref_logprobs = None
-    if cfg.uses_reference and not rollout_faults(scored, tokens):
+    ref_logprobs, faults = None, rollout_faults(scored, tokens)
+    if cfg.uses_reference and not faults:
         with timer("reference"):
             ref_logprobs = services.reference_logprobs(tokens)
-    return Rollout(step, scored, frac_zero_std, tokens, ref_logprobs, timer, data_state)
+    return Rollout(step, scored, frac_zero_std, tokens, ref_logprobs, timer, data_state, faults)
 
 
 def rollout_faults(scored: list[ScoredGroup], tokens: TokenBatch) -> list[str]:
@@ -179,9 +180,8 @@ def train_step(
         timer.started = started
     signals = RewardSignals.of(scored)
     samples_per_step = cfg.logging.samples_per_step
-    bad = rollout_faults(scored, tokens)
-    if bad:
-        return skipped_step(scored, signals, bad, timer, samples_per_step)
+    if rollout.faults:
+        return skipped_step(scored, signals, rollout.faults, timer, samples_per_step)
     stale = staleness(scored, getattr(services, "version", 0), cfg.rollout.max_staleness)
 
     writing, kl_reward = signals.writing, None
