@@ -76,10 +76,13 @@ class LearnerWorker:
         return self.learner.logprobs(shard)
 
     def export_weights(self) -> tuple:
-        """(ObjectRef of the full state dict, its number of tensors) on rank 0; (None, 0) on the
-        others, which only take part in the gather. The dict never travels through the driver."""
+        """(ObjectRef of the full weights as NumPy arrays, their number) on rank 0; (None, 0) on
+        the others, which only take part in the gather. The weights never travel through the
+        driver, and arrays reach engines on the same node without a copy out of the store."""
+        from rlmr.engine.weight_arrays import to_arrays
+
         state = self.learner.full_state_dict()
-        return (ray.put(state), len(state)) if state is not None else (None, 0)
+        return (ray.put(to_arrays(state)), len(state)) if state is not None else (None, 0)
 
     def weight_metas(self) -> list:
         return self.learner.weight_metas()

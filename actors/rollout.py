@@ -48,10 +48,13 @@ class RolloutWorker:
 
         return judge_held_out(self.engine, pairs, self.cfg.judge)
 
-    def load_weights(self, state: dict) -> int:
-        """Replace the engine's weights with the learner's (CPU path: tensors through the object
-        store); returns how many tensors the engine loaded (it raises when it loads none)."""
-        return self.engine.load_weights(state.items())
+    def load_weights(self, arrays: dict) -> int:
+        """Replace the engine's weights with the learner's (CPU path: NumPy arrays through the
+        object store, `rlmr.engine.weight_arrays`); returns how many tensors the engine loaded
+        (it raises when it loads none)."""
+        from rlmr.engine.weight_arrays import from_arrays
+
+        return self.engine.load_weights(from_arrays(arrays))
 
     def tensor_parallel_size(self) -> int:
         return getattr(self.engine, "tensor_parallel_size", 1)
