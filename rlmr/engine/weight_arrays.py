@@ -29,7 +29,8 @@ def to_arrays(state: Mapping[str, torch.Tensor]) -> WeightArrays:
     for name, tensor in state.items():
         t = tensor.detach().to("cpu").contiguous()
         view = _BIT_VIEWS.get(t.dtype)
-        out[name] = ((t.view(view) if view is not None else t).numpy(), str(t.dtype).removeprefix("torch."))
+        array = (t.view(view) if view is not None else t).numpy()
+        out[name] = (array, str(t.dtype).removeprefix("torch."))
     return out
 
 
