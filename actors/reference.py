@@ -26,16 +26,8 @@ class ReferenceWorker:
         )
         self.micro_batch = cfg.learner.micro_batch_size
 
-    @torch.no_grad()
     def logprobs(self, tokens: TokenBatch) -> torch.Tensor:
-        """`[B, T-1]` log-probs of every target token, 0 outside the responses."""
-        from rlmr.training.learner import sequence_token_logprobs
+        """`[B, T-1]` log-probs of every response token, 0 elsewhere."""
+        from rlmr.training.learner import response_logprobs
 
-        out = []
-        for start in range(0, len(tokens), self.micro_batch):
-            mb = tokens.select(slice(start, start + self.micro_batch))
-            lp, _ = sequence_token_logprobs(
-                self.model, mb.input_ids.to(self.device), mb.attention_mask.to(self.device)
-            )
-            out.append((lp.float() * mb.response_mask.to(self.device)).cpu())
-        return torch.cat(out)
+        return response_logprobs(self.model, tokens, self.micro_batch, self.device)

@@ -48,23 +48,56 @@ def combine_stat(key: str, values: list[float]) -> float:
 
 
 def sequence_token_logprobs(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    with_entropy: bool = False,
+    first_target: int = 0,
 ):
     """Log-probs of each target token `input_ids[:, 1:]` (and optionally the entropy),
-    `[B, T-1]`."""
+    `[B, T-1]`. With `first_target = c`, only target columns `c..` are computed (the model's
+    output layer and the softmax over the vocabulary run on those positions alone) and the
+    columns before `c` are 0: for the prompt part of a batch, which no loss reads."""
     # use_cache only decides whether a KV cache is built beside the logits: memory, not numbers.
     no_cache = {"use_cache": False}  # pragma: no mutate
+    if first_target:
+        no_cache["logits_to_keep"] = input_ids.shape[1] - first_target
     out = model(input_ids=input_ids, attention_mask=attention_mask, **no_cache)
     logits = out.logits[:, :-1].float()
-    targets = input_ids[:, 1:]
+    targets = input_ids[:, first_target + 1 :]
     logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(
         logits, dim=-1
     )
+    logp = torch.nn.functional.pad(logp, (first_target, 0))
     if not with_entropy:
         return logp, None
     with torch.no_grad():
-        ent = entropy_from_logits(logits.detach())
+        ent = torch.nn.functional.pad(entropy_from_logits(logits.detach()), (first_target, 0))
     return logp, ent
+
+
+def first_response_column(response_mask: torch.Tensor) -> int:
+    """The first target column any row's response reaches (0 when there is none): the columns
+    before it are prompt or padding in every row."""
+    columns = response_mask.any(0).nonzero()
+    return int(columns[0]) if len(columns) else 0
+
+
+@torch.no_grad()
+def response_logprobs(model, batch: TokenBatch, micro_batch: int, device) -> torch.Tensor:
+    """`[B, T-1]` float32 log-probs of every response token on CPU, 0 elsewhere, in micro-batches
+    (the learner's old log-probs, the reference model's)."""
+    out = []
+    for start in range(0, len(batch), micro_batch):
+        mb = batch.select(slice(start, start + micro_batch))
+        lp, _ = sequence_token_logprobs(
+            model,
+            mb.input_ids.to(device),
+            mb.attention_mask.to(device),
+            first_target=first_response_column(mb.response_mask),
+        )
+        out.append(lp.float().cpu() * mb.response_mask)
+    return torch.cat(out)
 
 
 @contextlib.contextmanager
@@ -225,20 +258,10 @@ class PolicyLearner:
             dist.all_reduce(t)
         return float(t.item())
 
-    @torch.no_grad()
     def logprobs(self, batch: TokenBatch) -> torch.Tensor:
-        """Current policy's log-probs of every target token, `[B, T-1]` on CPU (eval mode, no
-        grad)."""
+        """Current policy's log-probs of the response tokens (`response_logprobs`), eval mode."""
         self.engine.eval()
-        outs = []
-        step = self.cfg.micro_batch_size
-        for start in range(0, len(batch), step):
-            mb = batch.select(slice(start, start + step))
-            lp, _ = sequence_token_logprobs(
-                self.engine, self._to_device(mb.input_ids), self._to_device(mb.attention_mask)
-            )
-            outs.append(lp.float().cpu())
-        return torch.cat(outs)
+        return response_logprobs(self.engine, batch, self.cfg.micro_batch_size, self.device)
 
     # ------------------------------------------------------------------ training
 
@@ -309,7 +332,11 @@ class PolicyLearner:
         ids = self._to_device(micro.input_ids)
         mask = self._to_device(micro.response_mask)
         logp, ent = sequence_token_logprobs(
-            self.engine, ids, self._to_device(micro.attention_mask), with_entropy=True
+            self.engine,
+            ids,
+            self._to_device(micro.attention_mask),
+            with_entropy=True,
+            first_target=first_response_column(micro.response_mask),
         )
         if not bool(torch.isfinite(logp.detach()[mask.bool()]).all()):
             # The model itself produced NaN/inf (bad weights, an overflow): make every gradient

@@ -364,6 +364,71 @@ def test_sequence_token_logprobs_are_the_log_softmax_of_each_target(model_dir):
     # One target per row keeps its [batch, 1] shape.
     one, _ = sequence_token_logprobs(model, ids[:, :2], attention[:, :2])
     assert one.shape == (2, 1)
+    # From a first target column on: the same numbers there, zeros before, the same shape,
+    # and the output layer ran on those positions only.
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    for c in (1, 3, 5):
+        part, part_ent = sequence_token_logprobs(
+            model, ids, attention, with_entropy=True, first_target=c
+        )
+        assert part.shape == (2, 6) and part.requires_grad
+        assert torch.allclose(part[:, c:], expected[:, c:], atol=1e-5)
+        assert torch.equal(part[:, :c], torch.zeros(2, c))
+        assert torch.allclose(part_ent[:, c:], ent[:, c:], atol=1e-5)
+        assert torch.equal(part_ent[:, :c], torch.zeros(2, c))
+    hook.remove()
+    assert seen == [7 - 1, 7 - 3, 7 - 5]
+
+
+def test_response_logprobs_are_the_full_computation_on_responses_in_any_micro_batches(model_dir):
+    """What the reference model and the learner's old log-probs return: exact on response
+    tokens, 0 elsewhere, whatever the micro-batch (groups with prompts of different lengths)."""
+    from transformers import AutoModelForCausalLM
+
+    from rlmr.training.learner import response_logprobs, sequence_token_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, local_files_only=True
+    )
+    short = tokens(prompt=PROMPT[:2])
+    long = tokens()
+    tb = TokenBatch(
+        *(
+            torch.cat(
+                [
+                    torch.nn.functional.pad(getattr(b, f), (0, width - getattr(b, f).shape[1]))
+                    for b in (short, long)
+                ]
+            )
+            for f, width in (
+                ("input_ids", long.input_ids.shape[1]),
+                ("attention_mask", long.input_ids.shape[1]),
+                ("response_mask", long.input_ids.shape[1] - 1),
+                ("rollout_logprobs", long.input_ids.shape[1] - 1),
+            )
+        )
+    )
+    with torch.no_grad():
+        full, _ = sequence_token_logprobs(model, tb.input_ids, tb.attention_mask)
+    expected = full * tb.response_mask
+    for micro in (1, 3, len(tb)):
+        got = response_logprobs(model, tb, micro, torch.device("cpu"))
+        assert got.dtype == torch.float32 and not got.requires_grad
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert torch.equal(got[~tb.response_mask], torch.zeros(int((~tb.response_mask).sum())))
+    assert (expected[tb.response_mask] != 0).all()
+
+
+def test_first_response_column_is_the_earliest_response_target_of_any_row():
+    from rlmr.training.learner import first_response_column
+
+    mask = torch.tensor(
+        [[0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1]], dtype=torch.bool
+    )
+    assert first_response_column(mask) == 2
+    assert first_response_column(mask[[0, 2]]) == 3
+    assert first_response_column(torch.zeros(2, 4, dtype=torch.bool)) == 0
 
 
 def _expected_stats(model_dir, tb: TrainBatch, micro: int, settings=None) -> dict:
