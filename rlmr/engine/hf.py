@@ -246,6 +246,7 @@ class HFEngine:
                 attention_mask=mask,
                 generation_config=config,
                 stopping_criteria=criteria,
+                **self._shared_prefill([flat[k][0] for k in batch], ids, mask),
             )
             new = out.sequences[:, ids.shape[1] :]
             picked = _sampled_logprobs(out.logits, new)
@@ -254,6 +255,30 @@ class HFEngine:
                     seqs[row], new[row].tolist(), picked[row], params.stop, max_new
                 )
         return [[results[(p, s)] for s in range(params.n)] for p in range(len(encoded))]
+
+    def _shared_prefill(
+        self, prompt_of_row: Sequence[int], ids: torch.Tensor, mask: torch.Tensor
+    ) -> dict:
+        """The KV cache of every row's prompt but its last token, computed once per distinct
+        prompt and copied to the rows that sample it (n samples of a prompt share one prefill
+        instead of n), for `generate` to go on from: it then runs the last prompt token and
+        samples. Nothing when no prompt repeats. The left-padded rows of one prompt are identical,
+        so the cache rows are too; positions are those `generate` gives (mask cumsum)."""
+        distinct = list(dict.fromkeys(prompt_of_row))
+        if len(distinct) == len(prompt_of_row) or ids.shape[1] < 2:
+            return {}
+        first = [prompt_of_row.index(p) for p in distinct]
+        head_ids, head_mask = ids[first, :-1], mask[first, :-1]
+        positions = (head_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=head_ids, attention_mask=head_mask, position_ids=positions, use_cache=True
+        )
+        name = "cache" if hasattr(out, "cache") else "past_key_values"  # transformers 5 / 4
+        cache = getattr(out, name)
+        cache.batch_select_indices(
+            torch.tensor([distinct.index(p) for p in prompt_of_row], device=ids.device)
+        )
+        return {name: cache}
 
     def _finish(
         self,

@@ -139,3 +139,43 @@ def test_sequence_logprobs_handles_empty_responses(engine):
     ids = engine.tokenizer.encode(PROMPTS[0], add_special_tokens=False)
     out = engine.sequence_logprobs([ids, ids], [[], ids[:3]])
     assert out[0] == [] and len(out[1]) == 3
+
+
+def test_samples_of_one_prompt_share_one_prefill_and_sample_as_without_it(tiny_cache):  # noqa: F811
+    """n samples of a prompt: the prompt's KV cache is computed once and copied to its rows, and
+    the generations (greedy tokens, their log-probs; sampled rows' log-probs against a forced
+    pass) are those of the engine that prefills every row."""
+    engine = HFEngine.from_source(
+        TinyModel(), dtype="float32", device="cpu", batch_size=8, max_model_len=256
+    )
+    shapes = []
+    hook = engine.model.register_forward_hook(
+        lambda m, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+    greedy = SamplingParams(max_new_tokens=6, n=3, temperature=0.0)
+    shared = engine.generate(PROMPTS, greedy)
+    hook.remove()
+    width = len(engine.tokenizer.encode(PROMPTS[1], add_special_tokens=False))
+    # one forward over the 2 distinct prompts but their last token, then 6 rows one token at a time
+    assert shapes[0] == (2, width - 1) and shapes[1] == (6, 1)
+    assert len(shapes) == 1 + 6  # no forward over the whole prompt for every row
+
+    plain = engine._shared_prefill
+    engine._shared_prefill = lambda *a: {}
+    try:
+        unshared = engine.generate(PROMPTS, greedy)
+    finally:
+        engine._shared_prefill = plain
+    for a, b in zip(shared, unshared):
+        for x, y in zip(a, b):
+            assert x.token_ids == y.token_ids and x.text == y.text
+            assert list(x.logprobs) == pytest.approx(list(y.logprobs), abs=1e-5)
+
+    sampled = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6, n=3, seed=1))
+    for group in sampled:
+        for g in group:
+            forced = engine.sequence_logprobs([g.prompt_token_ids], [g.token_ids])[0]
+            assert forced == pytest.approx(list(g.logprobs), abs=1e-4)
+    # distinct prompts (n = 1): nothing to share
+    assert engine._shared_prefill([0, 1], *engine._left_pad([[1, 2], [3, 4]])[:2]) == {}
