@@ -179,3 +179,42 @@ def test_samples_of_one_prompt_share_one_prefill_and_sample_as_without_it(tiny_c
             assert forced == pytest.approx(list(g.logprobs), abs=1e-4)
     # distinct prompts (n = 1): nothing to share
     assert engine._shared_prefill([0, 1], *engine._left_pad([[1, 2], [3, 4]])[:2]) == {}
+
+
+def test_int8_engine_samples_from_its_own_quantized_model_and_resyncs_exactly(tiny_cache):  # noqa: F811
+    from rlmr.engine.quantized import quantize_linears, refresh
+
+    fp32 = HFEngine.from_source(TinyModel(), dtype="float32", device="cpu", batch_size=4)
+    int8 = HFEngine.from_source(
+        TinyModel(), dtype="float32", device="cpu", batch_size=4, quantize="int8"
+    )
+    linear = torch.ao.nn.quantized.dynamic.Linear
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in fp32.model.modules())
+    assert sum(isinstance(m, linear) for m in int8.model.modules()) == n_linear > 0
+    gens = int8.generate(PROMPTS, SamplingParams(max_new_tokens=6, n=2, seed=4))
+    prompts = [g.prompt_token_ids for group in gens for g in group]
+    responses = [g.token_ids for group in gens for g in group]
+    # its sampling log-probs are its own model's; dynamic quantization scales activations by the
+    # batch it is given, so a forced pass over whole sequences differs from decoding by a little
+    forced = int8.sequence_logprobs(prompts, responses)
+    for g, lp in zip([g for group in gens for g in group], forced):
+        assert lp == pytest.approx(list(g.logprobs), abs=0.05)
+    # and they differ from the fp32 policy's, a little
+    gap = [
+        abs(a - b)
+        for x, y in zip(forced, fp32.sequence_logprobs(prompts, responses))
+        for a, b in zip(x, y)
+    ]
+    assert 0 < sum(gap) / len(gap) < 0.1
+
+    # weight sync writes the fp32 master and re-quantizes: the same model as quantizing afresh
+    new = {k: v * 1.5 for k, v in fp32.model.state_dict().items()}
+    assert int8.load_weights(new.items()) == len(new)
+    assert all(torch.equal(int8.master.state_dict()[k], v) for k, v in new.items())
+    fp32.load_weights(new.items())
+    again = quantize_linears(fp32.model)
+    expected = HFEngine(again, fp32.tokenizer, batch_size=4).sequence_logprobs(prompts, responses)
+    assert int8.sequence_logprobs(prompts, responses) == expected
+    assert refresh(again, fp32.model) == n_linear
+    with pytest.raises(ValueError, match="quantize: expected none or int8"):
+        HFEngine(fp32.model, fp32.tokenizer, quantize="int4")
