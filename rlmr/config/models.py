@@ -110,12 +110,6 @@ class HFEngine(Strict):
         "auto", description="auto = cuda when a GPU is assigned, else cpu."
     )
     batch_size: int = Field(16, ge=1, le=4096, description="Sequences per generate() call.")
-    quantize: Literal["none", "int8"] = Field(
-        "none",
-        description="int8: every Linear layer dynamically quantized to int8 (CPU only): about "
-        "twice as fast decoding on CPU; a rollout engine then samples from a slightly different "
-        "policy than the learner's, which needs algo.behaviour_weight_cap.",
-    )
 
 
 class VLLMEngine(Strict):

@@ -386,14 +386,6 @@ class RLMRConfig(Strict):
             engines.append(("genrm", self.reward.writing.engine))
         for role, engine in engines:
             tp, gpus = getattr(engine, "tensor_parallel_size", 1), getattr(self.cluster, role).gpus
-            key = "rollout.engine" if role == "rollout" else "reward.writing.engine"
-            if getattr(engine, "quantize", "none") != "none" and (
-                engine.device == "cuda" or (engine.device == "auto" and gpus > 0)
-            ):
-                raise ValueError(
-                    f"{key}.quantize: {engine.quantize} runs on CPU only, but the engine is on a "
-                    f"GPU (device {engine.device}, cluster.{role}.gpus {gpus:g}); set device: cpu"
-                )
             if engine.type == "vllm" and gpu and (gpus != tp if tp > 1 else gpus > 1):
                 raise ValueError(
                     f"cluster.{role}.gpus: {gpus:g} GPUs per replica, but its vLLM engine has "
@@ -451,16 +443,6 @@ class RLMRConfig(Strict):
             raise ValueError(
                 f"rollout.max_staleness: {self.rollout.max_staleness} samples from older weights, "
                 "which needs their correction: set algo.behaviour_weight_cap (e.g. 2.0)"
-            )
-        if (
-            getattr(self.rollout.engine, "quantize", "none") != "none"
-            and policy
-            and self.algo.behaviour_weight_cap is None
-        ):
-            raise ValueError(
-                f"rollout.engine.quantize: {self.rollout.engine.quantize} samples from a "
-                "quantized copy of the policy, whose log-probs differ from the learner's: set "
-                "algo.behaviour_weight_cap (e.g. 2.0) to correct for it"
             )
         if self.rollout.max_staleness and not policy:
             raise ValueError("rollout.max_staleness: asynchronous rollout trains a policy only")

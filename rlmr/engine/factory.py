@@ -23,7 +23,6 @@ def build_engine(
             device=engine_cfg.device,
             batch_size=engine_cfg.batch_size,
             max_model_len=max_model_len,
-            quantize=engine_cfg.quantize,
         )
     if kind == "vllm":
         from rlmr.engine.vllm import VLLMEngine

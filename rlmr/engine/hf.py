@@ -37,20 +37,9 @@ class HFEngine:
         batch_size: int = 16,
         max_model_len: int | None = None,
         name: str = "",
-        quantize: str = "none",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
-        if quantize not in ("none", "int8"):
-            raise ValueError(f"quantize: expected none or int8, got {quantize!r}")
-        # int8: generation and scoring run on the quantized copy; `master` keeps the fp32
-        # weights that weight sync writes and re-quantizes from (rlmr.engine.quantized).
-        self.quantize = quantize
-        self.master = model
-        if quantize == "int8":
-            from rlmr.engine.quantized import quantize_linears
-
-            model = quantize_linears(model)
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -79,7 +68,6 @@ class HFEngine:
         device: str = "auto",
         batch_size: int = 16,
         max_model_len: int | None = None,
-        quantize: str = "none",
     ) -> HFEngine:
         """Load any `ModelSource` (see `rlmr.engine.loading`) onto `device` (auto = cuda if
         visible)."""
@@ -94,7 +82,6 @@ class HFEngine:
             batch_size=batch_size,
             max_model_len=max_model_len,
             name=describe_source(source),
-            quantize=quantize,
         )
 
     @property
@@ -109,8 +96,7 @@ class HFEngine:
             max_model_len=self.max_model_len,
             extra={
                 "batch_size": self.batch_size,
-                "dtype": str(next(self.master.parameters()).dtype),
-                "quantize": self.quantize,
+                "dtype": str(next(self.model.parameters()).dtype),
             },
         )
 
@@ -342,9 +328,9 @@ class HFEngine:
 
     @torch.no_grad()
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
-        """Copy tensors into the model's parameters/buffers by state-dict name (the fp32 master's
-        under int8, then re-quantized); returns how many were copied."""
-        state = self.master.state_dict(keep_vars=True)
+        """Copy tensors into the model's parameters/buffers by state-dict name; returns how many
+        were copied."""
+        state = self.model.state_dict(keep_vars=True)
         count = 0
         for name, tensor in named_tensors:
             if name not in state:
@@ -359,10 +345,6 @@ class HFEngine:
             count += 1
         if count == 0:
             raise ValueError("load_weights: no tensors arrived")
-        if self.model is not self.master:
-            from rlmr.engine.quantized import refresh
-
-            refresh(self.model, self.master)
         return count
 
 

@@ -210,7 +210,6 @@ _ENGINE_TESTS = {  # an engine section's fields, by variant; the rollout's and t
         "type": [ME + "test_hf_engine_section_sets_batching_dtype_and_length"],
         "device": [ME + "test_hf_engine_device_reaches_the_loader"],
         "batch_size": [ME + "test_hf_engine_section_sets_batching_dtype_and_length"],
-        "quantize": [ME + "test_hf_engine_quantize_reaches_the_engine_and_is_checked"],
     },
     "vllm": {
         name: [ME + "test_vllm_engine_section_reaches_vllm"]
@@ -1152,40 +1151,6 @@ def test_hf_engine_section_sets_batching_dtype_and_length(tiny_dir, tmp_path):
         assert limit == length
         with pytest.raises(ValueError, match=f"exceed max_model_len {length}"):
             built["policy"].next_token_logprobs([list(range(5, 5 + length + 1))], [5])
-
-
-def test_hf_engine_quantize_reaches_the_engine_and_is_checked(tiny_dir, tmp_path):
-    from rlmr.config import ConfigError
-    from rlmr.engine import build_engine
-
-    int8 = "{type: hf, device: cpu, quantize: int8}"
-    cfg = _cfg(
-        tmp_path,
-        f"model.source={TINY}",
-        f"rollout.engine={int8}",
-        f"reward.writing.engine={int8}",
-        "algo.behaviour_weight_cap=2.0",
-    )
-    for section in (cfg.rollout.engine, cfg.reward.writing.engine):
-        engine = build_engine(cfg.model.source, section)
-        assert engine.info().extra["quantize"] == "int8"
-        linear = torch.ao.nn.quantized.dynamic.Linear
-        assert any(isinstance(m, linear) for m in engine.model.modules())
-    plain = build_engine(cfg.model.source, _cfg(tmp_path, f"model.source={TINY}").rollout.engine)
-    assert plain.info().extra["quantize"] == "none" and plain.model is plain.master
-    with pytest.raises(ConfigError, match=r"rollout.engine.quantize: int8 .* set algo.behaviour"):
-        _cfg(tmp_path, f"rollout.engine={int8}")
-    _cfg(tmp_path, f"reward.writing.engine={int8}")  # a quantized judge needs no correction
-    with pytest.raises(ConfigError, match=r"reward.writing.engine.quantize: int8 runs on CPU"):
-        _cfg(tmp_path, "reward.writing.engine={type: hf, device: cuda, quantize: int8}")
-    with pytest.raises(ConfigError, match=r"rollout.engine.quantize: int8 runs on CPU only"):
-        _cfg(
-            tmp_path,
-            "rollout.engine={type: hf, device: auto, quantize: int8}",
-            "algo.behaviour_weight_cap=2.0",
-            "cluster.gpus_per_node=1",
-            "cluster.rollout.gpus=1",
-        )
 
 
 def test_hf_engine_device_reaches_the_loader(tmp_path, monkeypatch):
