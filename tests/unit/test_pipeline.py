@@ -5,6 +5,7 @@ step t, staleness is stamped, bounded and logged, and resume keeps the data orde
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -196,8 +197,14 @@ def test_versioned_services_stamp_samples_with_the_weights_that_made_them():
     services.sync_weights()
     services.sync_weights()
     assert services.version == 2 and services.syncs == 2  # other attributes pass through
-    assert {g.version for g in services.sample(ROWS[:2], params)} == {2}
-    with pytest.raises(TypeError, match="VersionedServices"):
+    groups = services.sample(ROWS[:2], params)
+    assert {g.version for g in groups} == {2}
+    # scoring passes through with the Services default (the judge scores) or as asked
+    assert all(s.writing is not None for s in services.score(groups))
+    assert all(s.writing is None for s in services.score(groups, judge=False))
+    with pytest.raises(
+        TypeError, match=r"^AsyncSteps needs VersionedServices \(it reads the weight version\)$"
+    ):
         AsyncSteps(1, sample_step, train_step)(None, FakeServices(), None, 1)
     with pytest.raises(ValueError, match="max_staleness: must be >= 0"):
         AsyncSteps(-1, sample_step, train_step)
@@ -208,3 +215,70 @@ def test_asynchronous_rollout_needs_the_correction_and_a_policy(tmp_path):
         fake_run_config(tmp_path, "rollout.max_staleness=1")
     with pytest.raises(ConfigError, match="asynchronous rollout trains a policy only"):
         fake_run_config(tmp_path, *ASYNC, "task=judge")
+
+
+def test_close_waits_for_the_step_being_sampled_and_drops_it(tmp_path):
+    """A step sampled ahead that is still running when the loop ends: `close()` returns only
+    after it finished (no sampling thread left calling the services), and nothing is kept."""
+    cfg = _cfg(tmp_path, *ASYNC)
+    release, finished = threading.Event(), threading.Event()
+
+    def slow_ahead(cfg, services, sampler, s):
+        if s == 2:
+            assert release.wait(10)
+            finished.set()
+        return sample_step(cfg, services, sampler, s)
+
+    steps = AsyncSteps(1, slow_ahead, train_step)
+    services = VersionedServices(FakeServices())
+    from rlmr.data.prompts import PromptSampler
+
+    steps(cfg, services, PromptSampler(ROWS, seed=0), 1)  # trains 1, samples 2 on its thread
+    closer = threading.Thread(target=steps.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive() and not finished.is_set()  # still waiting for step 2
+    release.set()
+    closer.join(10)
+    assert not closer.is_alive() and finished.is_set()
+    assert steps._ahead == {}
+
+
+def test_steps_ahead_are_sampled_one_at_a_time_on_the_named_rollout_thread(tmp_path):
+    """With k = 2 two steps are queued at once; they must still be sampled one after the other
+    (the prompt sampler and the weight version are read in step order) on the thread named
+    `rlmr-rollout` (what a stack dump of a hung run shows)."""
+    cfg = _cfg(tmp_path, "rollout.max_staleness=2", "algo.behaviour_weight_cap=2.0")
+    spans, names, lock = [], set(), threading.Lock()
+
+    def timed(cfg, services, sampler, s):
+        start = time.perf_counter()
+        time.sleep(0.15)
+        out = sample_step(cfg, services, sampler, s)
+        with lock:
+            spans.append((start, time.perf_counter()))
+            names.add(threading.current_thread().name.rsplit("_", 1)[0])
+        return out
+
+    run_training(cfg, FakeServices(), RunDir(cfg), ROWS, step_fn=AsyncSteps(2, timed, train_step))
+    spans.sort()
+    assert len(spans) == 4
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # never two at once
+    assert names == {"rlmr-rollout"}
+
+
+def test_a_step_counts_its_wait_for_the_rollout(tmp_path):
+    """The step time runs from the call: waiting for a rollout that is not ready yet is part of
+    the step (`time/step_s` >= `time/wait_rollout_s` >= the sampling time)."""
+    cfg = _cfg(tmp_path, *ASYNC, "trainer.steps=2")
+
+    def slow(cfg, services, sampler, s):
+        time.sleep(0.3)
+        return sample_step(cfg, services, sampler, s)
+
+    rows = run_training(
+        cfg, FakeServices(), RunDir(cfg), ROWS, step_fn=AsyncSteps(1, slow, train_step)
+    )
+    first = rows[0]
+    assert first["time/wait_rollout_s"] >= 0.25
+    assert first["time/step_s"] >= first["time/wait_rollout_s"]
