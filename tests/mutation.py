@@ -75,7 +75,10 @@ def summary(outcomes: dict[str, str], equivalent: dict[str, str]) -> dict:
         "survived": len(survivors),
         "documented_equivalent": sorted(n for n in survivors if n in equivalent),
         "undocumented_survivors": [n for n in survivors if n not in equivalent],
-        "stale_equivalents": sorted(n for n in equivalent if outcomes.get(n) != "survived"),
+        # documented, but killed now or gone from the code (not the ones this run left out)
+        "stale_equivalents": sorted(
+            n for n in equivalent if outcomes.get(n) not in ("survived", "not checked")
+        ),
     }
 
 
