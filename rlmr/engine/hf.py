@@ -221,7 +221,7 @@ class HFEngine:
             seqs = [encoded[flat[k][0]] for k in batch]
             room = self.max_model_len - max(len(s) for s in seqs)
             max_new = min(params.max_new_tokens, room)
-            ids, mask, _ = self._left_pad(seqs)
+            ids, mask, pos = self._left_pad(seqs)
             sample = params.temperature > 0
             config = GenerationConfig(
                 max_new_tokens=max_new,
@@ -246,7 +246,7 @@ class HFEngine:
                 attention_mask=mask,
                 generation_config=config,
                 stopping_criteria=criteria,
-                **self._shared_prefill([flat[k][0] for k in batch], ids, mask),
+                **self._shared_prefill([flat[k][0] for k in batch], ids, mask, pos),
             )
             new = out.sequences[:, ids.shape[1] :]
             picked = _sampled_logprobs(out.logits, new)
@@ -257,26 +257,34 @@ class HFEngine:
         return [[results[(p, s)] for s in range(params.n)] for p in range(len(encoded))]
 
     def _shared_prefill(
-        self, prompt_of_row: Sequence[int], ids: torch.Tensor, mask: torch.Tensor
+        self,
+        prompt_of_row: Sequence[int],
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
     ) -> dict:
         """The KV cache of every row's prompt but its last token, computed once per distinct
         prompt and copied to the rows that sample it (n samples of a prompt share one prefill
         instead of n), for `generate` to go on from: it then runs the last prompt token and
         samples. Nothing when no prompt repeats. The left-padded rows of one prompt are identical,
-        so the cache rows are too; positions are those `generate` gives (mask cumsum)."""
-        distinct = list(dict.fromkeys(prompt_of_row))
-        if len(distinct) == len(prompt_of_row) or ids.shape[1] < 2:
+        so the cache rows are too; `positions` are `_left_pad`'s, those `generate` gives."""
+        first_row: dict[int, int] = {}
+        for row, prompt in enumerate(prompt_of_row):
+            first_row.setdefault(prompt, row)
+        if len(first_row) == len(prompt_of_row) or ids.shape[1] < 2:
             return {}
-        first = [prompt_of_row.index(p) for p in distinct]
-        head_ids, head_mask = ids[first, :-1], mask[first, :-1]
-        positions = (head_mask.cumsum(-1) - 1).clamp(min=0)
+        heads = list(first_row.values())
         out = self.model(
-            input_ids=head_ids, attention_mask=head_mask, position_ids=positions, use_cache=True
+            input_ids=ids[heads, :-1],
+            attention_mask=mask[heads, :-1],
+            position_ids=positions[heads, :-1],
+            use_cache=True,
         )
         name = "cache" if hasattr(out, "cache") else "past_key_values"  # transformers 5 / 4
         cache = getattr(out, name)
+        slot = {prompt: i for i, prompt in enumerate(first_row)}
         cache.batch_select_indices(
-            torch.tensor([distinct.index(p) for p in prompt_of_row], device=ids.device)
+            torch.tensor([slot[p] for p in prompt_of_row], device=ids.device)
         )
         return {name: cache}
 

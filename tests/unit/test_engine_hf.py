@@ -178,4 +178,4 @@ def test_samples_of_one_prompt_share_one_prefill_and_sample_as_without_it(tiny_c
             forced = engine.sequence_logprobs([g.prompt_token_ids], [g.token_ids])[0]
             assert forced == pytest.approx(list(g.logprobs), abs=1e-4)
     # distinct prompts (n = 1): nothing to share
-    assert engine._shared_prefill([0, 1], *engine._left_pad([[1, 2], [3, 4]])[:2]) == {}
+    assert engine._shared_prefill([0, 1], *engine._left_pad([[1, 2], [3, 4]])) == {}
