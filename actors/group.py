@@ -78,6 +78,19 @@ class Pending:
     def get(self) -> list:
         return [x for part in self.results() for x in part]
 
+    def as_completed(self):
+        """`(call index, answer)` for each call, the first to finish first; a replica that failed
+        is retried as in `results()`. With the role's `timeout_s` and no call finished by then,
+        the first unanswered call is asked (and so timed out and retried)."""
+        left = dict(enumerate(self.calls))
+        while left:
+            refs = {c.ref: i for i, c in left.items() if c.ref is not None}
+            ready = []
+            if refs:
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=self.group.faults.timeout_s)
+            index = refs[ready[0]] if ready else next(iter(left))
+            yield index, self.group._answer(left.pop(index))
+
 
 class ActorGroup:
     """A role's actors, in replica order."""

@@ -47,6 +47,17 @@ def soft_engine_factory(cfg: RLMRConfig):
     )
 
 
+class ScoresInFlight:
+    """The verifier's and the judge's calls on some groups, in flight."""
+
+    def __init__(self, groups: list[Group], verdicts, writing=None):
+        self.groups, self.verdicts, self.writing = groups, verdicts, writing
+
+    def get(self) -> list[ScoredGroup]:
+        writing = self.writing.get() if self.writing is not None else [None] * len(self.groups)
+        return [ScoredGroup(g, v, w) for g, v, w in zip(self.groups, self.verdicts.get(), writing)]
+
+
 class RayServices:
     """Every actor of a run, placed as the cluster config says."""
 
@@ -140,11 +151,21 @@ class RayServices:
     def sample(self, rows, params) -> list[Group]:
         return self.rollout.map("sample", list(rows), params)
 
+    def sample_chunks(self, rows, params):
+        """Each rollout replica's share of `rows` (contiguous, in order) as `(share index,
+        groups)`, the first replica to answer first: the driver scores a share while the others
+        are still sampling."""
+        yield from self.rollout.map_async("sample", list(rows), params).as_completed()
+
+    def score_async(self, groups: list[Group], judge: bool = True) -> ScoresInFlight:
+        """Verification and judging of `groups` started, side by side; `.get()` waits for them."""
+        texts = [g.for_scoring() for g in groups]  # the rewards read no token ids or log-probs
+        verdicts = self.verifier.map_async("check", texts)
+        scores = self.genrm.map_async("score", texts) if judge and self.genrm is not None else None
+        return ScoresInFlight(groups, verdicts, scores)
+
     def score(self, groups: list[Group], judge: bool = True) -> list[ScoredGroup]:
-        verdicts = self.verifier.map_async("check", groups)
-        scores = self.genrm.map_async("score", groups) if judge and self.genrm is not None else None
-        writing = scores.get() if scores is not None else [None] * len(groups)
-        return [ScoredGroup(g, v, w) for g, v, w in zip(groups, verdicts.get(), writing)]
+        return self.score_async(groups, judge).get()
 
     def read_judgments(self, groups: list[Group]) -> list:
         return self.rollout.map("read_judgments", groups)

@@ -64,6 +64,19 @@ class Group:
     def texts(self) -> list[str]:
         return [r.text for r in self.responses]
 
+    def for_scoring(self) -> Group:
+        """This group as the verifier and the judge read it: the prompt row, the prompt text, the
+        responses' texts and finish reasons; no token ids, no log-probs.
+
+        Those are most of a group's bytes (a 256-token response is 25x its text in pickled tuples)
+        and neither reward reads them, so they never cross to the reward workers.
+        """
+        return dataclasses.replace(
+            self,
+            prompt_token_ids=(),
+            responses=tuple(Response(r.text, (), (), r.finish_reason) for r in self.responses),
+        )
+
 
 @dataclass(frozen=True)
 class ConstraintOutcome:

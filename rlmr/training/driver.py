@@ -33,7 +33,7 @@ from rlmr.training.run_dir import RunDir
 
 class Services(Protocol):
     """What the loop needs from the cluster; every call is synchronous from the loop's point of
-    view."""
+    view. Services may also stream (`sample_chunks`, `score_async`: see `sample_and_score`)."""
 
     pad_token_id: int
 
@@ -74,6 +74,34 @@ def mix(reward: RewardConfig, writing: torch.Tensor, signals: RewardSignals) -> 
     )
 
 
+def sample_and_score(
+    services: Services,
+    rows: list[PromptRow],
+    params: SamplingParams,
+    judge: bool,
+    timer: PhaseTimer,
+) -> list[ScoredGroup]:
+    """The groups of `rows`, sampled, verified and judged, in the order of `rows`.
+
+    Where the services stream (`sample_chunks` and `score_async`, as Ray's do), each rollout
+    replica's groups go to the verifier and the judge as soon as that replica answers, so their
+    scoring overlaps the replicas still sampling; `time/reward_s` is then the scoring left after
+    the last replica answered. Otherwise the whole batch is sampled, then scored.
+    """
+    if not hasattr(services, "score_async"):
+        with timer("rollout"):
+            groups = services.sample(rows, params)
+        with timer("reward"):
+            return services.score(groups, judge=judge)
+    with timer("rollout"):
+        in_flight = {
+            share: services.score_async(groups, judge=judge)
+            for share, groups in services.sample_chunks(rows, params)
+        }
+    with timer("reward"):
+        return [scored for share in sorted(in_flight) for scored in in_flight[share].get()]
+
+
 def collect_groups(
     cfg: RLMRConfig,
     services: Services,
@@ -91,10 +119,8 @@ def collect_groups(
     frac_zero_std = None
     rounds = 1 + (cfg.rollout.max_refill_rounds if cfg.rollout.dynamic_sampling else 0)
     for _ in range(rounds):
-        with timer("rollout"):
-            groups = services.sample(sampler.take(want - len(kept)), params)
-        with timer("reward"):
-            scored = services.score(groups, judge=cfg.reward.writing.type != "none")
+        rows = sampler.take(want - len(kept))
+        scored = sample_and_score(services, rows, params, cfg.reward.writing.type != "none", timer)
         signals = RewardSignals.of(scored)
         if non_finite(writing=signals.writing):  # no reward to refill on: the step is skipped
             return kept + spare + scored, float("nan")

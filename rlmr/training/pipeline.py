@@ -33,7 +33,8 @@ class VersionedServices:
     `sync_weights` counts versions; `sample` stamps each group with the version that sampled it.
     Sampling and weight sync exclude each other (a sync never lands in the middle of a sampling
     call), and scoring calls are serialised, so the sampling thread and the loop's thread
-    (evaluation) can share one set of workers. Every other call passes through.
+    (evaluation) can share one set of workers. Every other call passes through, `score_async`
+    included: only Ray's services have it, and Ray's calls are thread-safe.
     """
 
     def __init__(self, services, version: int = 0):
@@ -49,6 +50,11 @@ class VersionedServices:
         with self._engines:
             groups = self._services.sample(rows, params)
             return [dataclasses.replace(g, version=self.version) for g in groups]
+
+    def sample_chunks(self, rows, params):
+        with self._engines:  # held until the last share is sampled
+            for share, groups in self._services.sample_chunks(rows, params):
+                yield share, [dataclasses.replace(g, version=self.version) for g in groups]
 
     def score(self, groups, judge: bool = True):
         with self._scorers:

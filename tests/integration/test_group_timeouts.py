@@ -30,3 +30,33 @@ def test_a_slow_call_is_a_hang_unless_given_its_own_limit(ray_session):
     )
     assert group.call_each("wait", [3.0], timeout_s=30.0) == [3.0]  # e.g. setup: start-up budget
     group.kill()
+
+
+def test_answers_stream_fastest_first_and_a_lost_call_is_sent_again(ray_session, tmp_path):
+    """`Pending.as_completed`: the replica that answers first comes first, with its call index;
+    a replica that dies mid-call is restarted and its call answered, nothing lost or doubled."""
+    import os
+
+    from actors.group import ActorGroup, FaultPolicy
+
+    @ray_session.remote(num_cpus=0.5)
+    class Worker:
+        def work(self, items, seconds, die_once=None):
+            import time
+
+            if die_once and items[0] == "b" and not os.path.exists(die_once):
+                open(die_once, "w").close()
+                os._exit(1)  # this replica's process dies once; Ray restarts it
+            time.sleep(seconds if items[0] == "a" else 0.0)
+            return [x.upper() for x in items]
+
+    group = ActorGroup.start(
+        Worker, [0, 1], lambda p: {}, faults=FaultPolicy(role="rollout", restarts=1, timeout_s=60)
+    )
+    answers = list(group.map_async("work", ["a", "b"], 2.0).as_completed())
+    assert answers == [(1, ["B"]), (0, ["A"])]  # replica 1 answered first
+
+    answers = dict(group.map_async("work", ["a", "b"], 0.0, str(tmp_path / "died")).as_completed())
+    assert answers == {0: ["A"], 1: ["B"]}
+    assert group.retries == 1
+    group.kill()

@@ -282,3 +282,77 @@ def test_a_step_counts_its_wait_for_the_rollout(tmp_path):
     first = rows[0]
     assert first["time/wait_rollout_s"] >= 0.25
     assert first["time/step_s"] >= first["time/wait_rollout_s"]
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+class StreamingServices(FakeServices):
+    """Streams as Ray's services do: rows split into shares, the last share answered first, and
+    scoring of a share starts as soon as it is answered; `events` records the order."""
+
+    def __init__(self, shares: int = 2):
+        super().__init__()
+        self.shares, self.events = shares, []
+
+    def sample_chunks(self, rows, params):
+        from rlmr.core.records import split_evenly
+
+        parts = split_evenly(list(rows), self.shares)
+        for share in reversed(range(len(parts))):
+            self.events.append(("sampled", share))
+            yield share, self.sample(parts[share], params)
+
+    def score_async(self, groups, judge=True):
+        self.events.append(("scoring", [g.row.id for g in groups]))
+        return _Done(self.score(groups, judge))
+
+
+@pytest.mark.parametrize("staleness", [0, 1])
+def test_streamed_scoring_gives_the_batch_loop_s_steps_and_starts_each_share_at_once(
+    tmp_path, staleness
+):
+    """A share is sent for scoring before the next share is sampled, and the groups come back in
+    the prompts' order: the steps equal those of services that sample, then score, the whole
+    batch (synchronous and one step off)."""
+    runs = []
+    for name, services in (("batch", FakeServices()), ("stream", StreamingServices())):
+        cfg = _cfg(
+            tmp_path / name,
+            "rollout.prompts_per_step=4",
+            f"rollout.max_staleness={staleness}",
+            "algo.behaviour_weight_cap=2.0",
+        )
+        rows = run_training(cfg, services, RunDir(cfg), ROWS, HELD_OUT)
+        runs.append((services, rows))
+    (batch, batch_rows), (stream, stream_rows) = runs
+    _same_batches(batch.batches, stream.batches)
+    assert _without_times(batch_rows) == _without_times(stream_rows)
+    first_step = next(ids for ids in batch.sampled_prompt_ids if ids[0].startswith("p"))
+    assert len(first_step) == 4
+    assert stream.events[:4] == [
+        ("sampled", 1),
+        ("scoring", first_step[2:]),
+        ("sampled", 0),
+        ("scoring", first_step[:2]),
+    ]
+    assert sum(e[0] == "scoring" for e in stream.events) == 2 * 4  # two shares, four steps
+
+
+def test_versioned_services_stamp_streamed_groups_and_hold_the_engines_while_sampling():
+    services = VersionedServices(StreamingServices(), version=3)
+    rows = ROWS[:4]
+    from rlmr.engine.base import SamplingParams
+
+    chunks = services.sample_chunks(rows, SamplingParams(max_new_tokens=8, n=2))
+    share, groups = next(chunks)
+    assert share == 1 and [g.version for g in groups] == [3, 3]
+    assert not services._engines.acquire(blocking=False)  # a weight sync waits for the rest
+    assert [s for s, _ in chunks] == [0]
+    assert services._engines.acquire(blocking=False)
+    services._engines.release()
