@@ -156,7 +156,8 @@ class LearnerGroup:
         largest of a `*_max`)."""
         from rlmr.training.learner import combine_stat
 
-        stats = self.ranks.call_each("update", batch.split(len(self.ranks)))
+        shards = [s.compact() for s in batch.split(len(self.ranks))]  # not the whole batch each
+        stats = self.ranks.call_each("update", shards)
         return {k: combine_stat(k, [s[k] for s in stats]) for k in stats[0]}
 
     def export_weights(self) -> tuple:

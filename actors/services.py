@@ -174,7 +174,10 @@ class RayServices:
         return self.rollout.map("judge_held_out", pairs)
 
     def reference_logprobs(self, tokens: TokenBatch) -> torch.Tensor:
-        return torch.cat(self.reference.call_each("logprobs", tokens.chunks(len(self.reference))))
+        chunks = [
+            c.compact() for c in tokens.chunks(len(self.reference))
+        ]  # not the whole batch each
+        return torch.cat(self.reference.call_each("logprobs", chunks))
 
     def update_policy(self, batch: TrainBatch) -> dict:
         return self.learner.update(batch)

@@ -124,6 +124,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--ms-per-sample", type=float, default=21.0, help="modelled, all phases")
     p.add_argument("--sync-s", type=float, default=1.0)
+    p.add_argument(
+        "--out", type=Path, help="also write the JSON here (Ray's own warnings may reach stdout)"
+    )
     args = p.parse_args(argv)
     ray.init(
         num_cpus=os.cpu_count(),
@@ -169,6 +172,8 @@ def main(argv=None) -> int:
     }
     json.dump(result, sys.stdout, indent=2)
     print()
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

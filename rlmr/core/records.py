@@ -181,6 +181,14 @@ class TokenBatch:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return type(self)(**{k: None if v is None else v[index] for k, v in values.items()})
 
+    def compact(self):
+        """The same record with every tensor in a storage of its own size (a copy only where a
+        tensor is a slice of a larger one). Send this, not a slice, to another process: a pickled
+        slice carries its parent's whole storage, so `n` shards of a batch would cost `n` batches.
+        """
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return type(self)(**{k: _compact(v) for k, v in values.items()})
+
     def split(self, parts: int) -> list:
         """`parts` equal, contiguous slices (the batch must divide)."""
         if len(self) % parts:
@@ -265,6 +273,14 @@ class TrainBatch(TokenBatch):
             advantages=advantages.reshape(-1).to(torch.float32),
             ref_logprobs=ref_logprobs,
         )
+
+
+def _compact(t: torch.Tensor | None) -> torch.Tensor | None:
+    if t is None or (
+        t.is_contiguous() and t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    ):
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
 
 
 def split_evenly(items: list, parts: int) -> list[list]:

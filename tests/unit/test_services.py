@@ -69,3 +69,64 @@ def test_score_sends_the_reward_workers_text_only_groups_and_keeps_the_full_ones
     services.genrm.sent.clear()
     assert all(s.writing is None for s in services.score(groups, judge=False))
     assert services.genrm.sent == []
+
+
+def _train_batch(rows: int = 8, width: int = 1000):
+    import torch
+
+    from rlmr.core.records import TokenBatch, TrainBatch
+
+    tokens = TokenBatch(
+        input_ids=torch.arange(rows * width).reshape(rows, width),
+        attention_mask=torch.ones(rows, width, dtype=torch.long),
+        response_mask=torch.ones(rows, width - 1, dtype=torch.bool),
+        rollout_logprobs=torch.full((rows, width - 1), -0.5),
+    )
+    return TrainBatch.of(tokens, torch.arange(rows, dtype=torch.float32))
+
+
+def test_a_compact_shard_pickles_its_own_rows_only():
+    import torch
+
+    batch = _train_batch()
+    shards = batch.split(4)
+    assert len(pickle.dumps(shards[1])) > 0.9 * len(pickle.dumps(batch))  # a slice: every row
+    compact = [s.compact() for s in shards]
+    for shard, small in zip(shards, compact):
+        for name in ("input_ids", "attention_mask", "response_mask", "rollout_logprobs"):
+            assert torch.equal(getattr(shard, name), getattr(small, name))
+        assert torch.equal(shard.advantages, small.advantages) and small.ref_logprobs is None
+        assert len(pickle.dumps(small)) < 0.3 * len(pickle.dumps(batch))
+    assert batch.compact().input_ids is batch.input_ids  # already compact: no copy
+
+
+class _Each:
+    """An ActorGroup stand-in that answers `call_each` and keeps what each actor was sent."""
+
+    def __init__(self, actors, answer):
+        self.actors, self.answer, self.sent = [None] * actors, answer, []
+
+    def __len__(self):
+        return len(self.actors)
+
+    def call_each(self, method, parts, *args, timeout_s=None):
+        self.sent.extend(pickle.dumps(p) for p in parts)
+        return [self.answer(p) for p in parts]
+
+
+def test_learner_ranks_and_reference_replicas_are_sent_compact_shards():
+    import torch
+
+    from actors.learner import LearnerGroup
+
+    batch = _train_batch()
+    whole = len(pickle.dumps(batch))
+    learner = LearnerGroup.__new__(LearnerGroup)  # the dispatch only: no rendezvous
+    learner.ranks = _Each(4, lambda shard: {"loss": float(shard.advantages.sum())})
+    assert learner.update(batch) == {"loss": float(batch.advantages.sum()) / 4}
+    assert len(learner.ranks.sent) == 4 and all(len(b) < 0.3 * whole for b in learner.ranks.sent)
+
+    services = RayServices.__new__(RayServices)
+    services.reference = _Each(4, lambda chunk: chunk.rollout_logprobs * 2)
+    assert torch.equal(services.reference_logprobs(batch), batch.rollout_logprobs * 2)
+    assert all(len(b) < 0.3 * whole for b in services.reference.sent)
