@@ -186,6 +186,18 @@ def test_staleness_is_counted_per_group_and_refused_beyond_the_bound():
         "staleness/1": 0.5,
         "staleness/2": 0.25,
     }
+    assert staleness_metrics([1], 1) == {  # one group
+        "staleness_mean": 1.0,
+        "staleness_max": 1.0,
+        "staleness/0": 0.0,
+        "staleness/1": 1.0,
+    }
+    assert staleness_metrics([], 1) == {  # none: zeros, not an error
+        "staleness_mean": 0.0,
+        "staleness_max": 0.0,
+        "staleness/0": 0.0,
+        "staleness/1": 0.0,
+    }
 
 
 def test_versioned_services_stamp_samples_with_the_weights_that_made_them():
