@@ -45,10 +45,11 @@ INSTANT = {k: (0.0, 0.0) for k in ("rollout", "reward", "reference", "update", "
 
 @ray.remote(num_cpus=0)
 class ModelledWorker:
-    """Any role's worker, answering as `ModelledServices` does (instantly here)."""
+    """Any role's worker, answering as `ModelledServices` does (instantly, unless given
+    latencies)."""
 
-    def __init__(self):
-        self.services = ModelledServices(INSTANT)
+    def __init__(self, latency=None):
+        self.services = ModelledServices(latency or INSTANT)
 
     def sample(self, rows, params):
         return self.services.sample(rows, params)
@@ -87,16 +88,23 @@ class ModelledWorker:
 
 
 class ModelledRayServices(RayServices):
-    """`RayServices`' dispatch (inherited) over `workers` modelled actors per role."""
+    """`RayServices`' dispatch (inherited) over `workers` modelled actors per role.
 
-    def __init__(self, cfg, workers: int):
+    `latency`: role -> the latency of each of its replicas (`ModelledServices`' phase ->
+    (fixed s, s per sample)); roles not given answer at once.
+    """
+
+    def __init__(self, cfg, workers: int, latency: dict[str, list[dict]] | None = None):
         self.cfg, self.nccl_sync, self.pad_token_id = cfg, False, 0
+        latency = latency or {}
 
-        def group() -> ActorGroup:
-            return ActorGroup([ModelledWorker.remote() for _ in range(workers)])
+        def group(role: str) -> ActorGroup:
+            per_replica = latency.get(role, [None] * workers)
+            return ActorGroup([ModelledWorker.remote(lat) for lat in per_replica])
 
-        self.learner = LearnerGroup(group())
-        self.rollout, self.verifier, self.genrm, self.reference = group(), group(), group(), group()
+        self.learner = LearnerGroup(group("learner"))
+        self.rollout, self.verifier = group("rollout"), group("verifier")
+        self.genrm, self.reference = group("genrm"), group("reference")
         self.sync_weights()
 
     def shutdown(self) -> None:
