@@ -12,6 +12,8 @@ the same way (`call_all`), gathers the answers, and stops them.
     verdicts = verifier.map("check_groups", groups)            # results in the order of `groups`
     pending = verifier.map_async("check_groups", groups)       # ... while something else runs
     verdicts = pending.get()
+    for i, part in rollout.map_async("sample", rows, params).as_completed():  # first done first
+        ...
 
 Faults: a replica that dies (its process killed, its node lost) is restarted
 by Ray (`max_restarts`), and every call it had not answered is sent again,
@@ -21,12 +23,14 @@ there). A call that does not answer within `timeout_s` counts the same: its
 replica is killed and restarted. Each call is retried at most `restarts` times;
 then `ActorFailed` names the role, the replica, the call and the cause. Answers
 are kept in call order, so a retried call replaces its own lost answer: no
-item is lost or counted twice.
+item is lost or counted twice. A fault seen by calls on two threads restarts the replica
+once (and runs `on_restart` once); the other calls are only sent again.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +67,7 @@ class _Call:
     ref: object  # None when resending failed: `error` is then the fault to count
     error: Exception | None = None
     timeout_s: float | None = None  # this call's hang limit, when not the role's
+    generation: int = 0  # how often its replica had been restarted when the call was sent
 
 
 class Pending:
@@ -85,11 +90,19 @@ class Pending:
         left = dict(enumerate(self.calls))
         while left:
             refs = {c.ref: i for i, c in left.items() if c.ref is not None}
+            limits = {i: c.timeout_s or self.group.faults.timeout_s for i, c in left.items()}
+            limits = {i: t for i, t in limits.items() if t is not None}
+            shortest = min(limits.values(), default=None)
             ready = []
             if refs:
-                ready, _ = ray.wait(list(refs), num_returns=1, timeout=self.group.faults.timeout_s)
-            index = refs[ready[0]] if ready else next(iter(left))
-            yield index, self.group._answer(left.pop(index))
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=shortest)
+            if ready:
+                index = refs[ready[0]]
+                yield index, self.group._answer(left.pop(index))
+                continue
+            # Nothing answered within the shortest limit: that call has waited it out already.
+            index = min(limits, key=limits.get) if limits else next(iter(left))
+            yield index, self.group._answer(left.pop(index), waited=bool(refs))
 
 
 class ActorGroup:
@@ -101,6 +114,8 @@ class ActorGroup:
         self.actors = list(actors)
         self.faults = faults or FaultPolicy()
         self.retries = 0  # calls sent again after a fault, over the group's life
+        self._generation = [0] * len(self.actors)  # restarts per replica, by this group
+        self._restarting = threading.Lock()
 
     @classmethod
     def start(
@@ -129,18 +144,21 @@ class ActorGroup:
         return len(self.actors)
 
     def _submit(self, replica: int, method: str, *args, timeout_s: float | None = None) -> _Call:
+        generation = self._generation[replica]
         ref = getattr(self.actors[replica], method).remote(*args)
-        return _Call(replica, method, args, ref, timeout_s=timeout_s)
+        return _Call(replica, method, args, ref, timeout_s=timeout_s, generation=generation)
 
-    def _answer(self, call: _Call):
-        """The call's answer; a replica that died or hung is restarted and asked again."""
+    def _answer(self, call: _Call, waited: bool = False):
+        """The call's answer; a replica that died or hung is restarted and asked again.
+        `waited`: the caller has already waited the call's limit out (its first look does not
+        wait again)."""
         policy = self.faults
         timeout_s = call.timeout_s or policy.timeout_s
         for attempt in range(policy.restarts + 1):
             try:
                 if call.ref is None:
                     raise call.error
-                return ray.get(call.ref, timeout=timeout_s)
+                return ray.get(call.ref, timeout=0 if waited and attempt == 0 else timeout_s)
             except (*LOST, GetTimeoutError) as err:
                 hung = isinstance(err, GetTimeoutError)
                 cause = (
@@ -160,16 +178,22 @@ class ActorGroup:
                     file=sys.stderr,
                 )
                 actor = self.actors[call.replica]
-                if hung:  # Ray restarts a replica it kills without no_restart
-                    ray.kill(actor, no_restart=False)
-                self.retries += 1
-                try:
-                    self._wait_restarted(actor)
-                    if policy.on_restart is not None:
-                        policy.on_restart(actor)
-                    call.ref = getattr(actor, call.method).remote(*call.args)
-                except LOST as again:  # lost again before the call was sent: next attempt
-                    call.ref, call.error = None, again
+                # One restart per fault, even when calls on two threads (sampling ahead and
+                # evaluating) both see it: the second finds the replica already restarted.
+                with self._restarting:
+                    self.retries += 1
+                    try:
+                        if self._generation[call.replica] == call.generation:
+                            if hung:  # Ray restarts a replica it kills without no_restart
+                                ray.kill(actor, no_restart=False)
+                            self._wait_restarted(actor)
+                            if policy.on_restart is not None:
+                                policy.on_restart(actor)
+                            self._generation[call.replica] += 1
+                        call.generation = self._generation[call.replica]
+                        call.ref = getattr(actor, call.method).remote(*call.args)
+                    except LOST as again:  # lost again before the call was sent: next attempt
+                        call.ref, call.error = None, again
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_restarted(self, actor) -> None:

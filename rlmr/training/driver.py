@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -93,11 +94,11 @@ def sample_and_score(
             groups = services.sample(rows, params)
         with timer("reward"):
             return services.score(groups, judge=judge)
-    with timer("rollout"):
-        in_flight = {
-            share: services.score_async(groups, judge=judge)
-            for share, groups in services.sample_chunks(rows, params)
-        }
+    in_flight = {}
+    # closing: a failure here must not leave the generator (and what it holds) open
+    with timer("rollout"), closing(services.sample_chunks(rows, params)) as shares:
+        for share, groups in shares:
+            in_flight[share] = services.score_async(groups, judge=judge)
     with timer("reward"):
         return [scored for share in sorted(in_flight) for scored in in_flight[share].get()]
 

@@ -34,7 +34,8 @@ class VersionedServices:
     Sampling and weight sync exclude each other (a sync never lands in the middle of a sampling
     call), and scoring calls are serialised, so the sampling thread and the loop's thread
     (evaluation) can share one set of workers. Every other call passes through, `score_async`
-    included: only Ray's services have it, and Ray's calls are thread-safe.
+    included: only Ray's services have it; Ray takes calls from any thread, and `ActorGroup`
+    restarts a failed replica once however many threads saw the fault.
     """
 
     def __init__(self, services, version: int = 0):

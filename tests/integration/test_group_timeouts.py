@@ -60,3 +60,76 @@ def test_answers_stream_fastest_first_and_a_lost_call_is_sent_again(ray_session,
     assert answers == {0: ["A"], 1: ["B"]}
     assert group.retries == 1
     group.kill()
+
+
+def test_a_hang_seen_by_two_threads_restarts_the_replica_once(ray_session, tmp_path):
+    """The sampling thread and an evaluation both wait on one hung replica: one restart and one
+    `on_restart` (the rollout's weight reload), both calls answered; the second thread finds
+    the replica restarted and only sends its call again."""
+    import threading
+    import time
+
+    from actors.group import ActorGroup, FaultPolicy
+
+    starts = tmp_path / "starts"
+
+    @ray_session.remote(num_cpus=0.5)
+    class HangsFirst:
+        def __init__(self, path):
+            with open(path, "a") as f:
+                f.write("x")
+            self.first = open(path).read() == "x"  # the first incarnation hangs
+
+        def work(self, items):
+            import time
+
+            if self.first:
+                time.sleep(300)
+            return [x * 2 for x in items]
+
+    group = ActorGroup.start(
+        HangsFirst,
+        [0],
+        lambda p: {},
+        str(starts),
+        faults=FaultPolicy(
+            role="judge", restarts=2, timeout_s=2.0, on_restart=lambda actor: reloads.append(1)
+        ),
+    )
+    answers, reloads = {}, []
+
+    def call(x):
+        answers[x] = group.map("work", [x])
+
+    threads = [threading.Thread(target=call, args=(x,)) for x in (1, 2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.5)  # the second call queues behind the first on the hung replica
+    for t in threads:
+        t.join(timeout=120)
+    assert answers == {1: [2], 2: [4]}
+    assert starts.read_text() == "xx"  # one restart, not one per thread
+    assert reloads == [1]
+    assert group.retries == 2
+    group.kill()
+
+
+def test_a_streamed_call_that_hangs_is_given_up_after_its_limit_not_twice_it(ray_session):
+    import time
+
+    from actors.group import ActorFailed, ActorGroup, FaultPolicy
+
+    @ray_session.remote(num_cpus=0.5)
+    class Slow:
+        def work(self, items):
+            time.sleep(60)
+            return items
+
+    group = ActorGroup.start(
+        Slow, [0], lambda p: {}, faults=FaultPolicy(role="rollout", restarts=0, timeout_s=3.0)
+    )
+    started = time.monotonic()
+    with pytest.raises(ActorFailed, match=r"^rollout replica 0, call work: no answer within 3 s"):
+        list(group.map_async("work", ["a"]).as_completed())
+    assert time.monotonic() - started < 5.5  # one limit (3 s) and the kill, not two limits (6 s)
+    group.kill()
