@@ -614,6 +614,11 @@ def test_a_non_finite_forward_skips_the_update_and_leaves_the_optimizer_as_it_wa
     after = _all_weights(learner, zero)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert learner.updates == 0
+    # The NaN micro-batch adds nothing to the shard's NLL: it is the first micro-batch's alone.
+    first = batch().select(slice(0, 2))
+    nll_first = -(learner.logprobs(first) * first.response_mask).sum() / first.response_mask.sum()
+    assert stats["nll"] == pytest.approx(float(nll_first), rel=1e-5)
+    nan_stats = stats
     # The next update is exactly the first update of a learner that never saw the NaN: no
     # moment, step count, learning-rate step or stale gradient was left behind.
     stats = learner.update(batch())
@@ -624,6 +629,16 @@ def test_a_non_finite_forward_skips_the_update_and_leaves_the_optimizer_as_it_wa
     assert stats["lr"] == expected["lr"]
     got, want = _all_weights(learner, zero), _all_weights(clean, zero)
     assert all(torch.equal(got[k], want[k]) for k in want)
+    assert set(nan_stats) | {"grad_norm"} == set(expected)  # no bookkeeping key leaks out
+
+
+def test_statistics_combine_as_means_and_maxima_as_maxima():
+    from rlmr.training.learner import combine_stat
+
+    assert combine_stat("behaviour_weight_max", [1.0, 3.0, 2.0]) == 3.0
+    assert combine_stat("staleness_max", [0.5]) == 0.5
+    assert combine_stat("kl", [1.0, 3.0, 2.0]) == 2.0
+    assert combine_stat("max_len", [1.0, 3.0]) == 2.0  # only a `_max` suffix is a maximum
 
 
 def test_a_step_deepspeed_discards_is_counted_as_skipped(model_dir):
