@@ -603,7 +603,8 @@ def _all_weights(learner, zero) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("zero", [0, 2, 3])
 def test_a_non_finite_forward_skips_the_update_and_leaves_the_optimizer_as_it_was(model_dir, zero):
     # NaN on the second of two micro-batches: the first one's gradient is already accumulated.
-    learner = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0)
+    # A warm-up schedule, so a learning-rate step taken on the skipped update would show.
+    learner = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0, warmup_steps=4)
     before = _all_weights(learner, zero)
     hook = _nan_forward(learner, {2})
     stats = learner.update(batch())
@@ -622,7 +623,7 @@ def test_a_non_finite_forward_skips_the_update_and_leaves_the_optimizer_as_it_wa
     # The next update is exactly the first update of a learner that never saw the NaN: no
     # moment, step count, learning-rate step or stale gradient was left behind.
     stats = learner.update(batch())
-    clean = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0)
+    clean = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0, warmup_steps=4)
     expected = clean.update(batch())
     assert stats["skipped_update_frac"] == 0.0 and stats["nonfinite_logprobs"] == 0.0
     assert stats["grad_norm"] == expected["grad_norm"] > 0
@@ -639,6 +640,16 @@ def test_statistics_combine_as_means_and_maxima_as_maxima():
     assert combine_stat("staleness_max", [0.5]) == 0.5
     assert combine_stat("kl", [1.0, 3.0, 2.0]) == 2.0
     assert combine_stat("max_len", [1.0, 3.0]) == 2.0  # only a `_max` suffix is a maximum
+
+
+def test_a_skipped_update_leaves_the_step_s_other_updates_to_run(model_dir):
+    # Two updates per step: old log-probs take forwards 1-2, the first update forward 3 (NaN).
+    learner = make_learner(model_dir, micro=2, updates=2)
+    hook = _nan_forward(learner, {3})
+    stats = learner.update(batch())
+    hook.remove()
+    assert stats["skipped_update_frac"] == 0.5
+    assert learner.updates == 1
 
 
 def test_a_step_deepspeed_discards_is_counted_as_skipped(model_dir):
