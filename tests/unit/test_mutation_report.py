@@ -39,3 +39,9 @@ def test_summary_counts_outcomes_and_flags_undocumented_survivors():
 def test_the_equivalents_file_parses():
     documented = mutation["documented"]()
     assert all(reason for reason in documented.values())
+    names = [
+        line.partition("#")[0].strip()
+        for line in mutation["EQUIVALENTS"].read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert len(names) == len(set(names)) == len(documented)  # one reason per mutant
