@@ -175,3 +175,20 @@ def test_cut_and_empty_responses_are_counted_and_the_cut_ones_penalised(tmp_path
             signals.writing, signals.passed, passed_fraction=signals.passed_fraction
         )
         assert row["reward_mean"] < float(plain.mean())
+
+
+def test_a_skipped_step_names_every_cause_and_keeps_its_pass_rate_and_time(tmp_path):
+    class Both(Faulty):
+        def score(self, groups, judge=True):
+            self.what = "writing"
+            out = super().score(groups, judge)
+            self.what = "rollout"
+            return out
+
+    cfg = _cfg(tmp_path)
+    services = Both("rollout", {2})
+    rows = run_training(cfg, services, RunDir(cfg), ROWS, ())
+    skipped = rows[1]
+    assert skipped["skipped_for"] == "writing scores, rollout log-probs"
+    assert skipped["pass_rate"] == 0.5  # the fakes pass the odd responses of each group
+    assert skipped["time/step_s"] > 0 and skipped["time/step_s"] >= skipped["time/rollout_s"]
