@@ -394,3 +394,14 @@ def test_a_scoring_failure_while_streaming_leaves_the_engines_free():
     assert caught.value is not None  # the exception (and its traceback) is still alive here
     assert services._engines.acquire(blocking=False)
     services._engines.release()
+
+
+def test_a_rollout_says_which_step_it_samples(tmp_path):
+    from rlmr.data.prompts import PromptSampler
+
+    cfg = _cfg(tmp_path)
+    sampler = PromptSampler(ROWS, seed=cfg.data.seed, shuffle=cfg.data.shuffle)
+    rollout = sample_step(cfg, FakeServices(), sampler, 3)
+    assert rollout.step == 3
+    assert len(rollout.scored) == cfg.rollout.prompts_per_step
+    assert rollout.data_state == sampler.state_dict()
