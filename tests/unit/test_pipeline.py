@@ -405,3 +405,18 @@ def test_a_rollout_says_which_step_it_samples(tmp_path):
     assert rollout.step == 3
     assert len(rollout.scored) == cfg.rollout.prompts_per_step
     assert rollout.data_state == sampler.state_dict()
+
+
+def test_a_step_on_services_without_weight_versions_counts_no_staleness(tmp_path):
+    """`training_step` on plain services (no VersionedServices): every group is current."""
+    from rlmr.data.prompts import PromptSampler
+
+    for k, overrides in ((0, ()), (1, ASYNC)):
+        cfg = _cfg(tmp_path / str(k), *overrides)
+        sampler = PromptSampler(ROWS, seed=cfg.data.seed, shuffle=cfg.data.shuffle)
+        services = FakeServices()
+        assert not hasattr(services, "version")
+        metrics, _ = training_step(cfg, services, sampler, 1)  # k = 0 refuses any staleness
+        assert services.updates == 1
+        if k:
+            assert metrics["staleness_mean"] == 0.0 and metrics["staleness/0"] == 1.0
