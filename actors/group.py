@@ -85,8 +85,8 @@ class Pending:
 
     def as_completed(self):
         """`(call index, answer)` for each call, the first to finish first; a replica that failed
-        is retried as in `results()`. With the role's `timeout_s` and no call finished by then,
-        the first unanswered call is asked (and so timed out and retried)."""
+        is retried as in `results()`. When no call finishes within the shortest hang limit among
+        those left, that call counts as hung at once (it has waited its limit out)."""
         left = dict(enumerate(self.calls))
         while left:
             refs = {c.ref: i for i, c in left.items() if c.ref is not None}

@@ -124,6 +124,25 @@ def _steps(services_for, prompts: int, n: int, steps: int) -> list[float]:
     return [r["time/step_s"] for r in logged[1:]]  # step 1 warms the actors up
 
 
+def start_ray() -> None:
+    """A private local Ray on this machine's CPUs: no dashboard, workers' logs kept off stdout."""
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+
+
+def emit(result: dict, out: Path | None) -> None:
+    """The benchmark's JSON on stdout, and in `out` when given (Ray's own warnings can reach
+    stdout, so a redirected stdout may not be clean JSON)."""
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    if out:
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--prompts", type=int, nargs="+", default=[512])
@@ -136,12 +155,7 @@ def main(argv=None) -> int:
         "--out", type=Path, help="also write the JSON here (Ray's own warnings may reach stdout)"
     )
     args = p.parse_args(argv)
-    ray.init(
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    start_ray()
     rows = []
     try:
         for prompts in args.prompts:
@@ -178,10 +192,7 @@ def main(argv=None) -> int:
         "modelled_ms_per_sample": args.ms_per_sample,
         "rows": rows,
     }
-    json.dump(result, sys.stdout, indent=2)
-    print()
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -22,7 +22,6 @@ rollout and reward phases, and the two times the model predicts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ray  # noqa: E402
 from pipeline import _config  # noqa: E402
-from ray_overhead import INSTANT, ModelledRayServices  # noqa: E402
+from ray_overhead import INSTANT, ModelledRayServices, emit, start_ray  # noqa: E402
 
 from rlmr.core.records import PromptRow  # noqa: E402
 from rlmr.training.driver import run_training  # noqa: E402
@@ -110,12 +109,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="alternating streamed / batch runs")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     args = p.parse_args(argv)
-    ray.init(
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    start_ray()
     steps = {"streamed": [], "batch": []}
     try:
         for _ in range(args.rounds):
@@ -143,10 +137,7 @@ def main(argv=None) -> int:
         "predicted_rollout_plus_reward": predicted(args),
         "measured_steps": {name: len(s) for name, s in steps.items()},
     }
-    json.dump(result, sys.stdout, indent=2)
-    print()
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
     return 0
 
 
