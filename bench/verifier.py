@@ -138,6 +138,8 @@ def main(argv=None) -> int:
                 "reference_responses_per_s": round(len(rows) / t_ref, 1),
                 "rlmr_responses_per_s": round(len(rows) / t_ours, 1),
                 "ratio": round(t_ref / t_ours, 2),
+                "reference_s": round(t_ref, 3),
+                "rlmr_s": round(t_ours, 3),
                 "identical_verdicts": v_ref == v_ours,
             }
     logging.disable(logging.NOTSET)

@@ -29,8 +29,9 @@ from rlmr.verify.constraints import (
 )
 from rlmr.verify.guard import GUARD_TYPE
 from rlmr.verify.ifeval import LooseTexts, loose_verdict, strict_verdict
+from rlmr.verify.langid import shared_identifier
 from rlmr.verify.results import ConstraintResult, GroupCheck, ResponseCheck, Verdict
-from rlmr.verify.text import TextStats
+from rlmr.verify.text import LanguagePending, TextStats
 
 # Families with IFEval's strict and loose modes (IFBench's evaluation_lib copies IFEval's).
 LOOSE_FAMILIES = ("ifeval", "ifbench")
@@ -93,6 +94,18 @@ def verify_batch(
     """
     rows: list[list[ConstraintResult | None]] = []
     soft_jobs: list[tuple[int, int, str, Constraint]] = []
+    # rules that read a language not identified yet: rerun once a batch of texts is identified
+    waiting: list[tuple[int, int, Constraint, int | None, TextStats, LooseTexts | None]] = []
+    pending: dict[int, TextStats] = {}
+
+    def check(item, slot, constraint, index, stats, loose_texts) -> ConstraintResult | None:
+        try:
+            return _rule_result(constraint, index, stats, loose, loose_texts)
+        except LanguagePending as missing:
+            waiting.append((item, slot, constraint, index, stats, loose_texts))
+            pending[id(missing.stats)] = missing.stats
+            return None
+
     for item, pair in enumerate(items):
         if not (isinstance(pair, Sequence) and len(pair) == 2):
             raise TypeError(
@@ -100,7 +113,7 @@ def verify_batch(
             )
         response, raw = pair
         constraints = _as_constraints(raw, item)
-        stats = TextStats(response)
+        stats = TextStats(response, defer_language=True)
         loose_texts = LooseTexts(stats) if loose else None
         results: list[ConstraintResult | None] = []
         for index, constraint in enumerate(constraints):
@@ -118,10 +131,17 @@ def verify_batch(
                     soft_jobs.append((item, len(results), response, constraint))
                     results.append(None)
             else:
-                results.append(_rule_result(constraint, index, stats, loose, loose_texts))
+                results.append(check(item, len(results), constraint, index, stats, loose_texts))
         if judge_directed_text and not any(c.type == GUARD_TYPE for c in constraints):
-            results.append(_rule_result(guard_constraint(), None, stats, loose, None))
+            results.append(check(item, len(results), guard_constraint(), None, stats, None))
         rows.append(results)
+    while waiting:  # a loose rule may read the language of one variant after another
+        texts = list(pending.values())
+        for stats, language in zip(texts, shared_identifier().detect_many([s.text for s in texts])):
+            stats.set_language(language)
+        retry, waiting, pending = waiting, [], {}
+        for item, slot, *rule in retry:
+            rows[item][slot] = check(item, slot, *rule)
     if soft_jobs:
         verdicts = soft_checker.check([(response, c) for _, _, response, c in soft_jobs])
         for (item, slot, _, _), verdict in zip(soft_jobs, verdicts):

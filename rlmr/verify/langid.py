@@ -21,6 +21,11 @@ its answer is bit-identical:
 - one shortcut that cannot change the answer: the final score of a language is
   the mean of seven normalised trials, so once one language has more than half
   of the total mass it is the answer, and the remaining trials are skipped.
+`detect_many` runs trial t of many texts side by side, one [texts, languages]
+array per normalisation block (each text's own draws and stopping block; the
+row sums are Python's `sum` as langdetect computes them: left-to-right before
+Python 3.12, as `np.add.accumulate` does, and `sum` itself row by row after).
+The verifier identifies every response of a batch that a rule needs in one call.
 If a future Python's `random` drew differently, a start-up self-check
 notices and the identifier runs langdetect itself instead (slow, still exact).
 Language profiles come from the installed `langdetect` package (no download).
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 import threading
 from array import array
 
@@ -68,6 +74,7 @@ class LanguageIdentifier:
     first_blocks = (
         16  # normalisation blocks prepared per trial before more are drawn (tests lower it)
     )
+    together_down_to = 3  # fewer texts left in a trial than this go on one at a time
 
     def __init__(self, seed: int = 0):
         from langdetect import detector_factory
@@ -86,8 +93,9 @@ class LanguageIdentifier:
         self._normalize_vi = NGram.normalize_vi
         self._normalize_char = NGram.normalize
         self._char_table: dict[int, str] = {}
-        self._word_cache: dict[tuple[str, bool], bytes] = {}
-        self._row_of: dict[str, int] = {}
+        self._word_cache: dict[str, bytes] = {}
+        self._row_of: dict[str, int] = {}  # n-gram -> row of `_rows`, or -1: in no profile
+        self._n_rows = 0
         self._rows = np.zeros((4096, len(self.languages)))
         self._factory = factory
         self._lock = threading.Lock()
@@ -130,17 +138,24 @@ class LanguageIdentifier:
         return text.translate(table)
 
     def _row(self, gram: str) -> int:
+        """The profile row of `gram`, added on first sight; -1 for a gram no profile holds (both
+        remembered in `_row_of`)."""
         row = self._row_of.get(gram)
         if row is None:
-            row = len(self._row_of)
-            if row == len(self._rows):
-                self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
-            self._rows[row] = self._prob_map[gram]
+            if gram not in self._prob_map:
+                row = -1
+            else:
+                row = self._n_rows
+                if row == len(self._rows):
+                    self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
+                self._rows[row] = self._prob_map[gram]
+                self._n_rows += 1
             self._row_of[gram] = row
         return row
 
     def _word_grams(self, word: str, followed_by_space: bool) -> bytes:
-        """NGram.add_char over ' ' + word (+ ' '): rows of the emitted n-grams, in order (C ints).
+        """NGram.add_char over ' ' + word (+ ' '): rows of the emitted n-grams, in order (C ints;
+        -1 for those in no profile, which langdetect does not keep).
 
         At each character the 1-, 2- and 3-gram ending there are emitted (those in
         the profiles; never the lone space), except inside a run of capitals
@@ -150,7 +165,8 @@ class LanguageIdentifier:
         end = (
             len(word) + 1
         )  # positions 1..len(word) hold the word; `end` the trailing space, if any
-        if word.islower():  # no capitals, so every position emits (the usual case, done in bulk)
+        if word.islower() or not any(map(str.isupper, word)):
+            # no capitals, so every position emits (the usual case, done in bulk)
             grams = [padded[1], padded[:2]]
             for j in range(2, end):
                 grams += (padded[j], padded[j - 1 : j + 1], padded[j - 2 : j + 1])
@@ -169,48 +185,47 @@ class LanguageIdentifier:
                 )
         if followed_by_space:  # the space position: its 2- and 3-gram (a space is never a capital)
             grams += (padded[end - 1 : end + 1], padded[end - 2 : end + 1])
-        row_of = self._row_of
-        rows = [row_of.get(gram) for gram in grams]
-        if None in rows:
-            prob_map = self._prob_map
-            rows = [
-                row if row is not None else (self._row(gram) if gram in prob_map else None)
-                for row, gram in zip(rows, grams)
-            ]
-            rows = [row for row in rows if row is not None]
-        return array("i", rows).tobytes()
+        rows = list(map(self._row_of.get, grams))
+        if None in rows:  # a gram seen for the first time
+            rows = [self._row(gram) if row is None else row for row, gram in zip(rows, grams)]
+        return array("i", rows).tobytes()  # -1 (in no profile) included: dropped per text
 
     def _ngram_rows(self, text: str) -> np.ndarray:
         """Rows (into the profile matrix) of the n-grams langdetect would extract, in its order."""
-        words = self._normalized(text).split(" ")
-        last = len(words) - 1
-        cache = self._word_cache
+        *words, last = self._normalized(text).split(" ")
+        cache = self._word_cache  # words followed by a space -> their rows
         if len(cache) > _MAX_WORD_CACHE:
             cache.clear()
-        parts = []
-        for k, word in enumerate(words):
-            if not word:
-                continue
-            key = (word, k != last)
-            grams = cache.get(key)
-            if grams is None:
-                grams = cache[key] = self._word_grams(word, k != last)
-            parts.append(grams)
-        return np.frombuffer(b"".join(parts), dtype=np.intc)
+        parts = list(map(cache.get, words))
+        if None in parts:
+            for k in [k for k, part in enumerate(parts) if part is None]:
+                word = words[k]
+                part = cache.get(word)  # the same new word twice in one text
+                if part is None:
+                    part = cache[word] = self._word_grams(word, True) if word else b""
+                parts[k] = part
+        if last:
+            parts.append(self._word_grams(last, False))
+        rows = np.frombuffer(b"".join(parts), dtype=np.intc)
+        return rows[rows >= 0]
 
     # ------------------------------------------------------------------ detection
 
     def detect(self, text: str) -> str | None:
         """The language langdetect would return for `text`; None where it would raise."""
+        return self.detect_many([text])[0]
+
+    def detect_many(self, texts: list[str]) -> list[str | None]:
+        """`[detect(t) for t in texts]`, with the seven trials of every text run side by side."""
         if self._stream is None:
-            return self._langdetect(text)
-        with (
-            self._lock
-        ):  # the caches and the stream are shared; Ray actors are single-threaded anyway
-            rows = self._ngram_rows(self._clean(text))
-            if not len(rows):
-                return None
-            return self._vote(rows)
+            return [self._langdetect(text) for text in texts]
+        with self._lock:  # the caches and the stream are shared; Ray actors are single-threaded
+            rows = [self._ngram_rows(self._clean(text)) for text in texts]
+            out: list[str | None] = [None] * len(texts)
+            usable = [i for i, r in enumerate(rows) if len(r)]
+            for i, language in zip(usable, self._vote([rows[i] for i in usable])):
+                out[i] = language
+            return out
 
     def _langdetect(self, text: str) -> str | None:
         from langdetect.detector import Detector
@@ -240,66 +255,146 @@ class LanguageIdentifier:
                 return rows[draws[taken]], taken
             count *= 2
 
-    def _blocks(self, picks: np.ndarray, n_blocks: int, weight: float) -> np.ndarray:
-        """[block, 6, language]: row 0 receives the normalised probabilities, rows 1-5 the block's
-        factors."""
+    def _vote(self, texts: list[np.ndarray]) -> list[str]:
+        """Detector.detect for each text, given as the profile rows of its n-grams (non-empty).
+
+        Trial t of every text still undecided runs in one pass: its per-text
+        state (stream position, Gaussian spare, smoothing weight) is scalar, the
+        probabilities of all texts are one [texts, languages] array.
+        """
+        if not texts:
+            return []
         n_lang = len(self.languages)
-        out = np.empty((n_blocks, 6, n_lang))
+        shifts = [np.uint32(32 - len(rows).bit_length()) for rows in texts]
+        pos = [0] * len(texts)
+        gauss_next: list[float | None] = [None] * len(texts)
+        langprob = np.zeros((len(texts), n_lang))
+        answers: list[str | None] = [None] * len(texts)
+        live = list(range(len(texts)))
+        for _ in range(_N_TRIAL):
+            weights = []
+            for i in live:
+                if gauss_next[i] is None:
+                    gauss, gauss_next[i] = self._stream.gauss_pair(pos[i])
+                    pos[i] += 4
+                else:
+                    gauss, gauss_next[i] = gauss_next[i], None
+                alpha = _ALPHA_DEFAULT + (0.0 + gauss * 1.0) * _ALPHA_WIDTH
+                weights.append(alpha / _BASE_FREQ)  # each update multiplies by weight + row
+            prob, advance = self._trial(
+                [texts[i] for i in live], [shifts[i] for i in live], [pos[i] for i in live], weights
+            )
+            live_rows = np.array(live)
+            langprob[live_rows] += prob / _N_TRIAL
+            for i, step in zip(live, advance):
+                pos[i] += step
+            best = np.argmax(langprob[live_rows], axis=1)
+            decided = langprob[live_rows, best] > _DECIDED
+            for i, b in zip(live_rows[decided], best[decided]):
+                answers[i] = self.languages[b]
+            live = live_rows[~decided].tolist()
+            if not live:
+                return answers
+        for i in live:
+            best = int(np.argmax(langprob[i]))  # first of equal maxima, as langdetect's stable sort
+            answers[i] = self.languages[best] if langprob[i, best] > _PROB_THRESHOLD else "unknown"
+        return answers
+
+    def _trial(self, texts, shifts, starts, weights) -> tuple[np.ndarray, list[int]]:
+        """One trial of Detector._detect_block for each text: its normalised probabilities and how
+        far it moved along the stream.
+
+        Each text draws 1 + 5 * blocks n-grams; after the first update and
+        after every 5 more, langdetect normalises and stops once one language
+        holds more than _CONV_THRESHOLD of the mass. The texts go block by
+        block together; the last few (texts near the 1,000-update limit take
+        200 blocks) go on one at a time, which costs less per block.
+        """
+        n_lang = len(self.languages)
+        n = len(texts)
+        weight = np.array(weights)
+        n_blocks = self.first_blocks
+        drawn = [self._draws(p, sh, r, 1 + 5 * n_blocks) for p, sh, r in zip(starts, shifts, texts)]
+        picks = [p for p, _ in drawn]
+        taken = [t for _, t in drawn]
+        # row k: the profile rows text k's updates multiply by, in draw order
+        updates = np.stack([p[: 1 + 5 * n_blocks] for p in picks])
+        where = np.arange(n)  # text -> its row in `updates`
+        prob = (1.0 / n_lang) * (weight[:, None] + self._rows[updates[:, 0]])
+        out = np.empty((n, n_lang))
+        advance = [0] * n
+        active = np.arange(n)
+        block = 0
+        while len(active) > self.together_down_to:
+            # Detector._normalize_prob: Python's own sum (see _totals); max(p)/s == max(p/s)
+            total = self._totals(prob)
+            done = (prob.max(axis=1) / total > _CONV_THRESHOLD) | (5 * block >= _ITERATION_LIMIT)
+            if done.any():
+                for k, row in zip(active[done], prob[done] / total[done, None]):
+                    out[k] = row
+                    advance[k] = int(taken[k][5 * block]) + 1
+                active, prob, total = active[~done], prob[~done], total[~done]
+                if not len(active):
+                    return out, advance
+            if block == n_blocks:  # the remaining texts need more n-grams
+                n_blocks *= 4
+                for k in active:
+                    picks[k], taken[k] = self._draws(
+                        starts[k], shifts[k], texts[k], 1 + 5 * n_blocks
+                    )
+                updates = np.stack([picks[k][: 1 + 5 * n_blocks] for k in active])
+                where[active] = np.arange(len(active))
+            factors = self._rows[updates[where[active], 1 + 5 * block : 6 + 5 * block]]
+            factors += weight[active, None, None]
+            prob = prob / total[:, None]
+            for j in range(5):  # ((((p*f1)*f2)*f3)*f4)*f5, as langdetect's loop
+                prob *= factors[:, j]
+            block += 1
+        for k, p in zip(active, prob):  # one text at a time
+            p = p.copy()
+            own_blocks, b = n_blocks, block
+            own = self._blocks([picks[k]], weight[k : k + 1], own_blocks)[0]
+            while True:
+                as_list = p.tolist()
+                total = sum(as_list)
+                if max(as_list) / total > _CONV_THRESHOLD or 5 * b >= _ITERATION_LIMIT:
+                    out[k] = p / total
+                    advance[k] = int(taken[k][5 * b]) + 1
+                    break
+                if b == own_blocks:
+                    own_blocks *= 4
+                    picks[k], taken[k] = self._draws(
+                        starts[k], shifts[k], texts[k], 1 + 5 * own_blocks
+                    )
+                    own = self._blocks([picks[k]], weight[k : k + 1], own_blocks)[0]
+                np.divide(p, total, out=own[b, 0])
+                np.multiply.reduce(own[b], axis=0, out=p)
+                b += 1
+        return out, advance
+
+    def _blocks(self, picks: list[np.ndarray], weight: np.ndarray, n_blocks: int) -> np.ndarray:
+        """[text, block, 6, language]: row 0 receives the block's normalised probabilities, rows
+        1-5 hold weight + the profile rows of its five updates."""
+        n_lang = len(self.languages)
+        index = np.stack([p[1 : 1 + 5 * n_blocks] for p in picks])
+        out = np.empty((len(picks), n_blocks, 6, n_lang))
         np.add(
-            self._rows[picks[1 : 1 + 5 * n_blocks]].reshape(n_blocks, 5, n_lang),
-            weight,
-            out=out[:, 1:, :],
+            self._rows[index].reshape(len(picks), n_blocks, 5, n_lang),
+            weight[:, None, None, None],
+            out=out[:, :, 1:],
         )
         return out
 
-    def _vote(self, rows: np.ndarray) -> str:
-        """Detector._detect_block + detect, on the n-gram list given as profile rows."""
-        stream = self._stream
-        shift = np.uint32(32 - len(rows).bit_length())
-        n_lang = len(self.languages)
-        langprob = np.zeros(n_lang)
-        pos = 0
-        gauss_next = None
-        for _ in range(_N_TRIAL):
-            if gauss_next is None:
-                gauss, gauss_next = stream.gauss_pair(pos)
-                pos += 4
-            else:
-                gauss, gauss_next = gauss_next, None
-            alpha = _ALPHA_DEFAULT + (0.0 + gauss * 1.0) * _ALPHA_WIDTH
-            weight = alpha / _BASE_FREQ  # each update multiplies by weight + lang_prob_map[i]
-            n_blocks = self.first_blocks
-            picks, taken = self._draws(pos, shift, rows, 1 + 5 * n_blocks)
-            blocks = self._blocks(picks, n_blocks, weight)
-            prob = np.full(n_lang, 1.0 / n_lang) * (weight + self._rows[picks[0]])
-            block = 0
-            while True:
-                # After 1 + 5 * block updates langdetect's loop counter i is a multiple of 5: it
-                # normalises.
-                # Python's own sum, as Detector._normalize_prob; max(p)/s == max(p/s).
-                as_list = prob.tolist()
-                total = sum(as_list)
-                if max(as_list) / total > _CONV_THRESHOLD or 5 * block >= _ITERATION_LIMIT:
-                    prob /= total
-                    break
-                if block == n_blocks:
-                    n_blocks *= 4
-                    picks, taken = self._draws(pos, shift, rows, 1 + 5 * n_blocks)
-                    blocks = self._blocks(picks, n_blocks, weight)
-                np.divide(prob, total, out=blocks[block, 0])
-                np.multiply.reduce(
-                    blocks[block], axis=0, out=prob
-                )  # ((((p*f1)*f2)*f3)*f4)*f5, as the loop
-                block += 1
-            pos += int(taken[5 * block]) + 1
-            langprob += prob / _N_TRIAL
-            best = int(np.argmax(langprob))
-            if langprob[best] > _DECIDED:
-                return self.languages[best]
-        best = int(np.argmax(langprob))  # first of equal maxima, as langdetect's stable sort
-        if langprob[best] > _PROB_THRESHOLD:
-            return self.languages[best]
-        return "unknown"
+    def _totals(self, prob: np.ndarray) -> np.ndarray:
+        """Python's `sum` of each row (what langdetect divides by). Before Python 3.12 that is
+        plain left-to-right addition, which `np.add.accumulate` does too; 3.12 compensates
+        rounding, so there each row goes through `sum` itself."""
+        if _SUM_IS_SEQUENTIAL:
+            return np.add.accumulate(prob, axis=1)[:, -1]
+        return np.array([sum(row) for row in prob.tolist()])
+
+
+_SUM_IS_SEQUENTIAL = sys.version_info < (3, 12)
 
 
 class _SeededStream:

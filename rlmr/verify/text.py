@@ -45,26 +45,40 @@ def sentence_tokenizer():
 
 
 def treebank_word_tokenizer():
-    """NLTK's improved Treebank word tokenizer (regular expressions only, no data files)."""
+    """NLTK's improved Treebank word tokenizer (regular expressions only, no data files), run by the
+    standard `re` engine where that gives NLTK's answer (see `rlmr.verify.treebank`)."""
     global _word_tokenizer
     with _lock:
         if _word_tokenizer is None:
-            from nltk.tokenize.destructive import NLTKWordTokenizer
+            from rlmr.verify.treebank import TreebankWordTokenizer
 
-            _word_tokenizer = NLTKWordTokenizer()
+            _word_tokenizer = TreebankWordTokenizer()
         return _word_tokenizer
+
+
+_DEFER_LANGUAGE = "defer_language"  # a family's flag: see TextStats.language
+
+
+class LanguagePending(Exception):
+    """A rule read `TextStats.language` of a text whose identification is deferred."""
+
+    def __init__(self, stats: TextStats):
+        super().__init__(f"language of {stats!r} not identified yet")
+        self.stats = stats
 
 
 class TextStats:
     """Lazily computed, cached measurements of one text (see the module docstring)."""
 
-    def __init__(self, text: str, family: dict | None = None):
+    def __init__(self, text: str, family: dict | None = None, defer_language: bool = False):
         """`family`: a cache shared by texts derived from one response (IFEval's loose variants),
-        holding measurements of identical sentences."""
+        holding measurements of identical sentences. `defer_language`: see `language`."""
         if not isinstance(text, str):
             raise TypeError(f"response must be a str, got {type(text).__name__}")
         self.text = text
         self.family = family if family is not None else {}
+        if defer_language:
+            self.family[_DEFER_LANGUAGE] = True
         self._capital_words = 0
         self._capital_sentences_done = 0
 
@@ -143,12 +157,31 @@ class TextStats:
             self._capital_words += count
         return n is not None and self._capital_words >= n
 
-    @cached_property
+    @property
     def language(self) -> str | None:
-        """langdetect's answer (seed 0); None where langdetect raises (no usable characters)."""
+        """langdetect's answer (seed 0); None where langdetect raises (no usable characters).
+
+        In a text made with `defer_language=True` (and its loose variants) reading it before
+        `set_language` raises `LanguagePending`: `verify_batch` then identifies every pending
+        text in one `detect_many` call and runs the rule again.
+        """
+        try:
+            return self.__dict__["_language"]
+        except KeyError:
+            pass
+        if self.family.get(_DEFER_LANGUAGE):
+            raise LanguagePending(self)
         from rlmr.verify.langid import shared_identifier
 
-        return shared_identifier().detect(self.text)
+        language = self.__dict__["_language"] = shared_identifier().detect(self.text)
+        return language
+
+    @property
+    def language_known(self) -> bool:
+        return "_language" in self.__dict__
+
+    def set_language(self, language: str | None) -> None:
+        self.__dict__["_language"] = language
 
     @cached_property
     def words(self) -> list[str]:

@@ -116,3 +116,57 @@ def test_very_long_and_unicode_responses():
         ],
     )
     assert check.passed, check.results
+
+
+FRENCH = "Le renard brun rapide saute par-dessus le chien paresseux pendant que le fermier regarde."
+ENGLISH = "The quick brown fox jumps over the lazy dog while the farmer watches from the porch."
+
+
+def test_languages_of_a_batch_are_identified_in_one_call_with_unchanged_verdicts(monkeypatch):
+    """Rules that read a response's language wait until every such response is known, then
+    run again; the verdicts are those of identifying one response at a time."""
+    from rlmr.verify import langid
+    from rlmr.verify.text import TextStats
+    from rlmr.verify.treebank import TreebankWordTokenizer  # noqa: F401 (import before patching)
+
+    in_french = {"type": "language:response_language", "language": "fr"}
+    lowercase = {"type": "change_case:english_lowercase"}
+    capital = {"type": "change_case:english_capital"}
+    items = [
+        (FRENCH, [in_french, NO_COMMA]),
+        (ENGLISH, [in_french]),
+        (ENGLISH.lower(), [lowercase, in_french]),
+        (FRENCH.upper(), [capital]),
+        ("*\n" + FRENCH.lower() + "\n*", [lowercase]),  # loose: the variants' languages too
+        ("12345 !!!", [in_french]),  # no usable characters: langdetect raises, counts as followed
+    ]
+
+    def expected(loose):
+        out = []
+        for response, constraints in items:
+            stats = TextStats(response)
+            assert stats.language is not None or response.startswith("1")  # identified at once
+            check = verify_response(response, constraints, loose=loose)
+            out.append([r.verdict for r in check.results])
+        return out
+
+    one_at_a_time = {loose: expected(loose) for loose in (False, True)}
+    identifier = langid.shared_identifier()
+    calls = []
+    real = identifier.detect_many
+    monkeypatch.setattr(identifier, "detect_many", lambda texts: calls.append(texts) or real(texts))
+    monkeypatch.setattr(identifier, "detect", lambda text: pytest.fail("identified one by one"))
+    for loose in (False, True):
+        calls.clear()
+        got = [[r.verdict for r in c.results] for c in verify_batch(items, loose=loose)]
+        assert got == one_at_a_time[loose]
+        assert len(calls[0]) == 6  # the first round holds every response that needs a language
+    assert one_at_a_time[False] == [
+        [Verdict.PASS, Verdict.PASS, Verdict.PASS],
+        [Verdict.FAIL, Verdict.PASS],
+        [Verdict.PASS, Verdict.FAIL, Verdict.PASS],
+        [Verdict.FAIL, Verdict.PASS],
+        [Verdict.FAIL, Verdict.PASS],
+        [Verdict.PASS, Verdict.PASS],
+    ]
+    assert one_at_a_time[True][4] == [Verdict.FAIL, Verdict.PASS]

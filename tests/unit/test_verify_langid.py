@@ -103,3 +103,37 @@ def test_fallback_to_langdetect_itself_gives_the_same_answers(seeded):
     ours._stream = None  # what the start-up self-check does when `random` draws differently
     texts = _corpus()[:30]
     assert [ours.detect(t) for t in texts] == [_langdetect(t) for t in texts]
+
+
+@pytest.mark.parametrize("first_blocks", [16, 1])
+def test_many_texts_at_once_identical_to_langdetect(seeded, first_blocks):
+    """All texts' trials side by side (texts converging at different blocks, drawing more at
+    different times, deciding after different trials, some with no usable n-gram)."""
+    ours = LanguageIdentifier(seed=0)
+    ours.first_blocks = first_blocks
+    texts = _corpus()
+    assert ours.detect_many(texts) == [_langdetect(t) for t in texts]
+
+
+def test_python_sum_row_by_row_gives_the_same_answers(seeded, monkeypatch):
+    """The path Python 3.12+ takes (its `sum` compensates rounding, so no numpy accumulate)."""
+    import rlmr.verify.langid as langid
+
+    monkeypatch.setattr(langid, "_SUM_IS_SEQUENTIAL", False)
+    ours = LanguageIdentifier(seed=0)
+    texts = _corpus()[:60]
+    assert ours.detect_many(texts) == [_langdetect(t) for t in texts]
+
+
+def test_accumulate_is_what_python_sum_gives_here():
+    """Where `_SUM_IS_SEQUENTIAL` holds, numpy's accumulate and Python's sum agree bit for bit on
+    rows like langdetect's (55 probabilities spanning many magnitudes)."""
+    import numpy as np
+
+    import rlmr.verify.langid as langid
+
+    rng = np.random.default_rng(0)
+    rows = rng.random((200, 55)) ** rng.integers(1, 40, size=(200, 55))
+    if langid._SUM_IS_SEQUENTIAL:
+        totals = LanguageIdentifier(seed=0)._totals(rows)
+        assert totals.tolist() == [sum(r) for r in rows.tolist()]
