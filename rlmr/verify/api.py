@@ -15,8 +15,9 @@ An empty or whitespace-only response fails every constraint but the guard.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from rlmr.core.records import ConstraintOutcome, Verdicts
@@ -29,9 +30,8 @@ from rlmr.verify.constraints import (
 )
 from rlmr.verify.guard import GUARD_TYPE
 from rlmr.verify.ifeval import LooseTexts, loose_verdict, strict_verdict
-from rlmr.verify.langid import shared_identifier
 from rlmr.verify.results import ConstraintResult, GroupCheck, ResponseCheck, Verdict
-from rlmr.verify.text import LanguagePending, TextStats
+from rlmr.verify.text import TextStats, run_with_batched_languages
 
 # Families with IFEval's strict and loose modes (IFBench's evaluation_lib copies IFEval's).
 LOOSE_FAMILIES = ("ifeval", "ifbench")
@@ -94,18 +94,7 @@ def verify_batch(
     """
     rows: list[list[ConstraintResult | None]] = []
     soft_jobs: list[tuple[int, int, str, Constraint]] = []
-    # rules that read a language not identified yet: rerun once a batch of texts is identified
-    waiting: list[tuple[int, int, Constraint, int | None, TextStats, LooseTexts | None]] = []
-    pending: dict[int, TextStats] = {}
-
-    def check(item, slot, constraint, index, stats, loose_texts) -> ConstraintResult | None:
-        try:
-            return _rule_result(constraint, index, stats, loose, loose_texts)
-        except LanguagePending as missing:
-            waiting.append((item, slot, constraint, index, stats, loose_texts))
-            pending[id(missing.stats)] = missing.stats
-            return None
-
+    rule_jobs: list[tuple[int, int, Callable[[], ConstraintResult]]] = []  # (item, slot, job)
     for item, pair in enumerate(items):
         if not (isinstance(pair, Sequence) and len(pair) == 2):
             raise TypeError(
@@ -113,6 +102,7 @@ def verify_batch(
             )
         response, raw = pair
         constraints = _as_constraints(raw, item)
+        # languages are identified for the whole batch at once (run_with_batched_languages)
         stats = TextStats(response, defer_language=True)
         loose_texts = LooseTexts(stats) if loose else None
         results: list[ConstraintResult | None] = []
@@ -131,17 +121,17 @@ def verify_batch(
                     soft_jobs.append((item, len(results), response, constraint))
                     results.append(None)
             else:
-                results.append(check(item, len(results), constraint, index, stats, loose_texts))
+                job = partial(_rule_result, constraint, index, stats, loose, loose_texts)
+                rule_jobs.append((item, len(results), job))
+                results.append(None)
         if judge_directed_text and not any(c.type == GUARD_TYPE for c in constraints):
-            results.append(check(item, len(results), guard_constraint(), None, stats, None))
+            job = partial(_rule_result, guard_constraint(), None, stats, loose, None)
+            rule_jobs.append((item, len(results), job))
+            results.append(None)
         rows.append(results)
-    while waiting:  # a loose rule may read the language of one variant after another
-        texts = list(pending.values())
-        for stats, language in zip(texts, shared_identifier().detect_many([s.text for s in texts])):
-            stats.set_language(language)
-        retry, waiting, pending = waiting, [], {}
-        for item, slot, *rule in retry:
-            rows[item][slot] = check(item, slot, *rule)
+    verdicts = run_with_batched_languages([job for _, _, job in rule_jobs])
+    for (item, slot, _), verdict in zip(rule_jobs, verdicts):
+        rows[item][slot] = verdict
     if soft_jobs:
         verdicts = soft_checker.check([(response, c) for _, _, response, c in soft_jobs])
         for (item, slot, _, _), verdict in zip(soft_jobs, verdicts):

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from rlmr.data.jsonl import iter_jsonl
 from rlmr.verify.constraints import ConstraintError, constraint_type, parse_constraint, registry
 from rlmr.verify.ifeval import LooseTexts, loose_verdict, strict_verdict
-from rlmr.verify.text import TextStats
+from rlmr.verify.text import TextStats, run_with_batched_languages
 
 REQUIRED_FIELDS = ("prompt", "instruction_id_list", "kwargs")
 
@@ -168,21 +169,41 @@ def read_ifeval_rows(
     return rows, problems
 
 
+def _verdicts(check, stats: TextStats, args, loose_texts: LooseTexts) -> tuple[bool, bool]:
+    ok = strict_verdict(check, stats, args)
+    return ok, loose_verdict(check, stats, args, loose_texts, strict=ok)
+
+
 def evaluate_row(row: IFEvalRow) -> IFEvalOutcome:
     """Strict and loose verdicts of one row, sharing the response's measurements."""
-    stats = TextStats(row.response)
-    loose_texts = LooseTexts(stats)
-    strict, loose = [], []
-    for constraint in row.constraints:
-        check = constraint_type(constraint.type).check
-        ok = strict_verdict(check, stats, constraint.args)
-        strict.append(ok)
-        loose.append(loose_verdict(check, stats, constraint.args, loose_texts, strict=ok))
-    return IFEvalOutcome(row, tuple(strict), tuple(loose))
+    return evaluate_rows([row]).outcomes[0]
 
 
 def evaluate_rows(rows: list[IFEvalRow], problems: list[str] | None = None) -> IFEvalReport:
-    return IFEvalReport([evaluate_row(r) for r in rows], list(problems or []))
+    """Every row's verdicts; the languages the rules read are identified together, 1,024 rows at a
+    time (their measurements are held until then)."""
+    outcomes = []
+    for start in range(0, len(rows), 1024):
+        outcomes += _evaluate(rows[start : start + 1024])
+    return IFEvalReport(outcomes, list(problems or []))
+
+
+def _evaluate(rows: list[IFEvalRow]) -> list[IFEvalOutcome]:
+    jobs = []
+    for row in rows:
+        stats = TextStats(row.response, defer_language=True)
+        loose_texts = LooseTexts(stats)
+        for constraint in row.constraints:
+            check = constraint_type(constraint.type).check
+            jobs.append(partial(_verdicts, check, stats, constraint.args, loose_texts))
+    verdicts = iter(run_with_batched_languages(jobs))
+    outcomes = []
+    for row in rows:
+        pairs = [next(verdicts) for _ in row.constraints]
+        outcomes.append(
+            IFEvalOutcome(row, tuple(ok for ok, _ in pairs), tuple(lo for _, lo in pairs))
+        )
+    return outcomes
 
 
 def write_outputs(report: IFEvalReport, output_dir: str | Path) -> tuple[Path, Path]:

@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from functools import cached_property
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _IFEVAL_WORD = re.compile(r"\w+")
 _WORD = re.compile(r"\S*\w\S*")
@@ -65,6 +69,31 @@ class LanguagePending(Exception):
     def __init__(self, stats: TextStats):
         super().__init__(f"language of {stats!r} not identified yet")
         self.stats = stats
+
+
+def run_with_batched_languages(jobs: list[Callable[[], T]]) -> list[T]:
+    """`[job() for job in jobs]`, where the jobs read the `language` of texts made with
+    `defer_language=True`: a job that reads one not identified yet is set aside; once every job
+    has run, the texts they wait for are identified in one `detect_many` call and those jobs run
+    again (more rounds when a loose rule goes on to another variant's language)."""
+    from rlmr.verify.langid import shared_identifier
+
+    out: list = [None] * len(jobs)
+    todo = range(len(jobs))
+    while todo:
+        pending: dict[int, TextStats] = {}
+        again = []
+        for i in todo:
+            try:
+                out[i] = jobs[i]()
+            except LanguagePending as missing:
+                pending[id(missing.stats)] = missing.stats
+                again.append(i)
+        texts = list(pending.values())
+        for stats, language in zip(texts, shared_identifier().detect_many([t.text for t in texts])):
+            stats.set_language(language)
+        todo = again
+    return out
 
 
 class TextStats:
