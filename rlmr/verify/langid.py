@@ -61,6 +61,7 @@ _SPACE_RUNS = re.compile(" {2,}")
 _LATIN = re.compile("[A-z]")  # langdetect counts 'A' <= ch <= 'z', brackets and backquote included
 _ABOVE_COMBINING = re.compile("[\u0300-\U0010ffff]")
 _MAX_WORD_CACHE = 200_000
+_MAX_ABSENT = 500_000
 
 
 class LanguageIdentifier:
@@ -96,6 +97,7 @@ class LanguageIdentifier:
         self._word_cache: dict[str, bytes] = {}
         self._row_of: dict[str, int] = {}  # n-gram -> row of `_rows`, or -1: in no profile
         self._n_rows = 0
+        self._absent = 0  # the -1 entries of `_row_of`, kept below _MAX_ABSENT
         self._rows = np.zeros((4096, len(self.languages)))
         self._factory = factory
         self._lock = threading.Lock()
@@ -144,6 +146,10 @@ class LanguageIdentifier:
         if row is None:
             if gram not in self._prob_map:
                 row = -1
+                self._absent += 1
+                if self._absent > _MAX_ABSENT:  # junk text (emoji, rare scripts) makes new grams
+                    self._row_of = {g: r for g, r in self._row_of.items() if r >= 0}
+                    self._absent = 1
             else:
                 row = self._n_rows
                 if row == len(self._rows):

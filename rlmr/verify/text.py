@@ -80,7 +80,7 @@ def run_with_batched_languages(jobs: list[Callable[[], T]]) -> list[T]:
 
     out: list = [None] * len(jobs)
     todo = range(len(jobs))
-    while todo:
+    for _ in range(_MAX_LANGUAGE_ROUNDS):
         pending: dict[int, TextStats] = {}
         again = []
         for i in todo:
@@ -89,11 +89,19 @@ def run_with_batched_languages(jobs: list[Callable[[], T]]) -> list[T]:
             except LanguagePending as missing:
                 pending[id(missing.stats)] = missing.stats
                 again.append(i)
+        if not again:
+            return out
         texts = list(pending.values())
         for stats, language in zip(texts, shared_identifier().detect_many([t.text for t in texts])):
             stats.set_language(language)
         todo = again
-    return out
+    raise RuntimeError(  # a rule that makes a new deferred text each time it runs
+        f"{len(todo)} rule(s) still waiting for a language after {_MAX_LANGUAGE_ROUNDS} rounds"
+    )
+
+
+# A loose rule reads at most the response's and its 7 variants' languages, one round each.
+_MAX_LANGUAGE_ROUNDS = 16
 
 
 class TextStats:

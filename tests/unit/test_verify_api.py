@@ -170,3 +170,20 @@ def test_languages_of_a_batch_are_identified_in_one_call_with_unchanged_verdicts
         [Verdict.PASS, Verdict.PASS],
     ]
     assert one_at_a_time[True][4] == [Verdict.FAIL, Verdict.PASS]
+
+
+def test_no_language_rule_loads_no_language_profiles(monkeypatch):
+    from rlmr.verify import langid
+
+    monkeypatch.setattr(langid, "shared_identifier", lambda: pytest.fail("profiles loaded"))
+    assert verify_batch([("Short, and sweet.", [NO_COMMA])])[0].results[0].verdict == Verdict.FAIL
+
+
+def test_a_rule_that_never_stops_waiting_for_a_language_is_an_error():
+    from rlmr.verify.text import TextStats, run_with_batched_languages
+
+    def job():  # a new deferred text on every run: no round can satisfy it
+        return TextStats("Bonjour tout le monde.", defer_language=True).language
+
+    with pytest.raises(RuntimeError, match="still waiting for a language after 16 rounds"):
+        run_with_batched_languages([job])

@@ -137,3 +137,25 @@ def test_accumulate_is_what_python_sum_gives_here():
     if langid._SUM_IS_SEQUENTIAL:
         totals = LanguageIdentifier(seed=0)._totals(rows)
         assert totals.tolist() == [sum(r) for r in rows.tolist()]
+
+
+def test_grams_in_no_profile_are_forgotten_past_a_bound(seeded, monkeypatch):
+    """Junk text (emoji, rare scripts) makes new n-grams without end: the memo of grams in no
+    profile is emptied past a bound, the profile rows stay, the answers do not change."""
+    import rlmr.verify.langid as langid
+
+    monkeypatch.setattr(langid, "_MAX_ABSENT", 50)
+    ours = LanguageIdentifier(seed=0)
+    rng = random.Random(3)
+    junk = [
+        " ".join(
+            "".join(chr(rng.randint(0x1F300, 0x1FAFF)) for _ in range(4)) + " word"
+            for _ in range(20)
+        )
+        for _ in range(10)
+    ]
+    texts = junk + _corpus()[:20]
+    assert ours.detect_many(texts) == [_langdetect(t) for t in texts]
+    absent = sum(1 for row in ours._row_of.values() if row < 0)
+    assert 0 < absent <= 50 and ours._absent == absent
+    assert any(row >= 0 for row in ours._row_of.values())
