@@ -420,3 +420,33 @@ def test_a_step_on_services_without_weight_versions_counts_no_staleness(tmp_path
         assert services.updates == 1
         if k:
             assert metrics["staleness_mean"] == 0.0 and metrics["staleness/0"] == 1.0
+
+
+def test_streamed_and_batch_sampling_report_the_same_phases():
+    """Streaming keeps the step's phase names: `time/rollout_s` holds the sampling of every
+    share, `time/reward_s` the scoring still running after the last share was answered."""
+    import time
+
+    from rlmr.engine.base import SamplingParams
+    from rlmr.training.driver import sample_and_score
+    from rlmr.training.metrics import PhaseTimer
+
+    class Slow(StreamingServices):
+        def sample(self, rows, params):
+            time.sleep(0.05)
+            return super().sample(rows, params)
+
+        def score_async(self, groups, judge=True):
+            done = super().score_async(groups, judge)
+            slow_get = done.get
+            done.get = lambda: time.sleep(0.05) or slow_get()
+            return done
+
+    params = SamplingParams(max_new_tokens=8, n=2)
+    for services in (FakeServices(), Slow()):
+        timer = PhaseTimer()
+        scored = sample_and_score(services, ROWS[:4], params, True, timer)
+        assert [s.group.row.id for s in scored] == [r.id for r in ROWS[:4]]
+        assert set(timer.times) == {"time/rollout_s", "time/reward_s"}
+    assert timer.times["time/rollout_s"] >= 2 * 0.05  # both shares sampled inside the phase
+    assert timer.times["time/reward_s"] >= 0.05
