@@ -450,3 +450,16 @@ def test_streamed_and_batch_sampling_report_the_same_phases():
         assert set(timer.times) == {"time/rollout_s", "time/reward_s"}
     assert timer.times["time/rollout_s"] >= 2 * 0.05  # both shares sampled inside the phase
     assert timer.times["time/reward_s"] >= 0.05
+
+
+def test_streamed_scoring_leaves_the_judge_out_when_told_to():
+    """`judge=False` (a reward of constraints only) reaches every share's scoring."""
+    from rlmr.engine.base import SamplingParams
+    from rlmr.training.driver import sample_and_score
+    from rlmr.training.metrics import PhaseTimer
+
+    params = SamplingParams(max_new_tokens=8, n=2)
+    for services in (FakeServices(), StreamingServices()):
+        for judge in (True, False):
+            scored = sample_and_score(services, ROWS[:4], params, judge, PhaseTimer())
+            assert [s.writing is not None for s in scored] == [judge] * 4
