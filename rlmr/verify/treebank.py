@@ -27,6 +27,47 @@ import threading
 # What the engines are asked about each new character: the classes the patterns use and
 # the case-insensitive letters of their literals.
 _PROBES = (r"\s", r"\w", r"\d", r"(?i)[a-z]")
+# Substrings without which a pattern of NLTK's tokenizer cannot match (any one of them
+# suffices), by pattern source; a pattern not listed always runs. These are read off the
+# patterns; tests check each against the pattern on drawn text.
+_NEEDS = {
+    "([«“‘„]|[`]+)": ("«", "“", "‘", "„", "`"),
+    '^\\"': ('"',),
+    "(``)": ("``",),
+    "([ \\(\\[{<])(\\\"|\\'{2})": ('"', "''"),
+    "(?i)(?<!\\w)(\\')(?!(?:re|ve|ll|m|t|s|d|n)\\b)(?=\\w)": ("'",),
+    "([^\\.])(\\.)([\\]\\)}>\"\\'»”’ ]*+)\\s*$": (".",),
+    "([:,])([^\\d])": (":", ","),
+    "([:,])$": (":", ","),
+    "\\.{2,}": ("..",),
+    "[;@#$%&]": (";", "@", "#", "$", "%", "&"),
+    "[\\u2012-\\u2015]": ("\u2012", "\u2013", "\u2014", "\u2015"),
+    "([^\\.])(\\.)([\\]\\)}>\"\\']*)\\s*$": (".",),
+    "[?!]": ("?", "!"),
+    "([^'])' ": ("' ",),
+    "[*]": ("*",),
+    "[\\]\\[\\(\\)\\{\\}\\<\\>]": ("[", "]", "(", ")", "{", "}", "<", ">"),
+    "--": ("--",),
+    "([»”’])": ("»", "”", "’"),
+    "''": ("''",),
+    '"': ('"',),
+    "([^' ])('[sS]|'[mM]|'[dD]|') ": ("' ", "'s", "'S", "'m", "'M", "'d", "'D"),
+    "([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ": ("'",),
+}
+# The case-insensitive contraction patterns: the word each needs, looked for in the lowercased
+# text (ASCII text only: there lowercasing is exactly what IGNORECASE matches).
+_FOLDED = {
+    "(?i)\\b(can)(?#X)(not)\\b": ("cannot",),
+    "(?i)\\b(d)(?#X)('ye)\\b": ("d'ye",),
+    "(?i)\\b(gim)(?#X)(me)\\b": ("gimme",),
+    "(?i)\\b(gon)(?#X)(na)\\b": ("gonna",),
+    "(?i)\\b(got)(?#X)(ta)\\b": ("gotta",),
+    "(?i)\\b(lem)(?#X)(me)\\b": ("lemme",),
+    "(?i)\\b(more)(?#X)('n)\\b": ("more'n",),
+    "(?i)\\b(wan)(?#X)(na)(?=\\s)": ("wanna",),
+    "(?i) ('t)(?#X)(is)\\b": (" 't",),
+    "(?i) ('t)(?#X)(was)\\b": (" 't",),
+}
 # One sentence per kind of step (quotes, punctuation, brackets, dashes, contractions).
 _SELF_CHECK = (
     '"Don\'t," she said -- (quietly) -- "I can\'t; we\'re late!"',
@@ -50,7 +91,7 @@ class TreebankWordTokenizer:
         cls = NLTKWordTokenizer
         try:
             self._steps = [
-                (_stdlib(pattern), replacement)
+                _step(pattern, replacement)
                 for pattern, replacement in (
                     *cls.STARTING_QUOTES,
                     *cls.PUNCTUATION,
@@ -58,9 +99,9 @@ class TreebankWordTokenizer:
                     cls.DOUBLE_DASHES,
                 )
             ]
-            self._ending = [(_stdlib(p), r) for p, r in cls.ENDING_QUOTES]
+            self._ending = [_step(p, r) for p, r in cls.ENDING_QUOTES]
             self._contractions = [
-                (_stdlib(p), r" \1 \2 ") for p in (*cls.CONTRACTIONS2, *cls.CONTRACTIONS3)
+                _step(p, r" \1 \2 ") for p in (*cls.CONTRACTIONS2, *cls.CONTRACTIONS3)
             ]
         except re.error:  # e.g. `*+` before Python 3.11: NLTK's tokenizer does all the work
             self._steps = None
@@ -88,15 +129,36 @@ class TreebankWordTokenizer:
         return self._tokenize(text)
 
     def _tokenize(self, text: str) -> list[str]:
-        # The body of NLTKWordTokenizer.tokenize (convert_parentheses=False).
-        for pattern, replacement in self._steps:
-            text = pattern.sub(replacement, text)
-        text = " " + text + " "
-        for pattern, replacement in self._ending:
-            text = pattern.sub(replacement, text)
-        for pattern, replacement in self._contractions:
-            text = pattern.sub(replacement, text)
-        return text.split()
+        # The body of NLTKWordTokenizer.tokenize (convert_parentheses=False); a step whose
+        # pattern needs a substring the text lacks is skipped (it would change nothing).
+        text = _run(self._steps, text)
+        text = _run(self._ending, " " + text + " ")
+        return _run(self._contractions, text).split()
+
+
+def _run(steps, text: str) -> str:
+    folded = None  # text.lower(), while the text is unchanged
+    for pattern, replacement, needs, fold in steps:
+        if needs is not None:
+            if not fold:
+                if not any(n in text for n in needs):
+                    continue
+            elif text.isascii():  # elsewhere IGNORECASE matches more than lower() shows
+                if folded is None:
+                    folded = text.lower()
+                if not any(n in folded for n in needs):
+                    continue
+        text = pattern.sub(replacement, text)
+        folded = None
+    return text
+
+
+def _step(pattern, replacement):
+    """(stdlib pattern, replacement, substrings one of which it needs or None, case-folded?)."""
+    source = pattern.pattern
+    if source in _FOLDED:
+        return _stdlib(pattern), replacement, _FOLDED[source], True
+    return _stdlib(pattern), replacement, _NEEDS.get(source), False
 
 
 def _stdlib(pattern) -> re.Pattern:

@@ -95,3 +95,39 @@ def test_a_step_nltk_has_and_the_copy_lacks_turns_the_fast_path_off(monkeypatch)
         lambda self, text, **kw: text.replace("--", " ").split(),
     )
     assert TreebankWordTokenizer()._steps is None
+
+
+def _gated_steps():
+    ours = TreebankWordTokenizer()
+    return [s for s in ours._steps + ours._ending + ours._contractions if s[2] is not None]
+
+
+WORDS = ["CANNOT", "Gimme", "gonna", "GoTTa", "lemme", "More'n", "WANNA ", "d'ye", " 'Tis",
+         " 'TWAS", "can not", "wan na"]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PIECES + WORDS), max_size=20).map("".join))
+def test_a_step_is_skipped_only_where_its_pattern_cannot_match(text):
+    """The substrings each pattern is said to need: where none is in the text, the pattern finds
+    nothing (so skipping its substitution changes nothing)."""
+    for pattern, _, needs, fold in _gated_steps():
+        haystack = text.lower() if fold else text
+        if not any(n in haystack for n in needs):
+            assert pattern.search(text) is None, (pattern.pattern, text)
+
+
+def test_every_pattern_but_the_whitespace_one_has_a_gate():
+    """So that a new NLTK pattern (which would then always run) is noticed."""
+    ours = TreebankWordTokenizer()
+    ungated = [s[0].pattern for s in ours._steps + ours._ending + ours._contractions if not s[2]]
+    assert ungated == [r"\s+"]
+
+
+def test_case_folded_gates_step_aside_for_non_ascii_text():
+    """'ſ' matches 's' and 'K' (Kelvin) 'k' under IGNORECASE: lower() would miss them, so
+    non-ASCII text runs every contraction pattern."""
+    text = "you CANNOT go"
+    assert TreebankWordTokenizer().tokenize(text) == NLTK.tokenize(text)
+    for text in ["I gotta \u212a", "wanna \u017f go", "GIMME \u00e9"]:
+        assert TreebankWordTokenizer().tokenize(text) == NLTK.tokenize(text)
