@@ -13,8 +13,9 @@ instruction types, their kwargs, strict and loose verdicts) with their checks in
 `ifbench_rules` and `ifbench_rules_format`, measurements and local data in
 `ifbench_text`), `creative` (writing-prompt constraints), `guard` (judge-directed
 text), `soft` (yes/no checks through a TextEngine), `text` (per-response
-measurements, computed once), `langid` (langdetect, exact and faster), `api`
-(batch checking), `results` (returned records), `ifeval_eval` (IFEval
+measurements, computed once; languages identified for a whole batch at once), `langid`
+(langdetect, exact and faster, many texts side by side), `treebank` (NLTK's word
+tokenizer, exact and faster), `api` (batch checking), `results` (returned records), `ifeval_eval` (IFEval
 evaluation files and report), `ifbench_eval` (the same for IFBench). The command
 line is `rlmr.cli.verify`.
 """
