@@ -134,7 +134,8 @@ def test_asynchronous_batches_hold_the_same_prompts_and_samples_as_synchronous_o
 
 
 class StopAfter(FakeServices):
-    """Receives a stop signal during the update of step `stop_at`."""
+    """Receives a stop signal during the update of step `stop_at`, once the step after it has
+    been sampled ahead (so the prompt sampler is past the step being checkpointed)."""
 
     def __init__(self, stop, stop_at):
         super().__init__()
@@ -144,6 +145,10 @@ class StopAfter(FakeServices):
         out = super().update_policy(batch)
         if self.updates == self.stop_at:
             self.stop.received = "SIGTERM"
+            deadline = time.monotonic() + 30
+            while len(self.sampled_prompt_ids) <= self.stop_at:  # the sampling thread's step
+                assert time.monotonic() < deadline, "step stop_at + 1 was never sampled ahead"
+                time.sleep(0.01)
         return out
 
 
