@@ -468,3 +468,25 @@ def test_streamed_scoring_leaves_the_judge_out_when_told_to():
         for judge in (True, False):
             scored = sample_and_score(services, ROWS[:4], params, judge, PhaseTimer())
             assert [s.writing is not None for s in scored] == [judge] * 4
+
+
+def test_the_loop_evaluates_at_start_every_n_steps_and_last_with_the_step_number(tmp_path):
+    """The evaluation gets the step it follows (0 before training) and the held-out rows; a run
+    with benchmark suites and no held-out prompts evaluates too."""
+    calls = []
+
+    def eval_fn(cfg, services, rows, step):
+        calls.append((step, [r.id for r in rows]))
+        return {"eval/seen": float(step)}
+
+    for name, overrides, rows in (
+        ("held_out", ("trainer.eval_every=3",), HELD_OUT),
+        ("suites", ("data.eval=null", "trainer.eval.suites=[ifeval]"), ()),
+    ):
+        calls.clear()
+        cfg = _cfg(tmp_path / name, *overrides)
+        logged = run_training(cfg, FakeServices(), RunDir(cfg), ROWS, rows, eval_fn=eval_fn)
+        ids = [r.id for r in rows]
+        steps = [0, 3, 4] if name == "held_out" else [0, 4]
+        assert calls == [(s, ids) for s in steps]
+        assert [r["eval/seen"] for r in logged if "eval/seen" in r] == steps
