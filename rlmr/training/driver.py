@@ -358,7 +358,6 @@ def run_training(
             if len(skipped) >= cfg.trainer.max_skipped_steps:
                 run.log(step, metrics)
                 run.write_samples(step, samples)
-                logged.append({"step": step, **metrics})
                 raise TrainingHalted(
                     f"steps {skipped[0]}-{step}: {len(skipped)} steps in a row skipped for "
                     f"non-finite values ({metrics.get('skipped_for')}; "
