@@ -130,6 +130,11 @@ def test_a_run_whose_every_step_is_skipped_stops_at_the_limit(tmp_path):
         TrainingHalted, match=r"^steps 1-3: 3 steps in a row .* checkpoint is .*step_000002$"
     ):
         run_training(cfg, Faulty("gradients", set(range(1, 11))), RunDir(cfg), ROWS, ())
+    cfg = _cfg(
+        tmp_path / "early", "trainer.steps=10", "trainer.max_skipped_steps=2", "checkpoint.every=5"
+    )
+    with pytest.raises(TrainingHalted, match=r"^steps 1-2: .* the last checkpoint is none$"):
+        run_training(cfg, Faulty("gradients", {1, 2}), RunDir(cfg), ROWS, ())  # before any
 
 
 class Cut(FakeServices):
