@@ -145,6 +145,14 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_previou
     run_training(cfg, services, RunDir(cfg, resume=True), ROWS, ())
     assert services.loaded_from == str(ckpts / "step_000001")
 
+    class NoDisk(FakeServices):  # the very first checkpoint fails: none to fall back on
+        def save(self, directory, client_state, remote=None):
+            raise OSError(28, "No space left on device", directory)
+
+    cfg = _cfg(tmp_path / "first", "checkpoint.every=1")
+    with pytest.raises(TrainingHalted, match=r"^step 1: .* the last complete checkpoint is none$"):
+        run_training(cfg, NoDisk(), RunDir(cfg), ROWS, ())
+
 
 @pytest.mark.parametrize(
     "error, expected",
