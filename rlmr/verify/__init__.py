@@ -15,9 +15,9 @@ instruction types, their kwargs, strict and loose verdicts) with their checks in
 text), `soft` (yes/no checks through a TextEngine), `text` (per-response
 measurements, computed once; languages identified for a whole batch at once), `langid`
 (langdetect, exact and faster, many texts side by side), `treebank` (NLTK's word
-tokenizer, exact and faster), `api` (batch checking), `results` (returned records), `ifeval_eval` (IFEval
-evaluation files and report), `ifbench_eval` (the same for IFBench). The command
-line is `rlmr.cli.verify`.
+tokenizer, exact and faster), `api` (batch checking), `results` (returned records),
+`ifeval_eval` (IFEval evaluation files and report), `ifbench_eval` (the same for
+IFBench). The command line is `rlmr.cli.verify`.
 """
 
 # The modules that register the built-in constraint types (IFEval, IFBench, creative, guard, soft).

@@ -75,7 +75,7 @@ class LanguageIdentifier:
     first_blocks = (
         16  # normalisation blocks prepared per trial before more are drawn (tests lower it)
     )
-    together_down_to = 3  # fewer texts left in a trial than this go on one at a time
+    together_down_to = 3  # once this many texts or fewer are left in a trial, one at a time
 
     def __init__(self, seed: int = 0):
         from langdetect import detector_factory

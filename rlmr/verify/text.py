@@ -213,10 +213,6 @@ class TextStats:
         language = self.__dict__["_language"] = shared_identifier().detect(self.text)
         return language
 
-    @property
-    def language_known(self) -> bool:
-        return "_language" in self.__dict__
-
     def set_language(self, language: str | None) -> None:
         self.__dict__["_language"] = language
 
