@@ -62,7 +62,15 @@ def sequence_token_logprobs(
     no_cache = {"use_cache": False}  # pragma: no mutate
     if first_target:
         no_cache["logits_to_keep"] = input_ids.shape[1] - first_target
-    out = model(input_ids=input_ids, attention_mask=attention_mask, **no_cache)
+    shared = shared_prompt_cache(model, input_ids, attention_mask, first_target)
+    if shared:
+        out = model(
+            input_ids=input_ids[:, first_target:],
+            attention_mask=attention_mask,
+            **{**no_cache, **shared, "use_cache": True},
+        )
+    else:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, **no_cache)
     logits = out.logits[:, :-1].float()
     targets = input_ids[:, first_target + 1 :]
     logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(
@@ -74,6 +82,34 @@ def sequence_token_logprobs(
     with torch.no_grad():
         ent = torch.nn.functional.pad(entropy_from_logits(logits.detach()), (first_target, 0))
     return logp, ent
+
+
+def shared_prompt_cache(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int
+) -> dict:
+    """The KV cache of the first `length` tokens of every row, computed once per distinct run of
+    them and indexed out to the rows that share it: the n samples of a prompt then run their
+    prompt through the model once instead of n times, in the forward and in the backward (the
+    gradient of the shared rows sums through the indexing). `{}` (compute every row whole) when no
+    run repeats, when a row is padded there, or when the model recomputes activations in the
+    backward (gradient checkpointing builds no cache). The positions the model gives the rest
+    (the cache's length onwards) are those the whole computation gives."""
+    module = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
+    if length < 1 or getattr(module, "is_gradient_checkpointing", False):
+        return {}
+    if not bool(attention_mask[:, :length].all()):
+        return {}
+    heads, rows = torch.unique(input_ids[:, :length], dim=0, return_inverse=True)
+    if len(heads) == len(input_ids):
+        return {}
+    # logits_to_keep=1: the output layer on one position; the prompt's logits are never read.
+    out = model(
+        input_ids=heads, attention_mask=torch.ones_like(heads), use_cache=True, logits_to_keep=1
+    )
+    name = "cache" if hasattr(out, "cache") else "past_key_values"  # transformers 5 / 4
+    cache = getattr(out, name)
+    cache.batch_select_indices(rows)
+    return {name: cache}
 
 
 def first_response_column(response_mask: torch.Tensor) -> int:

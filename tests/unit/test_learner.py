@@ -580,16 +580,20 @@ def test_update_refuses_a_wrong_shard(model_dir):
 
 
 def _nan_forward(learner, which: set[int]):
-    """Make the model's logits NaN on these forward calls (1-based), as bad weights would."""
+    """Make the model's logits NaN on these micro-batches' forward calls (1-based), as bad weights
+    would. The call that only builds a shared prompt's cache (`shared_prompt_cache`: a cache
+    asked for, none given) is not one of them: the micro-batch's logits come from the next."""
     calls = [0]
 
-    def hook(module, inputs, out):
+    def hook(module, args, kwargs, out):
+        if kwargs.get("use_cache") and kwargs.get("cache", kwargs.get("past_key_values")) is None:
+            return out
         calls[0] += 1
         if calls[0] in which:
             out.logits = out.logits * float("nan")
         return out
 
-    return learner.engine.module.register_forward_hook(hook)
+    return learner.engine.module.register_forward_hook(hook, with_kwargs=True)
 
 
 def _all_weights(learner, zero) -> dict[str, torch.Tensor]:
@@ -880,3 +884,66 @@ def test_the_behaviour_weight_corrects_each_token_toward_the_rollout_policy(mode
     corrected = _manual_gradient_norm(model_dir, tb, settings)
     assert stats["grad_norm"] == pytest.approx(corrected, rel=1e-5)
     assert corrected != pytest.approx(_manual_gradient_norm(model_dir, tb), rel=1e-2)
+
+
+def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(model_dir):
+    """The n samples of a prompt: the prompt goes through the model once per distinct prompt (not
+    once per row), and the log-probs, the entropy and every gradient equal the whole computation.
+    Rows padded inside the prompt part, all-distinct rows and gradient checkpointing (which builds
+    no cache) compute every row whole."""
+    from transformers import AutoModelForCausalLM
+
+    from rlmr.training.learner import sequence_token_logprobs, shared_prompt_cache
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, local_files_only=True
+    )
+    other = (8, 3, 21, 30, 11)
+    ids = torch.tensor(
+        [
+            [*PROMPT, 40, 41, 42, 43],
+            [*other, 50, 51, 0, 0],
+            [*PROMPT, 60, 61, 62, 0],
+            [*PROMPT, 70, 71, 72, 73],
+            [*other, 80, 81, 82, 83],
+        ]
+    )
+    attention = (ids != 0).long()
+    first = len(PROMPT) - 1
+    seen = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, i, o: seen.append(i[0].numel()))
+
+    def run(shared: bool):
+        model.zero_grad()
+        seen.clear()
+        if shared:
+            logp, ent = sequence_token_logprobs(
+                model, ids, attention, with_entropy=True, first_target=first
+            )
+        else:  # the whole computation, every row and column
+            logp, ent = sequence_token_logprobs(model, ids, attention, with_entropy=True)
+            logp = torch.nn.functional.pad(logp[:, first:], (first, 0))
+            ent = torch.nn.functional.pad(ent[:, first:], (first, 0))
+        (logp * torch.arange(1, logp.shape[1] + 1)).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        return logp.detach(), ent, grads, list(seen)
+
+    whole, whole_ent, whole_grads, whole_seen = run(False)
+    part, part_ent, part_grads, part_seen = run(True)
+    hook.remove()
+    assert whole_seen == [ids.numel()]
+    # two distinct prompts of `first` tokens once each, then every row from column `first` on
+    assert part_seen == [2 * first, len(ids) * (ids.shape[1] - first)]
+    assert torch.allclose(part, whole, atol=1e-5) and torch.allclose(part_ent, whole_ent, atol=1e-5)
+    assert torch.equal(part[:, :first], torch.zeros(len(ids), first))
+    for name, grad in whole_grads.items():
+        assert torch.allclose(part_grads[name], grad, atol=1e-5, rtol=1e-4), name
+
+    assert shared_prompt_cache(model, ids, attention, first)
+    assert not shared_prompt_cache(model, ids, attention, 0)
+    assert not shared_prompt_cache(model, ids[:2], attention[:2], first)  # no prompt repeats
+    padded = attention.clone()
+    padded[2, 0] = 0
+    assert not shared_prompt_cache(model, ids, padded, first)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert not shared_prompt_cache(model, ids, attention, first)
