@@ -28,6 +28,6 @@ class ReferenceWorker:
 
     def logprobs(self, tokens: TokenBatch) -> torch.Tensor:
         """`[B, T-1]` log-probs of every response token, 0 elsewhere."""
-        from rlmr.training.learner import response_logprobs
+        from rlmr.training.logprobs import response_logprobs
 
         return response_logprobs(self.model, tokens, self.micro_batch, self.device)

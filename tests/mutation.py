@@ -7,9 +7,10 @@
 
 mutmut (a dev dependency; settings in pyproject.toml's [tool.mutmut]) rewrites
 `rlmr/core/algo.py`, `rlmr/core/rewards.py`, `rlmr/core/shaping.py`,
-`rlmr/training/learner.py` and `rlmr/training/driver.py` one small change at a
-time (an operator, a constant, a dropped argument) and runs the unit tests that
-reach the changed function against each change, in `mutants/`. A mutant that
+`rlmr/training/learner.py`, `rlmr/training/logprobs.py` and
+`rlmr/training/driver.py` one small change at a time (an operator, a constant,
+a dropped argument) and runs the unit tests that reach the changed function
+against each change, in `mutants/`. A mutant that
 no test fails *survives*. Survivors that cannot change behaviour (equivalent
 mutants) are listed with the reason in `tests/mutation_equivalents.txt`; every
 other survivor is a missing test.

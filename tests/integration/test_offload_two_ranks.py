@@ -97,7 +97,7 @@ def test_two_zero3_ranks_load_partitioned_and_step_with_cpu_adam(tiny_cache):  #
 
     from rlmr.config import TinyModel
     from rlmr.engine.loading import resolve_model_dir
-    from rlmr.training.learner import sequence_token_logprobs
+    from rlmr.training.logprobs import sequence_token_logprobs
     from tests.unit.test_learner import tokens
 
     source = TinyModel(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, seed=3)

@@ -157,7 +157,7 @@ def _manual_gradient_norm(model_dir, tb: TrainBatch, settings: LossSettings | No
     """The token-mean GRPO loss over the whole batch, differentiated without DeepSpeed."""
     from transformers import AutoModelForCausalLM
 
-    from rlmr.training.learner import sequence_token_logprobs
+    from rlmr.training.logprobs import sequence_token_logprobs
 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, local_files_only=True
@@ -341,7 +341,7 @@ def test_sequence_token_logprobs_are_the_log_softmax_of_each_target(model_dir):
     from transformers import AutoModelForCausalLM
 
     from rlmr.core.algo import entropy_from_logits
-    from rlmr.training.learner import sequence_token_logprobs
+    from rlmr.training.logprobs import sequence_token_logprobs
 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, local_files_only=True
@@ -386,7 +386,7 @@ def test_response_logprobs_are_the_full_computation_on_responses_in_any_micro_ba
     tokens, 0 elsewhere, whatever the micro-batch (groups with prompts of different lengths)."""
     from transformers import AutoModelForCausalLM
 
-    from rlmr.training.learner import response_logprobs, sequence_token_logprobs
+    from rlmr.training.logprobs import response_logprobs, sequence_token_logprobs
 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, local_files_only=True
@@ -421,7 +421,7 @@ def test_response_logprobs_are_the_full_computation_on_responses_in_any_micro_ba
 
 
 def test_first_response_column_is_the_earliest_response_target_of_any_row():
-    from rlmr.training.learner import first_response_column
+    from rlmr.training.logprobs import first_response_column
 
     mask = torch.tensor(
         [[0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1]], dtype=torch.bool
@@ -437,7 +437,7 @@ def _expected_stats(model_dir, tb: TrainBatch, micro: int, settings=None) -> dic
     from transformers import AutoModelForCausalLM
 
     from rlmr.core.algo import masked_mean
-    from rlmr.training.learner import sequence_token_logprobs
+    from rlmr.training.logprobs import sequence_token_logprobs
 
     settings = settings or LossSettings()
     model = AutoModelForCausalLM.from_pretrained(
@@ -893,7 +893,7 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(m
     no cache) compute every row whole."""
     from transformers import AutoModelForCausalLM
 
-    from rlmr.training.learner import sequence_token_logprobs, shared_prompt_cache
+    from rlmr.training.logprobs import sequence_token_logprobs, shared_prompt_cache
 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, local_files_only=True

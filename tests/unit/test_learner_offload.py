@@ -198,7 +198,7 @@ def test_a_zero3_learner_loaded_partitioned_holds_the_checkpoint(model_dir):  # 
     and the export is the checkpoint on disk, tensor for tensor."""
     from safetensors.torch import load_file
 
-    from rlmr.training.learner import sequence_token_logprobs
+    from rlmr.training.logprobs import sequence_token_logprobs
 
     learner = make_learner(model_dir, zero=3)
     tb = tokens()

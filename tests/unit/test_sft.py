@@ -61,7 +61,7 @@ def test_the_mask_covers_the_completion_and_its_end_of_sequence_only(model_dir):
 def test_an_sft_update_follows_the_completion_nll_gradient(model_dir):  # noqa: F811
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlmr.training.learner import sequence_token_logprobs
+    from rlmr.training.logprobs import sequence_token_logprobs
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     batch = sft_batch(ROWS, tok, pad_token_id=tok.pad_token_id or 0)

@@ -1,0 +1,104 @@
+"""Log-probs of response tokens under a causal LM: the learner's (with gradients, in its update,
+and without, as old log-probs) and the frozen reference model's.
+
+Only the positions a loss reads are paid for: the output layer and the vocabulary softmax run from
+the first response column on (`first_target`), and a prompt shared by several rows (the n samples
+of a GRPO group) runs through the model once, its KV cache indexed out to the rows
+(`shared_prompt_cache`), in the forward and the backward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlmr.core.algo import entropy_from_logits
+from rlmr.core.records import TokenBatch
+
+
+def sequence_token_logprobs(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    with_entropy: bool = False,
+    first_target: int = 0,
+):
+    """Log-probs of each target token `input_ids[:, 1:]` (and optionally the entropy),
+    `[B, T-1]`. With `first_target = c`, only target columns `c..` are computed (the model's
+    output layer and the softmax over the vocabulary run on those positions alone) and the
+    columns before `c` are 0: for the prompt part of a batch, which no loss reads."""
+    # use_cache only decides whether a KV cache is built beside the logits: memory, not numbers.
+    no_cache = {"use_cache": False}  # pragma: no mutate
+    if first_target:
+        no_cache["logits_to_keep"] = input_ids.shape[1] - first_target
+    shared = shared_prompt_cache(model, input_ids, attention_mask, first_target)
+    if shared:
+        out = model(
+            input_ids=input_ids[:, first_target:],
+            attention_mask=attention_mask,
+            **{**no_cache, **shared, "use_cache": True},
+        )
+    else:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, **no_cache)
+    logits = out.logits[:, :-1].float()
+    targets = input_ids[:, first_target + 1 :]
+    logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(
+        logits, dim=-1
+    )
+    logp = torch.nn.functional.pad(logp, (first_target, 0))
+    if not with_entropy:
+        return logp, None
+    with torch.no_grad():
+        ent = torch.nn.functional.pad(entropy_from_logits(logits.detach()), (first_target, 0))
+    return logp, ent
+
+
+def shared_prompt_cache(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int
+) -> dict:
+    """The KV cache of the first `length` tokens of every row, computed once per distinct run of
+    them and indexed out to the rows that share it: the n samples of a prompt then run their
+    prompt through the model once instead of n times, in the forward and in the backward (the
+    gradient of the shared rows sums through the indexing). `{}` (compute every row whole) when no
+    run repeats, when a row is padded there, or when the model recomputes activations in the
+    backward (gradient checkpointing builds no cache). The positions the model gives the rest
+    (the cache's length onwards) are those the whole computation gives."""
+    module = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
+    if length < 1 or getattr(module, "is_gradient_checkpointing", False):
+        return {}
+    if not bool(attention_mask[:, :length].all()):
+        return {}
+    heads, rows = torch.unique(input_ids[:, :length], dim=0, return_inverse=True)
+    if len(heads) == len(input_ids):
+        return {}
+    # logits_to_keep=1: the output layer on one position; the prompt's logits are never read.
+    out = model(
+        input_ids=heads, attention_mask=torch.ones_like(heads), use_cache=True, logits_to_keep=1
+    )
+    name = "cache" if hasattr(out, "cache") else "past_key_values"  # transformers 5 / 4
+    cache = getattr(out, name)
+    cache.batch_select_indices(rows)
+    return {name: cache}
+
+
+def first_response_column(response_mask: torch.Tensor) -> int:
+    """The first target column any row's response reaches (0 when there is none): the columns
+    before it are prompt or padding in every row."""
+    columns = response_mask.any(0).nonzero()
+    return int(columns[0]) if len(columns) else 0
+
+
+@torch.no_grad()
+def response_logprobs(model, batch: TokenBatch, micro_batch: int, device) -> torch.Tensor:
+    """`[B, T-1]` float32 log-probs of every response token on CPU, 0 elsewhere, in micro-batches
+    (the learner's old log-probs, the reference model's)."""
+    out = []
+    for start in range(0, len(batch), micro_batch):
+        mb = batch.select(slice(start, start + micro_batch))
+        lp, _ = sequence_token_logprobs(
+            model,
+            mb.input_ids.to(device),
+            mb.attention_mask.to(device),
+            first_target=first_response_column(mb.response_mask),
+        )
+        out.append(lp.float().cpu() * mb.response_mask)
+    return torch.cat(out)
