@@ -110,6 +110,12 @@ class HFEngine(Strict):
         "auto", description="auto = cuda when a GPU is assigned, else cpu."
     )
     batch_size: int = Field(16, ge=1, le=4096, description="Sequences per generate() call.")
+    linear_kernel: Literal["auto", "default", "onednn"] = Field(
+        "auto",
+        description="fp32 on CPU: Linear layers through oneDNN's prepacked kernel (faster "
+        "decoding where MKL is slow at few rows) or PyTorch's default. auto times both on the "
+        "model's largest layer at load and keeps the faster. Ignored on GPU.",
+    )
 
 
 class VLLMEngine(Strict):

@@ -23,6 +23,7 @@ def build_engine(
             device=engine_cfg.device,
             batch_size=engine_cfg.batch_size,
             max_model_len=max_model_len,
+            linear_kernel=engine_cfg.linear_kernel,
         )
     if kind == "vllm":
         from rlmr.engine.vllm import VLLMEngine

@@ -37,9 +37,15 @@ class HFEngine:
         batch_size: int = 16,
         max_model_len: int | None = None,
         name: str = "",
+        linear_kernel: str = "default",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        from rlmr.engine.cpu_linear import choose_linear_kernel, pack_linears
+
+        self.linear_kernel = choose_linear_kernel(model, linear_kernel, batch_size)
+        if self.linear_kernel == "onednn":
+            pack_linears(model, batch_size)
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -68,6 +74,7 @@ class HFEngine:
         device: str = "auto",
         batch_size: int = 16,
         max_model_len: int | None = None,
+        linear_kernel: str = "default",
     ) -> HFEngine:
         """Load any `ModelSource` (see `rlmr.engine.loading`) onto `device` (auto = cuda if
         visible)."""
@@ -82,6 +89,7 @@ class HFEngine:
             batch_size=batch_size,
             max_model_len=max_model_len,
             name=describe_source(source),
+            linear_kernel=linear_kernel,
         )
 
     @property
@@ -349,7 +357,9 @@ class HFEngine:
                     f"load_weights: {name} has shape {tuple(target.shape)}, "
                     f"got {tuple(tensor.shape)}"
                 )
-            target.data.copy_(tensor.to(device=target.device, dtype=target.dtype))
+            # copy_ on the tensor itself (not `.data`): its version counter moves, which is how
+            # packed copies of a weight (`rlmr.engine.cpu_linear`) know to repack.
+            target.copy_(tensor.to(device=target.device, dtype=target.dtype))
             count += 1
         if count == 0:
             raise ValueError("load_weights: no tensors arrived")

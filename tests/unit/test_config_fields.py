@@ -210,6 +210,11 @@ _ENGINE_TESTS = {  # an engine section's fields, by variant; the rollout's and t
         "type": [ME + "test_hf_engine_section_sets_batching_dtype_and_length"],
         "device": [ME + "test_hf_engine_device_reaches_the_loader"],
         "batch_size": [ME + "test_hf_engine_section_sets_batching_dtype_and_length"],
+        "linear_kernel": [
+            ME + "test_hf_engine_linear_kernel_reaches_the_engine",
+            "tests/unit/test_cpu_linear.py::"
+            "test_the_engine_on_the_packed_kernel_samples_and_syncs_as_on_the_default",
+        ],
     },
     "vllm": {
         name: [ME + "test_vllm_engine_section_reaches_vllm"]
@@ -1151,6 +1156,23 @@ def test_hf_engine_section_sets_batching_dtype_and_length(tiny_dir, tmp_path):
         assert limit == length
         with pytest.raises(ValueError, match=f"exceed max_model_len {length}"):
             built["policy"].next_token_logprobs([list(range(5, 5 + length + 1))], [5])
+
+
+def test_hf_engine_linear_kernel_reaches_the_engine(tiny_dir, tmp_path):
+    from rlmr.engine import build_engine
+
+    for kernel in ("default", "onednn"):
+        engine = f"{{type: hf, device: cpu, linear_kernel: {kernel}}}"
+        cfg = _cfg(
+            tmp_path / kernel,
+            f"model.source={TINY}",
+            f"rollout.engine={engine}",
+            f"reward.writing.engine={engine}",
+        )
+        for section in (cfg.rollout.engine, cfg.reward.writing.engine):
+            built = build_engine(cfg.model.source, section)
+            assert built.linear_kernel == kernel
+            assert ("forward" in vars(built.model.lm_head)) == (kernel == "onednn")
 
 
 def test_hf_engine_device_reaches_the_loader(tmp_path, monkeypatch):

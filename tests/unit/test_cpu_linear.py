@@ -1,0 +1,100 @@
+"""oneDNN's packed Linear kernel for CPU inference (`rlmr.engine.cpu_linear`) and the HF engine on
+it: the same numbers as `F.linear`, weights that change in place are repacked, autograd keeps the
+default kernel, and `auto` keeps whichever kernel is faster."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlmr.config import HFEngine as HFEngineConfig
+from rlmr.config import TinyModel
+from rlmr.engine import SamplingParams
+from rlmr.engine.cpu_linear import choose_linear_kernel, onednn_available, pack_linears
+from rlmr.engine.hf import HFEngine
+from tests.fakes import tiny_cache  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch has no oneDNN")
+PROMPTS = ["Once upon a time", "The lighthouse keeper heard a knock at the door and"]
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(24, 40), torch.nn.ReLU(), torch.nn.Linear(40, 8, bias=False)
+    )
+
+
+def test_packed_layers_compute_what_f_linear_computes_and_follow_in_place_changes():
+    model = _model()
+    x = torch.randn(3, 5, 24)
+    with torch.no_grad():
+        expected = model(x)
+    assert pack_linears(model, batch_hint=4) == 2
+    with torch.no_grad():
+        got = model(x)
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+        assert model[0]._rlmr_packed is not None and model[0]._rlmr_packed.is_mkldnn
+        # A weight sync copies into the parameter: the packed copy follows it.
+        model[0].weight.copy_(model[0].weight * -2.0)
+        changed = model(x)
+    model[0].forward = torch.nn.Linear.forward.__get__(model[0])
+    model[2].forward = torch.nn.Linear.forward.__get__(model[2])
+    with torch.no_grad():
+        assert torch.allclose(changed, model(x), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(changed, expected, atol=1e-3)
+
+
+def test_packed_layers_leave_training_to_the_default_kernel():
+    plain, packed = _model(), _model()
+    pack_linears(packed, batch_hint=4)
+    x = torch.randn(6, 24)
+    plain(x).square().sum().backward()
+    packed(x).square().sum().backward()  # the packed op has no backward: it must not be used
+    for a, b in zip(plain.parameters(), packed.parameters()):
+        assert torch.equal(a.grad, b.grad)
+    assert packed[0]._rlmr_packed is None  # never packed: every call recorded for autograd
+    with torch.inference_mode():
+        packed(x)
+    assert packed[0]._rlmr_packed is not None
+
+
+def test_pack_linears_skips_layers_it_cannot_run():
+    model = _model()
+    model[2].to(torch.bfloat16)
+    assert pack_linears(model, batch_hint=4) == 1
+    assert "forward" not in vars(model[2])
+
+
+def test_choose_linear_kernel():
+    model = _model()
+    assert choose_linear_kernel(model, "default", 16) == "default"
+    assert choose_linear_kernel(model, "onednn", 16) == "onednn"
+    assert choose_linear_kernel(model, "auto", 16) in ("default", "onednn")
+    assert choose_linear_kernel(model.to(torch.bfloat16), "auto", 16) == "default"
+    assert choose_linear_kernel(torch.nn.ReLU(), "auto", 16) == "default"
+    with pytest.raises(ValueError, match=r"linear_kernel: expected one of .*'mkl'"):
+        choose_linear_kernel(model, "mkl", 16)
+
+
+def test_the_engine_on_the_packed_kernel_samples_and_syncs_as_on_the_default(tiny_cache):  # noqa: F811
+    def engine(kernel):
+        return HFEngine.from_source(
+            TinyModel(), dtype="float32", device="cpu", batch_size=4, linear_kernel=kernel
+        )
+
+    default, onednn = engine("default"), engine("onednn")
+    assert (default.linear_kernel, onednn.linear_kernel) == ("default", "onednn")
+    assert "forward" in vars(onednn.model.lm_head) and "forward" not in vars(default.model.lm_head)
+    params = SamplingParams(max_new_tokens=8, n=2, temperature=1.0, seed=5)
+    for _sync in range(2):
+        a, b = default.generate(PROMPTS, params), onednn.generate(PROMPTS, params)
+        for ga, gb in zip(a, b):
+            for x, y in zip(ga, gb):
+                assert x.token_ids == y.token_ids
+                assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+        # The same weight sync to both: the packed engine must sample from the new weights.
+        weights = default.model.state_dict().items()
+        new = [(k, v * 1.5) for k, v in weights if k.endswith("proj.weight")]
+        assert default.load_weights(new) == onednn.load_weights(new) == len(new)
+    assert HFEngineConfig().linear_kernel == "auto"
