@@ -490,3 +490,32 @@ def test_the_loop_evaluates_at_start_every_n_steps_and_last_with_the_step_number
         steps = [0, 3, 4] if name == "held_out" else [0, 4]
         assert calls == [(s, ids) for s in steps]
         assert [r["eval/seen"] for r in logged if "eval/seen" in r] == steps
+
+
+def test_the_loop_closes_its_step_function_when_it_ends_or_fails(tmp_path):
+    """A step function with a `close` (the pipeline's: it stops the rollout thread) is closed once
+    when the run ends, and when a step raises."""
+
+    class Closing:
+        def __init__(self, fail_at=None):
+            self.closed, self.fail_at = 0, fail_at
+
+        def __call__(self, cfg, services, sampler, step):
+            if step == self.fail_at:
+                raise RuntimeError("engine lost")
+            return training_step(cfg, services, sampler, step)
+
+        def close(self):
+            self.closed += 1
+
+    cfg = _cfg(tmp_path / "ends", "trainer.steps=2")
+    done = Closing()
+    assert [
+        r["step"] for r in run_training(cfg, FakeServices(), RunDir(cfg), ROWS, step_fn=done)
+    ] == [1, 2]
+    assert done.closed == 1
+    cfg = _cfg(tmp_path / "fails", "trainer.steps=3")
+    failing = Closing(fail_at=2)
+    with pytest.raises(RuntimeError, match="^engine lost$"):
+        run_training(cfg, FakeServices(), RunDir(cfg), ROWS, step_fn=failing)
+    assert failing.closed == 1

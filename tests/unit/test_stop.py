@@ -48,7 +48,10 @@ def test_a_signal_finishes_the_step_then_checkpoints_and_stops(tmp_path, sig, ca
     assert stop.received == sig.name and stop.exit_code == 128 + sig.value
     err = capsys.readouterr().err
     assert f"rlmr: {sig.name} received: finishing the step in progress" in err
-    assert f"rlmr: stopped after step 2 ({sig.name}); checkpoint written" in err
+    assert (
+        f"rlmr: stopped after step 2 ({sig.name}); checkpoint written, continue with --resume"
+        in err
+    )
     assert signal.getsignal(sig) is not stop._handle  # the handlers are given back
 
     resumed = RunDir(cfg, resume=True)
