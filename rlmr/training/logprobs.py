@@ -62,8 +62,8 @@ def shared_prompt_cache(
     run repeats, when a row is padded there, or when the model recomputes activations in the
     backward (gradient checkpointing builds no cache). The positions the model gives the rest
     (the cache's length onwards) are those the whole computation gives."""
-    module = getattr(model, "module", model)  # a DeepSpeed engine wraps the model
-    if length < 1 or getattr(module, "is_gradient_checkpointing", False):
+    # A DeepSpeed engine passes the read on to the model it wraps.
+    if length < 1 or getattr(model, "is_gradient_checkpointing", False):
         return {}
     if not bool(attention_mask[:, :length].all()):
         return {}

@@ -910,12 +910,14 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(m
     )
     attention = (ids != 0).long()
     first = len(PROMPT) - 1
-    seen = []
+    seen, head = [], []
     hook = model.model.embed_tokens.register_forward_hook(lambda m, i, o: seen.append(i[0].numel()))
+    head_hook = model.lm_head.register_forward_hook(lambda m, i, o: head.append(i[0].shape[:2]))
 
     def run(shared: bool):
         model.zero_grad()
         seen.clear()
+        head.clear()
         if shared:
             logp, ent = sequence_token_logprobs(
                 model, ids, attention, with_entropy=True, first_target=first
@@ -930,16 +932,21 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(m
 
     whole, whole_ent, whole_grads, whole_seen = run(False)
     part, part_ent, part_grads, part_seen = run(True)
+    part_head = list(head)
     hook.remove()
+    head_hook.remove()
     assert whole_seen == [ids.numel()]
-    # two distinct prompts of `first` tokens once each, then every row from column `first` on
+    # two distinct prompts of `first` tokens once each, then every row from column `first` on;
+    # the output layer on one position of each prompt (never read), then on the rest
     assert part_seen == [2 * first, len(ids) * (ids.shape[1] - first)]
+    assert part_head == [(2, 1), (len(ids), ids.shape[1] - first)]
     assert torch.allclose(part, whole, atol=1e-5) and torch.allclose(part_ent, whole_ent, atol=1e-5)
     assert torch.equal(part[:, :first], torch.zeros(len(ids), first))
     for name, grad in whole_grads.items():
         assert torch.allclose(part_grads[name], grad, atol=1e-5, rtol=1e-4), name
 
     assert shared_prompt_cache(model, ids, attention, first)
+    assert shared_prompt_cache(model, ids, attention, 1)  # one shared token is enough
     assert not shared_prompt_cache(model, ids, attention, 0)
     assert not shared_prompt_cache(model, ids[:2], attention[:2], first)  # no prompt repeats
     padded = attention.clone()
@@ -947,3 +954,18 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(m
     assert not shared_prompt_cache(model, ids, padded, first)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     assert not shared_prompt_cache(model, ids, attention, first)
+
+
+def test_a_learner_with_gradient_checkpointing_computes_every_row_whole(model_dir):
+    """Checkpointed layers build no KV cache, so the shared-prompt path is off; the DeepSpeed
+    engine the learner holds passes the model's `is_gradient_checkpointing` on."""
+    from rlmr.training.logprobs import shared_prompt_cache
+
+    learner = make_learner(model_dir)
+    tb = batch()
+    first = len(PROMPT) - 1
+    assert shared_prompt_cache(learner.engine, tb.input_ids, tb.attention_mask, first)
+    learner.engine.module.gradient_checkpointing_enable(
+        gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
+    assert not shared_prompt_cache(learner.engine, tb.input_ids, tb.attention_mask, first)
