@@ -32,11 +32,9 @@ def sequence_token_logprobs(
         no_cache["logits_to_keep"] = input_ids.shape[1] - first_target
     shared = shared_prompt_cache(model, input_ids, attention_mask, first_target)
     if shared:
-        out = model(
-            input_ids=input_ids[:, first_target:],
-            attention_mask=attention_mask,
-            **{**no_cache, **shared, "use_cache": True},
-        )
+        # The prompt's cache is read (and extended) whatever use_cache says; it is not returned.
+        rest = input_ids[:, first_target:]
+        out = model(input_ids=rest, attention_mask=attention_mask, **no_cache, **shared)
     else:
         out = model(input_ids=input_ids, attention_mask=attention_mask, **no_cache)
     logits = out.logits[:, :-1].float()
