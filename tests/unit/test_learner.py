@@ -912,7 +912,7 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(m
     first = len(PROMPT) - 1
     seen, head = [], []
     hook = model.model.embed_tokens.register_forward_hook(lambda m, i, o: seen.append(i[0].numel()))
-    head_hook = model.lm_head.register_forward_hook(lambda m, i, o: head.append(i[0].shape[:2]))
+    head_hook = model.lm_head.register_forward_hook(lambda m, i, o: head.append(i[0].shape[:-1]))
 
     def run(shared: bool):
         model.zero_grad()
