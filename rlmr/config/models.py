@@ -113,8 +113,9 @@ class HFEngine(Strict):
     linear_kernel: Literal["auto", "default", "onednn"] = Field(
         "auto",
         description="fp32 on CPU: Linear layers through oneDNN's prepacked kernel (faster "
-        "decoding where MKL is slow at few rows) or PyTorch's default. auto times both on the "
-        "model's largest layer at load and keeps the faster. Ignored on GPU.",
+        "decoding where MKL is slow at few rows) or PyTorch's default. auto times both at load "
+        "on the layer shape holding most of the model's weight and keeps the faster. Ignored "
+        "on GPU.",
     )
 
 

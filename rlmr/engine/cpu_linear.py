@@ -35,6 +35,17 @@ def onednn_available() -> bool:
     )
 
 
+def _cpu_fp32_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
+    """The layers the packed kernel can run: every fp32 `nn.Linear` on CPU."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear)
+        and m.weight.dtype == torch.float32
+        and m.weight.device.type == "cpu"
+    ]
+
+
 def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
     weight = self.weight
     if (
@@ -58,11 +69,7 @@ def pack_linears(model: torch.nn.Module, batch_hint: int) -> int:
     if not onednn_available():
         return 0
     count = 0
-    for module in model.modules():
-        if not isinstance(module, torch.nn.Linear):
-            continue
-        if module.weight.dtype != torch.float32 or module.weight.device.type != "cpu":
-            continue
+    for module in _cpu_fp32_linears(model):
         module._rlmr_batch_hint = max(1, int(batch_hint))
         module._rlmr_packed = None
         module._rlmr_packed_version = None
@@ -91,13 +98,7 @@ def choose_linear_kernel(model: torch.nn.Module, kernel: str, batch_hint: int) -
         if kernel == "onednn" and not onednn_available():
             raise ValueError("linear_kernel: onednn requested, but this PyTorch has no oneDNN")
         return kernel
-    linears = [
-        m
-        for m in model.modules()
-        if isinstance(m, torch.nn.Linear)
-        and m.weight.dtype == torch.float32
-        and m.weight.device.type == "cpu"
-    ]
+    linears = _cpu_fp32_linears(model)
     if not linears or not onednn_available():
         return "default"
     # The shape holding the most weight over all layers (a transformer's MLP projections): where
