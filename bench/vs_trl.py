@@ -22,9 +22,11 @@ steps. Step 1 of every round is left out (first-call warm-up on both sides);
 the figure is the median of the other steps over all rounds. rlmr's step time
 is its `time/step_s` (rollout through weight sync) with the phases beside it;
 TRL's is the time between its `on_step_begin` and `on_step_end` callbacks
-(generation, reference, loss, optimizer). Peak memory: the largest sum of
-resident memory over the whole process tree (rlmr: driver, Ray and every
-actor), sampled every 0.2 s. `--set KEY=VALUE` passes rlmr overrides (levers:
+(generation, reference, loss, optimizer). Peak memory: the largest sum over
+the whole process tree (rlmr: driver, Ray and every actor), sampled every
+0.2 s, of resident memory (RSS) and of proportional memory (PSS, shared
+library pages split among the processes that map them), with the PSS per
+process at its peak. `--set KEY=VALUE` passes rlmr overrides (levers:
 engine dtype, micro-batch, ...). Prints one JSON object.
 """
 
@@ -71,15 +73,35 @@ def prompt_rows(count: int) -> list[dict]:
 
 
 class PeakRSS:
-    """The largest total resident memory of a process and all its descendants."""
+    """The largest total memory of a process and all its descendants, sampled.
+
+    Two sums: resident memory (RSS, what `top` shows; pages of a shared
+    library mapped by several processes count in each) and proportional
+    memory (PSS: each shared page split among the processes mapping it, so
+    the sum is what the tree really holds). For a single process they are
+    close; for rlmr's tree of Ray processes, each loading libtorch, RSS
+    counts the libraries once per process. The per-process breakdown at the
+    PSS peak is kept (`by_process`, MiB).
+    """
 
     def __init__(self, pid: int, every: float = 0.2):
         import psutil
 
-        self.proc, self.every, self.peak = psutil.Process(pid), every, 0
+        self.proc, self.every = psutil.Process(pid), every
+        self.peak_rss = self.peak_pss = 0
+        self.by_process: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _label(p) -> str:
+        cmd = p.cmdline()
+        name = cmd[0] if cmd else p.name()
+        if name.startswith("ray::"):
+            return name.split(".")[0]  # ray::RolloutWorker.generate -> ray::RolloutWorker
+        parts = [Path(c).name for c in cmd[:3] if not c.startswith("-")]
+        return " ".join(parts) or p.name()
 
     def _run(self):
         import psutil
@@ -87,35 +109,49 @@ class PeakRSS:
         while not self._stop.is_set():
             try:
                 procs = [self.proc, *self.proc.children(recursive=True)]
-                total = 0
-                for p in procs:
-                    try:
-                        total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
-                self.peak = max(self.peak, total)
             except psutil.Error:
                 return
+            rss = pss = 0
+            sample: dict[str, int] = {}
+            for p in procs:
+                try:
+                    info = p.memory_full_info()
+                    label = f"{self._label(p)} [{p.pid}]"
+                except psutil.Error:
+                    continue
+                rss += info.rss
+                pss += info.pss
+                sample[label] = info.pss
+            self.peak_rss = max(self.peak_rss, rss)
+            if pss > self.peak_pss:
+                self.peak_pss, self.by_process = pss, sample
             time.sleep(self.every)
 
-    def stop(self) -> float:
+    def stop(self) -> dict:
         self._stop.set()
         self._thread.join()
-        return self.peak / 2**30
+        return {
+            "rss_gib": self.peak_rss / 2**30,
+            "pss_gib": self.peak_pss / 2**30,
+            "by_process_mib": {
+                k: round(v / 2**20)
+                for k, v in sorted(self.by_process.items(), key=lambda kv: -kv[1])
+            },
+        }
 
 
-def run_measured(cmd: list[str], env: dict, log: Path) -> tuple[float, float]:
-    """Run `cmd`, return (wall seconds, peak GiB of its process tree); output to `log`."""
+def run_measured(cmd: list[str], env: dict, log: Path) -> tuple[float, dict]:
+    """Run `cmd`, return (wall seconds, peak memory of its process tree); output to `log`."""
     t0 = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         peak = PeakRSS(proc.pid)
         code = proc.wait()
-        gib = peak.stop()
+        memory = peak.stop()
     if code != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise SystemExit(f"{' '.join(cmd[:4])} ... failed with exit code {code}:\n{tail}")
-    return time.perf_counter() - t0, gib
+    return time.perf_counter() - t0, memory
 
 
 def model_dir() -> Path:
@@ -176,10 +212,10 @@ def rlmr_round(args, work: Path, data: Path, r: int) -> dict:
     for s in sets:
         cmd += ["--set", s]
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
-    wall, gib = run_measured(cmd, env, work / f"rlmr-{r}.log")
+    wall, memory = run_measured(cmd, env, work / f"rlmr-{r}.log")
     rows = [json.loads(x) for x in (out / "bench" / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in rows if m.get("step", 0) >= 1]
-    return {"wall_s": wall, "peak_gib": gib, "steps": steps}
+    return {"wall_s": wall, "memory": memory, "steps": steps}
 
 
 TRL_SCRIPT = r"""
@@ -247,10 +283,20 @@ def trl_round(args, work: Path, data: Path, model: Path, python: Path, r: int) -
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     env.pop("PYTHONPATH", None)
     log = work / f"trl-{r}.log"
-    wall, gib = run_measured([str(python), str(script), json.dumps(spec)], env, log)
+    wall, memory = run_measured([str(python), str(script), json.dumps(spec)], env, log)
     line = next(x for x in log.read_text().splitlines() if x.startswith("BENCH_JSON "))
     result = json.loads(line[len("BENCH_JSON ") :])
-    return {"wall_s": wall, "peak_gib": gib, **result}
+    return {"wall_s": wall, "memory": memory, **result}
+
+
+def peak_memory(runs: list[dict]) -> dict:
+    """The largest peaks over rounds, and the breakdown of the round with the largest PSS."""
+    worst = max(runs, key=lambda r: r["memory"]["pss_gib"])["memory"]
+    return {
+        "peak_rss_gib": round(max(r["memory"]["rss_gib"] for r in runs), 2),
+        "peak_pss_gib": round(max(r["memory"]["pss_gib"] for r in runs), 2),
+        "pss_by_process_mib": worst["by_process_mib"],
+    }
 
 
 def median(values):
@@ -312,7 +358,7 @@ def main(argv=None) -> int:
             "tokens_per_s": median(
                 [m["response_len_mean"] * args.prompts * args.n / m["time/step_s"] for m in steps]
             ),
-            "peak_rss_gib": round(max(r["peak_gib"] for r in rlmr_runs), 2),
+            **peak_memory(rlmr_runs),
             "round_wall_s": [round(r["wall_s"], 1) for r in rlmr_runs],
         }
     if trl_runs:
@@ -324,7 +370,7 @@ def main(argv=None) -> int:
             "tokens_per_s": median(
                 [n * args.prompts * args.n / t for n, t in zip(lengths, times) if n]
             ),
-            "peak_rss_gib": round(max(r["peak_gib"] for r in trl_runs), 2),
+            **peak_memory(trl_runs),
             "round_wall_s": [round(r["wall_s"], 1) for r in trl_runs],
         }
     if rlmr_runs and trl_runs:
