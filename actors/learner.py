@@ -81,7 +81,7 @@ class LearnerWorker:
         driver, and arrays reach engines on the same node without a copy out of the store."""
         from rlmr.engine.weight_arrays import to_arrays
 
-        state = self.learner.full_state_dict()
+        state = self.learner.full_state_dict(copy=False)  # ray.put copies it into the store
         return (ray.put(to_arrays(state)), len(state)) if state is not None else (None, 0)
 
     def weight_metas(self) -> list:
