@@ -29,8 +29,10 @@ def owned_by_rank(filename: str, rank: int) -> bool:
     return int(m.group(1)) == rank if m else rank == 0
 
 
-@ray.remote
-class LearnerWorker:
+class LearnerRank:
+    """One rank's calls (`LearnerWorker`; the colocated learner adds the rollout and reference
+    roles to them: `actors.colocated`)."""
+
     def __init__(self, cfg: RLMRConfig, world_size: int, device: str):
         setup_process(device)
         self.cfg, self.world_size, self.device = cfg, world_size, device
@@ -121,6 +123,11 @@ class LearnerWorker:
 
             download_tree(remote, Path(directory))
         return self.learner.load(directory)
+
+
+@ray.remote
+class LearnerWorker(LearnerRank):
+    pass
 
 
 class LearnerGroup:

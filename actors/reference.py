@@ -14,20 +14,30 @@ from rlmr.config import RLMRConfig
 from rlmr.core.records import TokenBatch
 
 
-@ray.remote
-class ReferenceWorker:
-    def __init__(self, cfg: RLMRConfig, device: str):
+class ReferenceCalls:
+    """The reference role's call, on `self.reference_model` (a reference worker's, or the one the
+    colocated learner loads beside the policy: `actors.colocated`)."""
+
+    def load_reference(self, cfg: RLMRConfig, device: str) -> None:
         from rlmr.engine.loading import load_model_and_tokenizer
 
-        setup_process(device)
-        self.device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
-        self.model, _ = load_model_and_tokenizer(
-            cfg.model.source, cfg.model.dtype, str(self.device)
+        self.reference_device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
+        self.reference_model, _ = load_model_and_tokenizer(
+            cfg.model.source, cfg.model.dtype, str(self.reference_device)
         )
-        self.micro_batch = cfg.learner.micro_batch_size
+        self.reference_micro_batch = cfg.learner.micro_batch_size
 
-    def logprobs(self, tokens: TokenBatch) -> torch.Tensor:
+    def reference_logprobs(self, tokens: TokenBatch) -> torch.Tensor:
         """`[B, T-1]` log-probs of every response token, 0 elsewhere."""
         from rlmr.training.logprobs import response_logprobs
 
-        return response_logprobs(self.model, tokens, self.micro_batch, self.device)
+        return response_logprobs(
+            self.reference_model, tokens, self.reference_micro_batch, self.reference_device
+        )
+
+
+@ray.remote
+class ReferenceWorker(ReferenceCalls):
+    def __init__(self, cfg: RLMRConfig, device: str):
+        setup_process(device)
+        self.load_reference(cfg, device)

@@ -10,20 +10,12 @@ from rlmr.core.records import Group, PromptRow
 from rlmr.engine.base import SamplingParams
 
 
-@ray.remote
-class RolloutWorker:
-    def __init__(self, cfg: RLMRConfig, device: str):
-        from rlmr.engine import build_engine
+class RolloutCalls:
+    """The rollout role's calls, on `self.engine` and `self.cfg` (a rollout worker's own engine,
+    or the colocated learner's engine over its own module: `actors.colocated`)."""
 
-        setup_process(device)
-        self.cfg = cfg
-        self.engine = build_engine(
-            cfg.model.source,
-            cfg.rollout.engine,
-            dtype=cfg.model.dtype,
-            max_model_len=cfg.model.max_model_len,
-            seed=cfg.trainer.seed,
-        )
+    engine: object
+    cfg: RLMRConfig
 
     def pad_token_id(self) -> int:
         tok = self.engine.tokenizer
@@ -48,6 +40,25 @@ class RolloutWorker:
 
         return judge_held_out(self.engine, pairs, self.cfg.judge)
 
+    def sequence_logprobs(self, prompt_ids, response_ids) -> list[list[float]]:
+        return self.engine.sequence_logprobs(prompt_ids, response_ids)
+
+
+@ray.remote
+class RolloutWorker(RolloutCalls):
+    def __init__(self, cfg: RLMRConfig, device: str):
+        from rlmr.engine import build_engine
+
+        setup_process(device)
+        self.cfg = cfg
+        self.engine = build_engine(
+            cfg.model.source,
+            cfg.rollout.engine,
+            dtype=cfg.model.dtype,
+            max_model_len=cfg.model.max_model_len,
+            seed=cfg.trainer.seed,
+        )
+
     def load_weights(self, arrays: dict) -> int:
         """Replace the engine's weights with the learner's (CPU path: NumPy arrays through the
         object store, `rlmr.engine.weight_arrays`); returns how many tensors the engine loaded
@@ -68,6 +79,3 @@ class RolloutWorker:
     def receive_weights(self, metas) -> int:
         """GPU path: receive the learner's NCCL broadcast of every parameter in `metas`."""
         return self.engine.receive_weights(metas)
-
-    def sequence_logprobs(self, prompt_ids, response_ids) -> list[list[float]]:
-        return self.engine.sequence_logprobs(prompt_ids, response_ids)

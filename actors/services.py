@@ -6,7 +6,8 @@ implements the driver's calls: work is split across replicas, verification
 and judging run at the same time, and weights go from learner rank 0 to every
 rollout engine after each step: through the object store for HF engines (CPU),
 by NCCL broadcast from learner rank 0 into the vLLM workers on GPUs
-(`rlmr.engine.weight_group`).
+(`rlmr.engine.weight_group`). With `cluster.colocate` the rollout engine and the
+reference live in the learner's process (`actors.colocated`): nothing moves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import ray
 import torch
 
+from actors.colocated import ColocatedWorker
 from actors.genrm import GenRMWorker
 from actors.group import ActorFailed, ActorGroup, FaultPolicy
 from actors.learner import LearnerGroup, LearnerWorker
@@ -71,16 +73,23 @@ class RayServices:
         self.plan = placed_plan(self.pg, plan)
         self._started: dict[str, tuple[list, list[dict]]] = {}  # role -> (actors, their options)
         world = len(self.plan.replicas["learner"])
+        # Colocated: the one learner rank also holds the rollout engine (over its own weights)
+        # and the reference; both roles call that actor, which is never restarted.
+        self.colocated = cfg.cluster.colocate
+        learner_cls = ColocatedWorker if self.colocated else LearnerWorker
         self.learner = LearnerGroup(
-            self._start("learner", LearnerWorker, cfg, world, self._device("learner"))
+            self._start("learner", learner_cls, cfg, world, self._device("learner"))
         )
-        self.rollout = self._start(
-            "rollout",
-            RolloutWorker,
-            cfg,
-            self._device("rollout"),
-            on_restart=self._restarted_rollout,
-        )
+        if self.colocated:
+            self.rollout = self._in_learner("rollout")
+        else:
+            self.rollout = self._start(
+                "rollout",
+                RolloutWorker,
+                cfg,
+                self._device("rollout"),
+                on_restart=self._restarted_rollout,
+            )
         # Judge training reads its rewards off the rollout engines: no verifier, no other judge.
         policy = cfg.task == "policy"
         self.verifier = None
@@ -99,7 +108,9 @@ class RayServices:
                 seed=cfg.trainer.seed,
             )
         self.reference = None
-        if cfg.uses_reference:
+        if cfg.uses_reference and self.colocated:
+            self.reference = self._in_learner("reference")
+        elif cfg.uses_reference:
             self.reference = self._start(
                 "reference", ReferenceWorker, cfg, self._device("reference")
             )
@@ -134,6 +145,13 @@ class RayServices:
         )
         self._started[role] = (group.actors, list(options.values()))
         return group
+
+    def _in_learner(self, role: str) -> ActorGroup:
+        """A colocated role: the learner's rank-0 actor, called under the role's own name."""
+        return ActorGroup(
+            self.learner.ranks.actors[:1],
+            FaultPolicy(role=role, restarts=0, timeout_s=self.cfg.cluster.call_timeout_s),
+        )
 
     def _restarted_rollout(self, actor) -> None:
         """A restarted engine starts from the model's initial weights: give it the learner's."""
@@ -177,7 +195,7 @@ class RayServices:
         chunks = [
             c.compact() for c in tokens.chunks(len(self.reference))
         ]  # not the whole batch each
-        return torch.cat(self.reference.call_each("logprobs", chunks))
+        return torch.cat(self.reference.call_each("reference_logprobs", chunks))
 
     def update_policy(self, batch: TrainBatch) -> dict:
         return self.learner.update(batch)
@@ -197,6 +215,8 @@ class RayServices:
         self.weight_metas = ray.get(self.learner.rank0.weight_metas.remote())
 
     def sync_weights(self) -> None:
+        if self.colocated:
+            return  # the engine generates with the learner's parameters themselves
         if self.nccl_sync:
             receive = self.rollout.call_all_async("receive_weights", self.weight_metas)
             sent = self.learner.broadcast_weights_async().results()[0]
@@ -222,7 +242,10 @@ class RayServices:
     def shutdown(self) -> None:
         from ray.util.placement_group import remove_placement_group
 
-        for group in (self.learner.ranks, self.rollout, self.verifier, self.genrm, self.reference):
+        groups = [self.learner.ranks, self.verifier, self.genrm]
+        if not self.colocated:
+            groups += [self.rollout, self.reference]
+        for group in groups:
             if group is not None:
                 group.kill()
         remove_placement_group(self.pg)

@@ -39,9 +39,13 @@ class ClusterConfig(Strict):
     gpus_per_node: int = Field(0, ge=0, le=16, description="0 = CPU-only cluster.")
     colocate: bool = Field(
         False,
-        description="Rollout engines on the learner's GPUs. "
-        "Not supported yet: nothing puts the engines to sleep while the learner trains, "
-        "so true is refused.",
+        description="The rollout engine and the reference model run in the learner's process: "
+        "the engine generates with the learner's own weights (no weight sync, no second copy "
+        "of the policy, two processes fewer), as verl's hybrid engine on one rank. Needs one "
+        "learner rank, one rollout replica, at most one reference replica, an HF rollout engine "
+        "(vLLM would need its sleep mode), ZeRO stage 0-2 and rollout.max_staleness 0 (the "
+        "engine samples between updates). cluster.rollout and cluster.reference then take no "
+        "resources of their own; the engine runs on the learner's device.",
     )
     startup_timeout_s: float = Field(
         1800.0,
@@ -77,10 +81,13 @@ class ClusterConfig(Strict):
     @model_validator(mode="after")
     def _check(self):
         if self.colocate:
-            raise ValueError(
-                "colocate: true is not supported yet (nothing puts the rollout engines to sleep "
-                "while the learner trains); give the rollout engines GPUs of their own"
-            )
+            for role, most in (("learner", 1), ("rollout", 1), ("reference", 1)):
+                if getattr(self, role).replicas > most:
+                    raise ValueError(
+                        f"{role}.replicas: {getattr(self, role).replicas}, but colocate: true "
+                        "runs the rollout engine and the reference in the one learner rank's "
+                        f"process (at most {most})"
+                    )
         for role in ("learner", "reference"):
             if getattr(self, role).gpus > 1:
                 raise ValueError(

@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from rlmr.config import LearnerConfig, RLMRConfig, read_yaml, validate_config
-from rlmr.config.placement import PlacementPlan, plan_placement
+from rlmr.config.placement import COLOCATED, PlacementPlan, plan_placement
 
 GB = 1e9
 BF16_BYTES = 2
@@ -272,6 +272,11 @@ def memory_report(
             for b in r.bundles:
                 if plan.bundles[b].get("GPU"):
                     roles_on.setdefault(b, set()).add(role)
+    if cluster.colocate:  # the HF rollout engine (the learner's own weights) and the reference
+        for r in plan.replicas.get("learner", []):  # run inside the learner rank's process
+            for b in r.bundles:
+                if plan.bundles[b].get("GPU"):
+                    roles_on.setdefault(b, set()).update(COLOCATED)
     peaks: dict[int, tuple[float, str]] = {}  # bundle -> (bytes, the phase that fills it)
     for b, roles in roles_on.items():
         trains = roles & {"learner", "reference"}

@@ -29,9 +29,17 @@ ALL_ROLES = ("learner", "reference", "rollout", "genrm", "verifier")
 
 
 # A learner rank and a vLLM rollout engine on one GPU would both join the NCCL weight-sync group
-# from the same device, which NCCL refuses ("Duplicate GPU detected"); colocation needs the
-# engines asleep and a CUDA-IPC hand-over, which the runtime does not do (cluster.colocate).
+# from the same device, which NCCL refuses ("Duplicate GPU detected"). Colocation
+# (cluster.colocate) puts an HF rollout engine in the learner's own process instead.
 NEVER_SHARE = ({"learner", "rollout"},)
+
+# The roles that run inside the learner rank's process under cluster.colocate: no bundles of
+# their own.
+COLOCATED = ("rollout", "reference")
+
+
+def _placed_roles(cluster: ClusterConfig) -> tuple[str, ...]:
+    return tuple(r for r in ALL_ROLES if not (cluster.colocate and r in COLOCATED))
 
 
 class PlacementError(ValueError):
@@ -94,7 +102,7 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
 
     for role in ("learner", "reference", "genrm", "rollout"):
         res = getattr(cluster, role)
-        if res.gpus == 0:
+        if res.gpus == 0 or role not in _placed_roles(cluster):
             continue
         for rep in range(res.replicas):
             assignment[(role, rep)] = _take(
@@ -114,7 +122,7 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
         )
 
     # CPU-only roles (the verifier; GPU roles configured with gpus: 0) get CPU bundles.
-    for role in ALL_ROLES:
+    for role in _placed_roles(cluster):
         res = getattr(cluster, role)
         if getattr(res, "gpus", 0.0) > 0 or res.replicas == 0:
             continue
@@ -163,7 +171,7 @@ def _take(role: str, rep: int, gpus: float, demand, nodes, per_node: int) -> lis
 
 def _plan_cpu(cluster: ClusterConfig) -> PlacementPlan:
     plan = PlacementPlan(bundles=[], bundle_nodes=[], strategy="PACK")
-    for role in ALL_ROLES:
+    for role in _placed_roles(cluster):
         res = getattr(cluster, role)
         for rep in range(res.replicas):
             plan.bundles.append({"CPU": res.cpus})

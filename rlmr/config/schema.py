@@ -444,6 +444,24 @@ class RLMRConfig(Strict):
                 f"rollout.max_staleness: {self.rollout.max_staleness} samples from older weights, "
                 "which needs their correction: set algo.behaviour_weight_cap (e.g. 2.0)"
             )
+        if self.cluster.colocate:
+            if self.rollout.engine.type != "hf":
+                raise ValueError(
+                    f"cluster.colocate: true needs an HF rollout engine (rollout.engine.type is "
+                    f"{self.rollout.engine.type}; colocating vLLM needs its sleep mode, which "
+                    "rlmr does not drive)"
+                )
+            if self.learner.zero_stage == 3:
+                raise ValueError(
+                    "learner.zero_stage: 3 partitions the weights the colocated engine generates "
+                    "with (cluster.colocate: true); use 0-2"
+                )
+            if self.rollout.max_staleness:
+                raise ValueError(
+                    f"rollout.max_staleness: {self.rollout.max_staleness}, but a colocated engine "
+                    "(cluster.colocate: true) shares the learner's process and samples between "
+                    "updates; use 0"
+                )
         if self.rollout.max_staleness and not policy:
             raise ValueError("rollout.max_staleness: asynchronous rollout trains a policy only")
         if self.trainer.eval.suites and self.task != "policy":

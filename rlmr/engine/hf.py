@@ -13,17 +13,40 @@ adding special tokens: the chat template already placed them) or token ids.
 - `sequence_logprobs`: teacher-forced log-probs of given response tokens.
 - `load_weights(named_tensors)`: copy new weights in place (rollout weight sync).
 
+The model may be one that trains between calls (a colocated learner's own
+module, `cluster.colocate`): every call runs it in eval mode and puts back the
+mode it found (in train mode, gradient checkpointing would turn the KV cache
+off).
+
     engine = HFEngine.from_source(TinyModel(), dtype="float32", device="cpu", batch_size=8)
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import torch
 from transformers import StoppingCriteria
 
 from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
+
+
+def _inference(method):
+    """The call under `torch.inference_mode()`, the model in eval mode meanwhile and in the mode
+    it was in afterwards."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                return method(self, *args, **kwargs)
+        finally:
+            self.model.train(training)
+
+    return run
 
 
 class HFEngine:
@@ -147,7 +170,7 @@ class HFEngine:
 
     # ---------------------------------------------------------------- TextEngine
 
-    @torch.inference_mode()
+    @_inference
     def next_token_logprobs(
         self, prompts: Sequence[Prompt], candidate_ids: Sequence[int]
     ) -> list[list[float]]:
@@ -175,7 +198,7 @@ class HFEngine:
                 out[i] = logp[row].tolist()
         return out  # type: ignore[return-value]
 
-    @torch.inference_mode()
+    @_inference
     def sequence_logprobs(
         self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]
     ) -> list[list[float]]:
@@ -214,7 +237,7 @@ class HFEngine:
                 out[i] = picked[row, longest - r :].tolist() if r else []
         return out  # type: ignore[return-value]
 
-    @torch.inference_mode()
+    @_inference
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
         from transformers import GenerationConfig, StoppingCriteriaList
 

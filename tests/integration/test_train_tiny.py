@@ -143,3 +143,21 @@ def test_asynchronous_rollout_trains_one_step_behind_with_the_correction(repo, t
         assert m["time/wait_rollout_s"] >= 0.0
     assert "eval/pass_rate" in metrics[3]
     assert (run / "checkpoints" / "latest").read_text() == "step_000003"
+
+
+def test_a_colocated_run_learns_with_three_roles_in_one_process(repo, tmp_path):
+    """`cluster.colocate: true` end to end: the rollout engine and the reference run in the
+    learner's actor, no weights are sent, and the run learns; the engine samples with the weights
+    the learner has just stepped (its log-probs match the learner's at every step)."""
+    run = tmp_path / "it"
+    _train(repo, tmp_path, "--set", "trainer.steps=2", "--set", "cluster.colocate=true")
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1, 2]
+    for m in metrics[1:]:
+        assert m["frac_zero_std"] < 1.0 and m["adv_std"] > 0.1
+        assert m["grad_norm"] > 0.0 and "kl" in m
+        assert m["logprob_gap_rollout"] < 1e-4, m["logprob_gap_rollout"]
+    initial = _weights(_initial_model_dir(repo))
+    after = _weights(run / "checkpoints" / "step_000002" / "policy")
+    moved = [k for k in initial if not torch.equal(initial[k], after[k])]
+    assert len(moved) > len(initial) // 2

@@ -88,3 +88,92 @@ def test_rollout_matches_learner_after_sync(local_ray, repo, tmp_path):
     state, sent = learner.export_weights()
     assert ray.get(rollout.load_weights.remote(state)) == sent
     assert torch.allclose(rollout_lp(), learner_lp(), atol=1e-5)
+
+
+def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
+    local_ray, repo, tmp_path
+):
+    """`cluster.colocate`: one actor is the learner, the rollout engine and the reference. After
+    an update the engine's log-probs are the learner's new ones with nothing sent; the reference
+    keeps the initial ones; sampling in between leaves the learner training (train mode restored,
+    the next update moves the weights again)."""
+    from actors.colocated import ColocatedWorker
+    from actors.group import ActorGroup
+    from actors.learner import LearnerGroup
+    from actors.placement import actor_options, create_placement_group
+    from rlmr.engine.base import SamplingParams
+
+    cfg = load_config(
+        repo / "configs" / "tiny.yaml",
+        [
+            "learner.lr=0.05",
+            "learner.micro_batch_size=4",
+            "rollout.prompts_per_step=1",
+            "rollout.n=4",
+            "reward.strategy=verifier_only",
+            "reward.writing={type: none}",
+            "cluster.genrm.replicas=0",
+            "cluster.colocate=true",
+            f"logging.output_dir={tmp_path}",
+        ],
+    )
+    assert cfg.uses_reference
+    plan = plan_placement(cfg.cluster)
+    assert "rollout" not in plan.replicas and "reference" not in plan.replicas
+    pg = create_placement_group(plan)
+    ranks = plan.replicas["learner"]
+    learner = LearnerGroup(
+        ActorGroup.start(
+            ColocatedWorker, ranks, lambda r: actor_options(pg, r), cfg, len(ranks), "cpu"
+        )
+    )
+    actor = learner.rank0
+
+    prompt = (5, 17, 33, 9)
+    responses = [(40 + i, 41, 42 + i, 7) for i in range(4)]
+    group = Group(
+        PromptRow("p", "x"),
+        "x",
+        prompt,
+        tuple(Response("r", r, (-1.0,) * 4, "stop") for r in responses),
+    )
+    tokens = TokenBatch.from_groups([group], pad_token_id=0)
+    initial_ref = ray.get(actor.reference_logprobs.remote(tokens))  # the KL term's input
+    batch = TrainBatch.of(tokens, torch.tensor([[1.0, -1.0, 0.5, -0.5]]), initial_ref)
+
+    def engine_lp():
+        out = ray.get(
+            actor.sequence_logprobs.remote([list(prompt)] * 4, [list(r) for r in responses])
+        )
+        return torch.tensor(out)
+
+    def learner_lp():
+        lp = ray.get(actor.logprobs.remote(batch))
+        return lp[batch.response_mask].reshape(4, 4)
+
+    def reference_lp():
+        lp = ray.get(actor.reference_logprobs.remote(batch))
+        return lp[batch.response_mask].reshape(4, 4)
+
+    start = learner_lp()
+    assert torch.allclose(engine_lp(), start, atol=1e-5)
+    assert torch.allclose(reference_lp(), start, atol=1e-5)
+
+    learner.update(batch)  # a large step; no weight sync follows
+    after = learner_lp()
+    assert (after - start).abs().max().item() > 1e-3
+    assert torch.allclose(engine_lp(), after, atol=1e-5)
+    assert torch.allclose(reference_lp(), start, atol=1e-5)  # the reference stays frozen
+
+    # Sampling (eval mode, KV cache) in between, then another update that moves the weights.
+    groups = ray.get(
+        actor.sample.remote(
+            [PromptRow("q", "Write one line.")], SamplingParams(n=2, max_new_tokens=6, seed=0)
+        )
+    )
+    assert len(groups) == 1 and len(groups[0].responses) == 2
+    stats = learner.update(batch)
+    assert stats["grad_norm"] > 0
+    again = learner_lp()
+    assert (again - after).abs().max().item() > 1e-3
+    assert torch.allclose(engine_lp(), again, atol=1e-5)

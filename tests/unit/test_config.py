@@ -114,16 +114,52 @@ def test_cross_field_errors_name_full_keys(tmp_path):
         )
 
 
-def test_colocation_is_refused_until_the_runtime_puts_engines_to_sleep(tmp_path):
-    text = MINIMAL + (
-        "cluster: {gpus_per_node: 8, colocate: true, rollout: {replicas: 4, gpus: 1}, "
-        "learner: {replicas: 4, gpus: 1}, genrm: {replicas: 1}}\n"
+COLOCATED = MINIMAL + (
+    "algo: {kl: {beta: 0.02}}\n"
+    "cluster: {colocate: true, rollout: {replicas: 1}, reference: {replicas: 1}, "
+    "learner: {replicas: 1}}\n"
+)
+
+
+def test_colocation_runs_rollout_and_reference_in_the_one_learner_rank(tmp_path):
+    """`cluster.colocate`: accepted for one learner rank with an HF engine; the rollout and the
+    reference take no placement of their own (they run in the learner's actor)."""
+    from rlmr.config.placement import plan_placement
+
+    cfg = load_config(_write(tmp_path, COLOCATED))
+    assert cfg.cluster.colocate and cfg.uses_reference
+    plan = plan_placement(cfg.cluster)
+    assert set(plan.replicas) == {"learner", "genrm", "verifier"}
+    assert len(plan.bundles) == 3
+    apart = plan_placement(
+        load_config(_write(tmp_path, COLOCATED.replace("true", "false"))).cluster
     )
-    with pytest.raises(ConfigError, match=r"cluster\.colocate: true is not supported yet"):
-        load_config(_write(tmp_path, text))
-    assert not load_config(
-        _write(tmp_path, text.replace("colocate: true", "colocate: false"))
-    ).cluster.colocate
+    assert set(apart.replicas) == {"learner", "genrm", "verifier", "rollout", "reference"}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("cluster.learner.replicas=2", r"cluster\.learner\.replicas: 2, but colocate: true"),
+        ("cluster.rollout.replicas=2", r"cluster\.rollout\.replicas: 2, but colocate: true"),
+        ("cluster.reference.replicas=2", r"cluster\.reference\.replicas: 2, but colocate: true"),
+        ("learner.zero_stage=3", r"learner\.zero_stage: 3 partitions the weights"),
+        ("rollout.max_staleness=1", r"rollout\.max_staleness: 1, but a colocated engine"),
+        (
+            "rollout.engine={type: vllm}",
+            r"cluster\.colocate: true needs an HF rollout engine \(rollout\.engine\.type is vllm",
+        ),
+    ],
+)
+def test_colocation_refuses_what_one_process_cannot_hold(tmp_path, override, message):
+    extra = [override, "algo.behaviour_weight_cap=2.0"]
+    if "vllm" in override:
+        extra.append(
+            "cluster={gpus_per_node: 1, colocate: true, learner: {gpus: 1}, rollout: {gpus: 0}, "
+            "genrm: {gpus: 0}, reference: {gpus: 0}}"
+        )
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, COLOCATED), extra)
 
 
 def test_dotted_overrides(tmp_path):

@@ -447,9 +447,11 @@ OBSERVED_BY: dict[str, list[str]] = {
     "learner.offload_params": [ME + "test_deepspeed_config_follows_the_learner_section"],
     # ----- cluster
     "cluster.nodes": [PLACEMENT + "test_gpu_nodes"],
-    # Its effect until colocation is real: true is refused before anything starts.
     "cluster.colocate": [
-        CONFIG + "test_colocation_is_refused_until_the_runtime_puts_engines_to_sleep"
+        CONFIG + "test_colocation_runs_rollout_and_reference_in_the_one_learner_rank",
+        "tests/integration/test_weight_sync.py::"
+        "test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync",
+        "tests/integration/test_train_tiny.py::test_a_colocated_run_learns_with_three_roles_in_one_process",
     ],
     "cluster.startup_timeout_s": [
         "tests/integration/test_actor_startup.py::"

@@ -179,3 +179,38 @@ def test_samples_of_one_prompt_share_one_prefill_and_sample_as_without_it(tiny_c
             assert forced == pytest.approx(list(g.logprobs), abs=1e-4)
     # distinct prompts (n = 1): nothing to share
     assert engine._shared_prefill([0, 1], *engine._left_pad([[1, 2], [3, 4]])) == {}
+
+
+def test_a_model_that_trains_is_run_in_eval_mode_and_given_back_in_train_mode(tiny_cache):  # noqa: F811
+    """A colocated engine runs the learner's own module (cluster.colocate), which is in train mode
+    with gradient checkpointing on: every call runs it in eval mode (in train mode checkpointing
+    turns the KV cache off) and leaves it in train mode; the results are an eval model's."""
+    from rlmr.engine.loading import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(TinyModel(), "float32", "cpu")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False  # as the learner sets it
+    plain = HFEngine.from_source(TinyModel(), dtype="float32", device="cpu", batch_size=2)
+    model.train()
+    shared = HFEngine(model, tok, batch_size=2)
+    modes = []
+    model.model.layers[0].register_forward_pre_hook(lambda m, _: modes.append(m.training))
+
+    p = SamplingParams(max_new_tokens=5, n=2, temperature=1.0, seed=7)
+    assert shared.generate(PROMPTS, p) == plain.generate(PROMPTS, p)
+    assert model.training and all(m.training for m in model.modules())
+    ids = [tok.encode(x, add_special_tokens=False) for x in PROMPTS]
+    for call, args in (("sequence_logprobs", (ids, ids)), ("next_token_logprobs", (PROMPTS, [5]))):
+        ours, theirs = getattr(shared, call)(*args), getattr(plain, call)(*args)
+        assert [len(r) for r in ours] == [len(r) for r in theirs]
+        assert sum(ours, []) == pytest.approx(sum(theirs, []), abs=1e-5), call
+    assert modes and not any(modes)  # eval inside every call
+    assert model.training
+
+    # A failing call gives the mode back too, and the model still trains afterwards.
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        shared.next_token_logprobs(PROMPTS, [10**9])
+    assert model.training
+    loss = model(input_ids=torch.tensor([ids[0]]), labels=torch.tensor([ids[0]])).loss
+    loss.backward()
+    assert model.model.layers[0].mlp.up_proj.weight.grad is not None

@@ -204,3 +204,32 @@ def test_every_scenario_is_explained_in_the_document():
 def test_shipped_gpu_configs_fit(config, model):
     report = memory_report(load_config(REPO / config), MODELS[model], gpu_bytes=80 * GB)
     assert report.problems() == []
+
+
+def test_a_colocated_learner_gpu_holds_the_reference_too():
+    """`cluster.colocate`: the reference model loads in the learner rank's process, so the
+    learner's GPU holds its weights beside the learner's states (no bundle of its own)."""
+    text = (
+        "model: {source: {type: tiny}}\ndata: {train: x.jsonl}\n"
+        "rollout: {engine: {type: hf, device: cuda}}\n"
+        "reward: {strategy: verifier_only, writing: {type: none}}\n"
+        "algo: {kl: {beta: 0.02}}\n"
+        "cluster: {gpus_per_node: 1, colocate: COLOCATE, learner: {gpus: 1}, "
+        "rollout: {gpus: GPUS}, reference: {gpus: GPUS}, genrm: {replicas: 0}}\n"
+    )
+    import yaml
+
+    from rlmr.config import validate_config
+
+    def report(colocate: bool, gpus: float):
+        raw = yaml.safe_load(
+            text.replace("COLOCATE", str(colocate).lower()).replace("GPUS", str(gpus))
+        )
+        return memory_report(
+            validate_config(raw, "c.yaml"), MODELS["qwen2.5-7b"], gpu_bytes=80 * GB
+        )
+
+    together, learner_only = report(True, 0), report(False, 0)
+    ref = reference_bytes_per_gpu(MODELS["qwen2.5-7b"].params)
+    assert together.reference == learner_only.reference == ref
+    assert together.learner_gpu_peak[0] == pytest.approx(learner_only.learner_gpu_peak[0] + ref)

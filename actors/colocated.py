@@ -1,0 +1,38 @@
+"""ColocatedWorker: the one learner rank with the rollout engine and the reference model in its
+process (`cluster.colocate: true`).
+
+The rollout engine is an `HFEngine` over the learner's own module: it
+generates with the weights the optimizer has just stepped, so a weight sync
+moves nothing and the policy exists once (verl's hybrid engine, on one rank).
+The reference model, when the KL term needs one, is loaded beside it. Calls to
+one actor run one after another, so the engine samples between updates, never
+during one.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from actors.learner import LearnerRank
+from actors.reference import ReferenceCalls
+from actors.rollout import RolloutCalls
+
+
+@ray.remote
+class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls):
+    def setup(self, rank: int, master_addr: str, master_port: int) -> None:
+        from rlmr.engine.hf import HFEngine
+        from rlmr.engine.loading import describe_source, load_tokenizer
+
+        super().setup(rank, master_addr, master_port)
+        cfg = self.cfg
+        self.engine = HFEngine(
+            self.learner.engine.module,
+            load_tokenizer(cfg.model.source),
+            batch_size=cfg.rollout.engine.batch_size,
+            max_model_len=cfg.model.max_model_len,
+            name=describe_source(cfg.model.source),
+            linear_kernel=cfg.rollout.engine.linear_kernel,
+        )
+        if cfg.uses_reference:
+            self.load_reference(cfg, self.device)
