@@ -36,3 +36,15 @@ class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls):
         )
         if cfg.uses_reference:
             self.load_reference(cfg, self.device)
+
+    def update(self, shard):
+        # The fused optimizer writes the weights without moving their version counters: the
+        # engine's packed copies would go stale unnoticed.
+        stats = super().update(shard)
+        self.engine.weights_changed()
+        return stats
+
+    def load(self, directory: str, remote: str | None = None) -> dict:
+        client = super().load(directory, remote)
+        self.engine.weights_changed()
+        return client

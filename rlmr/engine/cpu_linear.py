@@ -78,6 +78,22 @@ def pack_linears(model: torch.nn.Module, batch_hint: int) -> int:
     return count
 
 
+def release_packed(model: torch.nn.Module) -> int:
+    """Drop every packed copy of `model`'s weights; each layer packs again on its next forward.
+    For weights changed behind the version counter: PyTorch's fused optimizers (the learner's
+    fused AdamW) write the parameters without moving it, so a colocated engine, which runs the
+    learner's own module, calls this after every update. Frees the copies' memory meanwhile.
+    Returns how many layers held one."""
+    count = 0
+    for module in model.modules():
+        if getattr(module, "_rlmr_packed", None) is not None:
+            count += 1
+        if hasattr(module, "_rlmr_packed"):
+            module._rlmr_packed = None
+            module._rlmr_packed_version = None
+    return count
+
+
 def _median_seconds(fn, repeats: int = 7) -> float:
     fn()  # warm-up (and the one-off reorder)
     times = []

@@ -365,6 +365,14 @@ class HFEngine:
 
     # ---------------------------------------------------------------- weight sync
 
+    def weights_changed(self) -> None:
+        """The model's weights were changed in place by someone else (a colocated learner's
+        optimizer step): packed copies of them (`rlmr.engine.cpu_linear`) are dropped and rebuilt
+        on next use."""
+        from rlmr.engine.cpu_linear import release_packed
+
+        release_packed(self.model)
+
     @torch.no_grad()
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
         """Copy tensors into the model's parameters/buffers by state-dict name; returns how many

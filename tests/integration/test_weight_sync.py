@@ -102,6 +102,7 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
     from actors.learner import LearnerGroup
     from actors.placement import actor_options, create_placement_group
     from rlmr.engine.base import SamplingParams
+    from rlmr.engine.cpu_linear import onednn_available
 
     cfg = load_config(
         repo / "configs" / "tiny.yaml",
@@ -114,6 +115,9 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
             "reward.writing={type: none}",
             "cluster.genrm.replicas=0",
             "cluster.colocate=true",
+            # The packed kernel, where this PyTorch has it: its copies of the weights must follow
+            # the learner's optimizer, which writes them without moving their version counters.
+            f"rollout.engine.linear_kernel={'onednn' if onednn_available() else 'default'}",
             f"logging.output_dir={tmp_path}",
         ],
     )
@@ -159,7 +163,22 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
     assert torch.allclose(engine_lp(), start, atol=1e-5)
     assert torch.allclose(reference_lp(), start, atol=1e-5)
 
+    def packed_layers():
+        return ray.get(
+            actor.__ray_call__.remote(
+                lambda self: sum(
+                    getattr(m, "_rlmr_packed", None) is not None
+                    for m in self.engine.model.modules()
+                )
+            )
+        )
+
+    assert packed_layers() == (15 if onednn_available() else 0)  # packed by the calls above
     learner.update(batch)  # a large step; no weight sync follows
+    # The copies packed before the step are dropped (the fused optimizer's writes do not move the
+    # version counters that would otherwise tell them apart; on small layers oneDNN's packed
+    # tensor may share the weight's memory, so the log-probs alone cannot show a stale copy).
+    assert packed_layers() == 0
     after = learner_lp()
     assert (after - start).abs().max().item() > 1e-3
     assert torch.allclose(engine_lp(), after, atol=1e-5)

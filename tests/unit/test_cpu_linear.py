@@ -10,7 +10,12 @@ import torch
 from rlmr.config import HFEngine as HFEngineConfig
 from rlmr.config import TinyModel
 from rlmr.engine import SamplingParams
-from rlmr.engine.cpu_linear import choose_linear_kernel, onednn_available, pack_linears
+from rlmr.engine.cpu_linear import (
+    choose_linear_kernel,
+    onednn_available,
+    pack_linears,
+    release_packed,
+)
 from rlmr.engine.hf import HFEngine
 from tests.fakes import tiny_cache  # noqa: F401 (fixture)
 
@@ -43,6 +48,32 @@ def test_packed_layers_compute_what_f_linear_computes_and_follow_in_place_change
     with torch.no_grad():
         assert torch.allclose(changed, model(x), rtol=1e-5, atol=1e-5)
         assert not torch.allclose(changed, expected, atol=1e-3)
+
+
+def test_weights_a_fused_optimizer_writes_need_the_packed_copies_released():
+    """PyTorch's fused AdamW (the learner's) writes parameters without moving their version
+    counters: a packed copy cannot see that step; `release_packed` (what a colocated engine calls
+    after every update) drops the copies and the next forward packs the new weights."""
+    model = _model()
+    x = torch.randn(3, 5, 24)
+    pack_linears(model, batch_hint=4)
+    with torch.no_grad():
+        model(x)  # packs
+    model.zero_grad()
+    model(x).square().sum().backward()
+    versions = [p._version for p in model.parameters()]
+    torch.optim.AdamW(model.parameters(), lr=0.1, fused=True).step()
+    assert [p._version for p in model.parameters()] == versions  # the counters did not move
+    with torch.no_grad():
+        fresh = torch.nn.functional.linear(
+            torch.relu(torch.nn.functional.linear(x, model[0].weight, model[0].bias)),
+            model[2].weight,
+        )
+        assert not torch.allclose(model(x), fresh, atol=1e-3)  # stale: the old weights
+        assert release_packed(model) == 2 and model[0]._rlmr_packed is None
+        assert torch.allclose(model(x), fresh, rtol=1e-5, atol=1e-5)
+        assert release_packed(model) == 2  # packed again by that forward
+    assert release_packed(torch.nn.Linear(3, 3)) == 0  # never packed: nothing to drop
 
 
 def test_packed_layers_leave_training_to_the_default_kernel():
