@@ -6,7 +6,8 @@ with TRL's seconds per step measured in the same run beside each.
         "fp32=bench/results/perf/vs_trl-4x4x64-fp32.json" \\
         "int8 rollout=bench/results/perf/vs_trl-4x4x64-int8.json"
 
-Each argument is `LABEL=PATH`. Prints the figures it drew as JSON.
+Each argument is `LABEL=PATH`, or `LABEL=PATH#NAME` for the rlmr run a result holds
+under `variants` (`vs_trl.py --variant NAME=...`). Prints the figures it drew as JSON.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def read(spec: str) -> tuple[str, dict]:
     label, sep, path = spec.partition("=")
     if not sep or not label or not path:
         raise SystemExit(f"plot_steps: expected LABEL=PATH, got {spec!r}")
+    path, _, variant = path.partition("#")
     try:
         data = json.loads(Path(path).read_text())
-        rlmr = data["rlmr"]
+        rlmr = data["variants"][variant] if variant else data["rlmr"]
         phases = {k: float(rlmr["phases_s"][k]) for k in PHASES}
         step = float(rlmr["step_s"])
     except (OSError, ValueError, KeyError) as e:

@@ -3,6 +3,7 @@
     python bench/vs_trl.py                                 # the issue's shape: 4 x 4 x 64
     python bench/vs_trl.py --prompts 2 --n 8 --tokens 96   # the main job's shape
     python bench/vs_trl.py --rounds 2 --steps 4 --set rollout.engine.dtype=bfloat16
+    python bench/vs_trl.py --variant colocated=cluster.colocate=true   # two rlmr layouts + TRL
 
 The same work on both sides: SmolLM2-135M-Instruct (the embedded default
 model, converted once by rlmr into a Hugging Face folder that both load),
@@ -27,7 +28,10 @@ the whole process tree (rlmr: driver, Ray and every actor), sampled every
 0.2 s, of resident memory (RSS) and of proportional memory (PSS, shared
 library pages split among the processes that map them), with the PSS per
 process at its peak. `--set KEY=VALUE` passes rlmr overrides (levers:
-engine dtype, micro-batch, ...). Prints one JSON object.
+engine dtype, micro-batch, ...). `--variant NAME=KEY=VALUE` (repeatable; one NAME
+may take several) adds an rlmr run with those overrides on top, alternating
+with the others in every round: its figures go under `variants`, each with its
+own ratio to TRL. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -179,8 +183,9 @@ def ensure_trl_venv() -> Path:
     return python
 
 
-def rlmr_round(args, work: Path, data: Path, r: int) -> dict:
-    out = work / f"rlmr-{r}"
+def rlmr_round(args, work: Path, data: Path, r: int, name: str = "", extra=()) -> dict:
+    tag = f"rlmr-{name}-{r}" if name else f"rlmr-{r}"
+    out = work / tag
     sets = [
         f"data.train={data}",
         "data.eval=null",
@@ -207,12 +212,13 @@ def rlmr_round(args, work: Path, data: Path, r: int) -> dict:
         "logging.progress_bar=false",
         "logging.tensorboard=false",
         *args.set,
+        *extra,
     ]
     cmd = [sys.executable, "-m", "rlmr.cli", "train", "configs/smollm2-cpu.yaml"]
     for s in sets:
         cmd += ["--set", s]
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
-    wall, memory = run_measured(cmd, env, work / f"rlmr-{r}.log")
+    wall, memory = run_measured(cmd, env, work / f"{tag}.log")
     rows = [json.loads(x) for x in (out / "bench" / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in rows if m.get("step", 0) >= 1]
     return {"wall_s": wall, "memory": memory, "steps": steps}
@@ -299,6 +305,22 @@ def peak_memory(runs: list[dict]) -> dict:
     }
 
 
+def rlmr_figures(args, runs: list[dict]) -> dict:
+    """Median step and phases over every round's steps but the first, tokens/s, peak memory."""
+    steps = [m for run in runs for m in run["steps"] if m["step"] > 1]
+    phases = sorted({k for m in steps for k in m if k.startswith("time/")})
+    return {
+        "step_s": median([m["time/step_s"] for m in steps]),
+        "phases_s": {k[5:-2]: median([m[k] for m in steps if k in m]) for k in phases},
+        "tokens_per_s": median(
+            [m["response_len_mean"] * args.prompts * args.n / m["time/step_s"] for m in steps]
+        ),
+        "logprob_gap_rollout": median([m["logprob_gap_rollout"] for m in steps]),
+        **peak_memory(runs),
+        "round_wall_s": [round(r["wall_s"], 1) for r in runs],
+    }
+
+
 def median(values):
     return round(statistics.median(values), 3) if values else None
 
@@ -312,9 +334,22 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=4, help="steps per round (the first is dropped)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--set", action="append", default=[], help="rlmr override, repeatable")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=KEY=VALUE",
+        help="another rlmr run with this override on top (repeatable, a NAME may repeat)",
+    )
     p.add_argument("--only", choices=["rlmr", "trl"], help="measure one side")
     p.add_argument("--work", type=Path, help="keep logs and runs here (default: a temp dir)")
     args = p.parse_args(argv)
+    variants: dict[str, list[str]] = {}
+    for spec in args.variant:
+        name, sep, override = spec.partition("=")
+        if not sep or not name or "=" not in override:
+            p.error(f"--variant: expected NAME=KEY=VALUE, got {spec!r}")
+        variants.setdefault(name, []).append(override)
 
     model = model_dir()
     python = ensure_trl_venv() if args.only != "rlmr" else None
@@ -323,10 +358,15 @@ def main(argv=None) -> int:
     data = work / "prompts.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in prompt_rows(64)))
     rlmr_runs, trl_runs = [], []
+    variant_runs: dict[str, list[dict]] = {name: [] for name in variants}
     for r in range(args.rounds):
         if args.only != "trl":
             rlmr_runs.append(rlmr_round(args, work, data, r))
             print(f"bench: rlmr round {r + 1}: {rlmr_runs[-1]['wall_s']:.0f} s", file=sys.stderr)
+            for name, overrides in variants.items():
+                variant_runs[name].append(rlmr_round(args, work, data, r, name, overrides))
+                wall = variant_runs[name][-1]["wall_s"]
+                print(f"bench: rlmr {name} round {r + 1}: {wall:.0f} s", file=sys.stderr)
         if args.only != "rlmr":
             trl_runs.append(trl_round(args, work, data, model, python, r))
             print(f"bench: trl round {r + 1}: {trl_runs[-1]['wall_s']:.0f} s", file=sys.stderr)
@@ -350,16 +390,11 @@ def main(argv=None) -> int:
         "logs": str(work),
     }
     if rlmr_runs:
-        steps = [m for run in rlmr_runs for m in run["steps"] if m["step"] > 1]
-        phases = sorted({k for m in steps for k in m if k.startswith("time/")})
-        result["rlmr"] = {
-            "step_s": median([m["time/step_s"] for m in steps]),
-            "phases_s": {k[5:-2]: median([m[k] for m in steps if k in m]) for k in phases},
-            "tokens_per_s": median(
-                [m["response_len_mean"] * args.prompts * args.n / m["time/step_s"] for m in steps]
-            ),
-            **peak_memory(rlmr_runs),
-            "round_wall_s": [round(r["wall_s"], 1) for r in rlmr_runs],
+        result["rlmr"] = rlmr_figures(args, rlmr_runs)
+    if variant_runs:
+        result["variants"] = {
+            name: {"overrides": variants[name], **rlmr_figures(args, runs)}
+            for name, runs in variant_runs.items()
         }
     if trl_runs:
         times = [t for run in trl_runs for t in run["step_s"][1:]]
@@ -375,6 +410,8 @@ def main(argv=None) -> int:
         }
     if rlmr_runs and trl_runs:
         result["ratio_rlmr_over_trl"] = round(result["rlmr"]["step_s"] / result["trl"]["step_s"], 3)
+        for figures in result.get("variants", {}).values():
+            figures["ratio_over_trl"] = round(figures["step_s"] / result["trl"]["step_s"], 3)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -35,6 +35,18 @@ def test_each_result_is_a_bar_of_its_phases_with_trl_beside_it(tmp_path, capsys)
     assert shown["after"]["phases_s"]["update"] == 12.0 and shown["after"]["shape"] == "4x4x64"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
 
+    # A result's variant (vs_trl.py --variant NAME=...): LABEL=PATH#NAME, TRL from the same run.
+    data = json.loads(a.read_text())
+    data["variants"] = {"colocated": {"step_s": 35.0, "phases_s": {**phases, "sync": 0.0}}}
+    a.write_text(json.dumps(data))
+    main([f"both={a}", f"colocated={a}#colocated", "--out", str(out)])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["both"]["step_s"] == 41.0 and shown["colocated"]["step_s"] == 35.0
+    assert shown["colocated"]["phases_s"]["sync"] == 0.0
+    assert shown["colocated"]["trl_step_s"] == 50.0
+    with pytest.raises(SystemExit, match="not a vs_trl.py result"):
+        main([f"x={a}#nosuch", "--out", str(out)])
+
 
 def test_bad_arguments_name_what_is_wrong(tmp_path):
     main = runpy.run_path(str(REPO / "bench" / "plot_steps.py"))["main"]
