@@ -24,11 +24,12 @@ the figure is the median of the other steps over all rounds. rlmr's step time
 is its `time/step_s` (rollout through weight sync) with the phases beside it;
 TRL's is the time between its `on_step_begin` and `on_step_end` callbacks
 (generation, reference, loss, optimizer). Peak memory: the largest sum over
-the whole process tree (rlmr: driver, Ray and every actor), sampled every
-0.2 s, of resident memory (RSS) and of proportional memory (PSS, shared
-library pages split among the processes that map them), with the PSS per
-process at its peak. `--set KEY=VALUE` passes rlmr overrides (levers:
-engine dtype, micro-batch, ...). `--variant NAME=KEY=VALUE` (repeatable; one NAME
+the whole process tree (rlmr: driver, Ray and every actor) of resident memory
+(RSS, sampled every 0.2 s) and of proportional memory (PSS, shared library
+pages split among the processes that map them, every 2 s: reading it costs
+CPU), with the PSS per process at its peak and the sampler's CPU seconds.
+`--set KEY=VALUE` passes rlmr overrides (levers: engine dtype, micro-batch,
+...). `--variant NAME=KEY=VALUE` (repeatable; one NAME
 may take several) adds an rlmr run with those overrides on top, alternating
 with the others in every round: its figures go under `variants`, each with its
 own ratio to TRL. Prints one JSON object.
@@ -80,20 +81,24 @@ class PeakRSS:
     """The largest total memory of a process and all its descendants, sampled.
 
     Two sums: resident memory (RSS, what `top` shows; pages of a shared
-    library mapped by several processes count in each) and proportional
-    memory (PSS: each shared page split among the processes mapping it, so
-    the sum is what the tree really holds). For a single process they are
-    close; for rlmr's tree of Ray processes, each loading libtorch, RSS
-    counts the libraries once per process. The per-process breakdown at the
-    PSS peak is kept (`by_process`, MiB).
+    library mapped by several processes count in each), every `every`
+    seconds, and proportional memory (PSS: each shared page split among the
+    processes mapping it, so the sum is what the tree really holds), every
+    `pss_every` seconds: reading PSS walks each process's page tables, which
+    every 0.2 s took 40% of a core from the processes measured. For a single
+    process the two are close; for rlmr's tree of Ray processes, each loading
+    libtorch, RSS counts the libraries once per process. The per-process
+    breakdown at the PSS peak is kept (`by_process`, MiB), and the sampler's
+    own CPU seconds.
     """
 
-    def __init__(self, pid: int, every: float = 0.2):
+    def __init__(self, pid: int, every: float = 0.2, pss_every: float = 2.0):
         import psutil
 
-        self.proc, self.every = psutil.Process(pid), every
+        self.proc, self.every, self.pss_every = psutil.Process(pid), every, pss_every
         self.peak_rss = self.peak_pss = 0
         self.by_process: dict[str, int] = {}
+        self.cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -105,30 +110,38 @@ class PeakRSS:
         if name.startswith("ray::"):
             return name.split(".")[0]  # ray::RolloutWorker.generate -> ray::RolloutWorker
         parts = [Path(c).name for c in cmd[:3] if not c.startswith("-")]
-        return " ".join(parts) or p.name()
+        return " ".join(parts)[:60] or p.name()
 
     def _run(self):
         import psutil
 
+        next_pss = 0.0
         while not self._stop.is_set():
+            start = time.thread_time()
             try:
                 procs = [self.proc, *self.proc.children(recursive=True)]
             except psutil.Error:
                 return
+            with_pss = time.monotonic() >= next_pss
+            if with_pss:
+                next_pss = time.monotonic() + self.pss_every
             rss = pss = 0
             sample: dict[str, int] = {}
             for p in procs:
                 try:
-                    info = p.memory_full_info()
-                    label = f"{self._label(p)} [{p.pid}]"
+                    if with_pss:
+                        info = p.memory_full_info()
+                        sample[f"{self._label(p)} [{p.pid}]"] = info.pss
+                        pss += info.pss
+                    else:
+                        info = p.memory_info()
                 except psutil.Error:
                     continue
                 rss += info.rss
-                pss += info.pss
-                sample[label] = info.pss
             self.peak_rss = max(self.peak_rss, rss)
-            if pss > self.peak_pss:
+            if with_pss and pss > self.peak_pss:
                 self.peak_pss, self.by_process = pss, sample
+            self.cpu_s += time.thread_time() - start
             time.sleep(self.every)
 
     def stop(self) -> dict:
@@ -141,6 +154,7 @@ class PeakRSS:
                 k: round(v / 2**20)
                 for k, v in sorted(self.by_process.items(), key=lambda kv: -kv[1])
             },
+            "sampler_cpu_s": round(self.cpu_s, 1),
         }
 
 
@@ -302,6 +316,7 @@ def peak_memory(runs: list[dict]) -> dict:
         "peak_rss_gib": round(max(r["memory"]["rss_gib"] for r in runs), 2),
         "peak_pss_gib": round(max(r["memory"]["pss_gib"] for r in runs), 2),
         "pss_by_process_mib": worst["by_process_mib"],
+        "sampler_cpu_s": [r["memory"]["sampler_cpu_s"] for r in runs],
     }
 
 
