@@ -21,56 +21,72 @@ def local_ray():
     ray.shutdown()
 
 
-def test_rollout_matches_learner_after_sync(local_ray, repo, tmp_path):
-    from actors.group import ActorGroup
-    from actors.learner import LearnerGroup, LearnerWorker
-    from actors.placement import actor_options, create_placement_group
-    from actors.rollout import RolloutWorker
+PROMPT = (5, 17, 33, 9)
+RESPONSES = [(40 + i, 41, 42 + i, 7) for i in range(4)]
+ADVANTAGES = torch.tensor([[1.0, -1.0, 0.5, -0.5]])
 
-    cfg = load_config(
+
+def _config(repo, tmp_path, *overrides):
+    """configs/tiny.yaml for one group of 4, a large learning rate, the verifier as the reward."""
+    return load_config(
         repo / "configs" / "tiny.yaml",
         [
             "learner.lr=0.05",
             "learner.micro_batch_size=4",
             "rollout.prompts_per_step=1",
             "rollout.n=4",
-            "algo.kl.beta=0",
             "reward.strategy=verifier_only",
             "reward.writing={type: none}",
             "cluster.genrm.replicas=0",
-            "cluster.reference.replicas=0",
             f"logging.output_dir={tmp_path}",
+            *overrides,
         ],
     )
-    plan = plan_placement(cfg.cluster)
-    pg = create_placement_group(plan)
+
+
+def _learner(cfg, plan, pg, worker_cls):
+    from actors.group import ActorGroup
+    from actors.learner import LearnerGroup
+    from actors.placement import actor_options
+
     ranks = plan.replicas["learner"]
-    learner = LearnerGroup(
-        ActorGroup.start(
-            LearnerWorker, ranks, lambda r: actor_options(pg, r), cfg, len(ranks), "cpu"
-        )
-    )
-    rollout = RolloutWorker.options(**actor_options(pg, plan.replicas["rollout"][0])).remote(
-        cfg, "cpu"
+    return LearnerGroup(
+        ActorGroup.start(worker_cls, ranks, lambda r: actor_options(pg, r), cfg, len(ranks), "cpu")
     )
 
-    prompt = (5, 17, 33, 9)
-    responses = [(40 + i, 41, 42 + i, 7) for i in range(4)]
+
+def _tokens() -> TokenBatch:
     group = Group(
         PromptRow("p", "x"),
         "x",
-        prompt,
-        tuple(Response("r", r, (-1.0,) * 4, "stop") for r in responses),
+        PROMPT,
+        tuple(Response("r", r, (-1.0,) * 4, "stop") for r in RESPONSES),
     )
-    batch = TrainBatch.of(
-        TokenBatch.from_groups([group], pad_token_id=0), torch.tensor([[1.0, -1.0, 0.5, -0.5]])
+    return TokenBatch.from_groups([group], pad_token_id=0)
+
+
+def _engine_lp(actor) -> torch.Tensor:
+    """The rollout engine's log-probs of the 4 responses, `[4, 4]`."""
+    out = ray.get(actor.sequence_logprobs.remote([list(PROMPT)] * 4, [list(r) for r in RESPONSES]))
+    return torch.tensor(out)
+
+
+def test_rollout_matches_learner_after_sync(local_ray, repo, tmp_path):
+    from actors.learner import LearnerWorker
+    from actors.placement import actor_options, create_placement_group
+    from actors.rollout import RolloutWorker
+
+    cfg = _config(repo, tmp_path, "algo.kl.beta=0", "cluster.reference.replicas=0")
+    plan = plan_placement(cfg.cluster)
+    pg = create_placement_group(plan)
+    learner = _learner(cfg, plan, pg, LearnerWorker)
+    rollout = RolloutWorker.options(**actor_options(pg, plan.replicas["rollout"][0])).remote(
+        cfg, "cpu"
     )
+    batch = TrainBatch.of(_tokens(), ADVANTAGES)
 
     def rollout_lp():
-        out = ray.get(
-            rollout.sequence_logprobs.remote([list(prompt)] * 4, [list(r) for r in responses])
-        )
-        return torch.tensor(out)
+        return _engine_lp(rollout)
 
     def learner_lp():
         lp = ray.get(learner.rank0.logprobs.remote(batch))
@@ -98,58 +114,29 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
     keeps the initial ones; sampling in between leaves the learner training (train mode restored,
     the next update moves the weights again)."""
     from actors.colocated import ColocatedWorker
-    from actors.group import ActorGroup
-    from actors.learner import LearnerGroup
-    from actors.placement import actor_options, create_placement_group
+    from actors.placement import create_placement_group
     from rlmr.engine.base import SamplingParams
     from rlmr.engine.cpu_linear import onednn_available
 
-    cfg = load_config(
-        repo / "configs" / "tiny.yaml",
-        [
-            "learner.lr=0.05",
-            "learner.micro_batch_size=4",
-            "rollout.prompts_per_step=1",
-            "rollout.n=4",
-            "reward.strategy=verifier_only",
-            "reward.writing={type: none}",
-            "cluster.genrm.replicas=0",
-            "cluster.colocate=true",
-            # The packed kernel, where this PyTorch has it: its copies of the weights must follow
-            # the learner's optimizer, which writes them without moving their version counters.
-            f"rollout.engine.linear_kernel={'onednn' if onednn_available() else 'default'}",
-            f"logging.output_dir={tmp_path}",
-        ],
+    cfg = _config(
+        repo,
+        tmp_path,
+        "cluster.colocate=true",
+        # The packed kernel, where this PyTorch has it: its copies of the weights must follow the
+        # learner's optimizer, which writes them without moving their version counters.
+        f"rollout.engine.linear_kernel={'onednn' if onednn_available() else 'default'}",
     )
     assert cfg.uses_reference
     plan = plan_placement(cfg.cluster)
     assert "rollout" not in plan.replicas and "reference" not in plan.replicas
-    pg = create_placement_group(plan)
-    ranks = plan.replicas["learner"]
-    learner = LearnerGroup(
-        ActorGroup.start(
-            ColocatedWorker, ranks, lambda r: actor_options(pg, r), cfg, len(ranks), "cpu"
-        )
-    )
+    learner = _learner(cfg, plan, create_placement_group(plan), ColocatedWorker)
     actor = learner.rank0
-
-    prompt = (5, 17, 33, 9)
-    responses = [(40 + i, 41, 42 + i, 7) for i in range(4)]
-    group = Group(
-        PromptRow("p", "x"),
-        "x",
-        prompt,
-        tuple(Response("r", r, (-1.0,) * 4, "stop") for r in responses),
-    )
-    tokens = TokenBatch.from_groups([group], pad_token_id=0)
+    tokens = _tokens()
     initial_ref = ray.get(actor.reference_logprobs.remote(tokens))  # the KL term's input
-    batch = TrainBatch.of(tokens, torch.tensor([[1.0, -1.0, 0.5, -0.5]]), initial_ref)
+    batch = TrainBatch.of(tokens, ADVANTAGES, initial_ref)
 
     def engine_lp():
-        out = ray.get(
-            actor.sequence_logprobs.remote([list(prompt)] * 4, [list(r) for r in responses])
-        )
-        return torch.tensor(out)
+        return _engine_lp(actor)
 
     def learner_lp():
         lp = ray.get(actor.logprobs.remote(batch))
