@@ -21,6 +21,7 @@ from actors.rollout import RolloutCalls
 @ray.remote
 class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls):
     def setup(self, rank: int, master_addr: str, master_port: int) -> None:
+        from rlmr.engine.factory import hf_engine_options
         from rlmr.engine.hf import HFEngine
         from rlmr.engine.loading import describe_source, load_tokenizer
 
@@ -29,10 +30,9 @@ class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls):
         self.engine = HFEngine(
             self.learner.engine.module,
             load_tokenizer(cfg.model.source),
-            batch_size=cfg.rollout.engine.batch_size,
             max_model_len=cfg.model.max_model_len,
             name=describe_source(cfg.model.source),
-            linear_kernel=cfg.rollout.engine.linear_kernel,
+            **hf_engine_options(cfg.rollout.engine),
         )
         if cfg.uses_reference:
             self.load_reference(cfg, self.device)

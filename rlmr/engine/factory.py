@@ -8,6 +8,12 @@ Imports the chosen backend only (transformers for `hf`, vLLM for `vllm`).
 from __future__ import annotations
 
 
+def hf_engine_options(engine_cfg) -> dict:
+    """What an `HFEngine` config sets on the engine itself (beyond where its model comes from):
+    for `build_engine` and for an engine over a model already loaded (the colocated learner's)."""
+    return {"batch_size": engine_cfg.batch_size, "linear_kernel": engine_cfg.linear_kernel}
+
+
 def build_engine(
     source, engine_cfg, *, dtype: str = "float32", max_model_len: int = 2048, seed: int = 0
 ):
@@ -21,9 +27,8 @@ def build_engine(
             source,
             dtype=dtype,
             device=engine_cfg.device,
-            batch_size=engine_cfg.batch_size,
             max_model_len=max_model_len,
-            linear_kernel=engine_cfg.linear_kernel,
+            **hf_engine_options(engine_cfg),
         )
     if kind == "vllm":
         from rlmr.engine.vllm import VLLMEngine
