@@ -100,9 +100,10 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
     demand: list[list[tuple[str, int, float]]] = [[] for _ in range(n_gpu)]
     assignment: dict[tuple[str, int], list[int]] = {}
 
+    placed = _placed_roles(cluster)
     for role in ("learner", "reference", "genrm", "rollout"):
         res = getattr(cluster, role)
-        if res.gpus == 0 or role not in _placed_roles(cluster):
+        if res.gpus == 0 or role not in placed:
             continue
         for rep in range(res.replicas):
             assignment[(role, rep)] = _take(
@@ -122,7 +123,7 @@ def plan_placement(cluster: ClusterConfig) -> PlacementPlan:
         )
 
     # CPU-only roles (the verifier; GPU roles configured with gpus: 0) get CPU bundles.
-    for role in _placed_roles(cluster):
+    for role in placed:
         res = getattr(cluster, role)
         if getattr(res, "gpus", 0.0) > 0 or res.replicas == 0:
             continue

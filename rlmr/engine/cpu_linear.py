@@ -86,11 +86,9 @@ def release_packed(model: torch.nn.Module) -> int:
     Returns how many layers held one."""
     count = 0
     for module in model.modules():
-        if getattr(module, "_rlmr_packed", None) is not None:
-            count += 1
         if hasattr(module, "_rlmr_packed"):
-            module._rlmr_packed = None
-            module._rlmr_packed_version = None
+            count += module._rlmr_packed is not None
+            module._rlmr_packed = module._rlmr_packed_version = None
     return count
 
 
