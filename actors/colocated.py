@@ -38,13 +38,16 @@ class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls):
             self.load_reference(cfg, self.device)
 
     def update(self, shard):
-        # The fused optimizer writes the weights without moving their version counters: the
-        # engine's packed copies would go stale unnoticed.
+        # The engine's packed weight copies (half a model on SmolLM2) are dropped before the
+        # update, the process's peak, and again after it: the fused optimizer writes the weights
+        # without moving their version counters, and the update may have packed them anew
+        # (old log-probs for several updates per step are an inference call).
+        self.engine.drop_packed_weights()
         stats = super().update(shard)
-        self.engine.weights_changed()
+        self.engine.drop_packed_weights()
         return stats
 
     def load(self, directory: str, remote: str | None = None) -> dict:
         client = super().load(directory, remote)
-        self.engine.weights_changed()
+        self.engine.drop_packed_weights()
         return client

@@ -365,13 +365,15 @@ class HFEngine:
 
     # ---------------------------------------------------------------- weight sync
 
-    def weights_changed(self) -> None:
-        """The model's weights were changed in place by someone else (a colocated learner's
-        optimizer step): packed copies of them (`rlmr.engine.cpu_linear`) are dropped and rebuilt
-        on next use."""
+    def drop_packed_weights(self) -> int:
+        """Drop the packed copies of the model's weights (`rlmr.engine.cpu_linear`); each layer
+        packs again on its next inference call. For a module shared with a learner (colocation):
+        its fused optimizer writes the weights without moving the version counters that would
+        otherwise tell a copy is stale, and while it trains the copies are memory nobody reads.
+        Returns how many layers held one."""
         from rlmr.engine.cpu_linear import release_packed
 
-        release_packed(self.model)
+        return release_packed(self.model)
 
     @torch.no_grad()
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:

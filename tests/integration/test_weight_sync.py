@@ -161,7 +161,26 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
         )
 
     assert packed_layers() == (15 if onednn_available() else 0)  # packed by the calls above
+
+    def count_packed_at_each_update(self):
+        inner = self.learner.update
+
+        def update(shard):
+            self.packed_at_update.append(
+                sum(
+                    getattr(m, "_rlmr_packed", None) is not None
+                    for m in self.engine.model.modules()
+                )
+            )
+            return inner(shard)
+
+        self.packed_at_update = []
+        self.learner.update = update
+
+    ray.get(actor.__ray_call__.remote(count_packed_at_each_update))
     learner.update(batch)  # a large step; no weight sync follows
+    # The update, the process's peak, runs without them (half a model's memory on SmolLM2).
+    assert ray.get(actor.__ray_call__.remote(lambda self: self.packed_at_update)) == [0]
     # The copies packed before the step are dropped (the fused optimizer's writes do not move the
     # version counters that would otherwise tell them apart; on small layers oneDNN's packed
     # tensor may share the weight's memory, so the log-probs alone cannot show a stale copy).
