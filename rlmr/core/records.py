@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported where a tensor is built: a verifier process never loads torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ class RewardSignals:
 
     @classmethod
     def of(cls, scored: Sequence[ScoredGroup]) -> RewardSignals:
+        import torch
+
         passed = torch.tensor([s.verdicts.passed for s in scored], dtype=torch.bool)
         fraction = torch.tensor([s.verdicts.passed_fraction for s in scored], dtype=torch.float64)
         if any(s.writing is None for s in scored):
@@ -206,6 +210,8 @@ class TokenBatch:
     @classmethod
     def from_groups(cls, groups: Sequence[Group], pad_token_id: int) -> TokenBatch:
         """Flatten groups (response-major within each group) into one right-padded batch."""
+        import torch
+
         seqs, resp_starts, lps = [], [], []
         for group in groups:
             if not group.prompt_token_ids:
@@ -265,6 +271,8 @@ class TrainBatch(TokenBatch):
     ) -> TrainBatch:
         """`tokens` with one advantage per sequence (`[groups, n]` advantages are flattened in
         order)."""
+        import torch
+
         return cls(
             input_ids=tokens.input_ids,
             attention_mask=tokens.attention_mask,
@@ -276,6 +284,8 @@ class TrainBatch(TokenBatch):
 
 
 def _compact(t: torch.Tensor | None) -> torch.Tensor | None:
+    import torch
+
     if t is None or (
         t.is_contiguous() and t.untyped_storage().nbytes() == t.numel() * t.element_size()
     ):
