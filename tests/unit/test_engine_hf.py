@@ -214,3 +214,48 @@ def test_a_model_that_trains_is_run_in_eval_mode_and_given_back_in_train_mode(ti
     loss = model(input_ids=torch.tensor([ids[0]]), labels=torch.tensor([ids[0]])).loss
     loss.backward()
     assert model.model.layers[0].mlp.up_proj.weight.grad is not None
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_the_sampler_draws_each_token_with_its_softmax_probability():
+    from rlmr.engine.hf import InverseCDFSampler
+
+    logits = torch.tensor([2.0, -float("inf"), 0.0, 1.0, -float("inf"), -1.0])
+    rows = 200_000
+    torch.manual_seed(0)
+    out = InverseCDFSampler()(None, logits.repeat(rows, 1))
+    # One token per row is left (score 0), every other one is -inf: generate's greedy pick.
+    assert bool((out == 0).sum(-1).eq(1).all()) and bool(out[out != 0].eq(-float("inf")).all())
+    freq = torch.bincount(out.argmax(-1), minlength=6).double() / rows
+    assert freq.tolist() == pytest.approx(torch.softmax(logits.double(), -1).tolist(), abs=4e-3)
+    assert freq[1] == 0 and freq[4] == 0  # tokens the warpers removed are never drawn
+    torch.manual_seed(0)
+    assert torch.equal(InverseCDFSampler()(None, logits.repeat(rows, 1)), out)  # seeded
+
+
+def test_the_last_possible_draw_lands_on_a_token_with_probability():
+    from rlmr.engine.hf import InverseCDFSampler
+
+    logits = torch.tensor([[0.0, 1.0, -float("inf"), -float("inf")]])
+    # The top of the distribution: u * total can round up to the total, past every cumulative
+    # probability (u = 1 stands for it), and the token there would be one the warpers removed.
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch, "rand", lambda *a, **k: torch.ones((1, 1), dtype=k["dtype"]))
+        assert InverseCDFSampler()(None, logits).argmax(-1).item() == 1
+
+
+def test_top_k_and_temperature_shape_what_generate_samples(engine):
+    greedy = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6, temperature=0.0))
+    top1 = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6, top_k=1, seed=5))
+    assert [g[0].token_ids for g in top1] == [g[0].token_ids for g in greedy]
+    cold = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6, temperature=1e-4, seed=5))
+    assert [g[0].token_ids for g in cold] == [g[0].token_ids for g in greedy]
+    # top-k 3: every first token drawn is one of the 3 likeliest.
+    vocab = list(range(engine.model.config.vocab_size))
+    first = torch.tensor(engine.next_token_logprobs(PROMPTS[:1], vocab)[0])
+    allowed = set(first.topk(3).indices.tolist())
+    drawn = engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=1, n=40, top_k=3, seed=2))
+    firsts = {g.token_ids[0] for g in drawn[0]}
+    assert firsts <= allowed and len(firsts) > 1
