@@ -83,11 +83,16 @@ class PeakRSS:
     Two sums: resident memory (RSS, what `top` shows; pages of a shared
     library mapped by several processes count in each), every `every`
     seconds, and proportional memory (PSS: each shared page split among the
-    processes mapping it, so the sum is what the tree really holds), every
-    `pss_every` seconds: reading PSS walks each process's page tables, which
-    every 0.2 s took 40% of a core from the processes measured. For a single
-    process the two are close; for rlmr's tree of Ray processes, each loading
-    libtorch, RSS counts the libraries once per process. The per-process
+    processes mapping it, so the sum is what the tree really holds). For a
+    single process the two are close; for rlmr's tree of Ray processes, each
+    loading libtorch, RSS counts the libraries once per process. Reading PSS
+    walks every process's page tables (about 20 ms per GiB resident, taken from
+    the 2 cores the runs share, and in proportion to the memory measured, so
+    more from rlmr's tree than from TRL's one process): it is read only when
+    the tree's RSS reaches a new high, at most every `pss_every` seconds (a high
+    met meanwhile is read when the wait ends), which is where its peak lies
+    (the shared libraries do not change). The
+    process list is refreshed every `pss_every` seconds too. The per-process
     breakdown at the PSS peak is kept (`by_process`, MiB), and the sampler's
     own CPU seconds.
     """
@@ -115,34 +120,44 @@ class PeakRSS:
     def _run(self):
         import psutil
 
-        next_pss = 0.0
+        next_pss = next_list = 0.0
+        procs, pending = [], False
         while not self._stop.is_set():
             start = time.thread_time()
-            try:
-                procs = [self.proc, *self.proc.children(recursive=True)]
-            except psutil.Error:
-                return
-            with_pss = time.monotonic() >= next_pss
-            if with_pss:
-                next_pss = time.monotonic() + self.pss_every
-            rss = pss = 0
-            sample: dict[str, int] = {}
+            now = time.monotonic()
+            if now >= next_list:
+                try:
+                    procs = [self.proc, *self.proc.children(recursive=True)]
+                except psutil.Error:
+                    return
+                next_list = now + self.pss_every
+            rss = 0
             for p in procs:
                 try:
-                    if with_pss:
-                        info = p.memory_full_info()
-                        sample[f"{self._label(p)} [{p.pid}]"] = info.pss
-                        pss += info.pss
-                    else:
-                        info = p.memory_info()
+                    rss += p.memory_info().rss
                 except psutil.Error:
                     continue
-                rss += info.rss
-            self.peak_rss = max(self.peak_rss, rss)
-            if with_pss and pss > self.peak_pss:
-                self.peak_pss, self.by_process = pss, sample
+            if rss > self.peak_rss:
+                self.peak_rss, pending = rss, True
+            if pending and now >= next_pss:  # a high met during the wait is read at its end
+                next_pss, pending = now + self.pss_every, False
+                self._sample_pss(procs)
             self.cpu_s += time.thread_time() - start
             time.sleep(self.every)
+
+    def _sample_pss(self, procs) -> None:
+        import psutil
+
+        pss, sample = 0, {}
+        for p in procs:
+            try:
+                value = p.memory_full_info().pss
+                sample[f"{self._label(p)} [{p.pid}]"] = value
+            except psutil.Error:
+                continue
+            pss += value
+        if pss > self.peak_pss:
+            self.peak_pss, self.by_process = pss, sample
 
     def stop(self) -> dict:
         self._stop.set()
