@@ -439,10 +439,13 @@ class InverseCDFSampler:
         cdf = probs.to(torch.float64).cumsum_(dim=-1)
         u = torch.rand((len(scores), 1), dtype=torch.float64, device=scores.device)
         drawn = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
-        # u * total rounds to total once in 2^53 draws: the last token that has any probability.
-        positive = probs > 0
-        last = scores.shape[-1] - 1 - positive.flip(-1).to(torch.int8).argmax(-1, keepdim=True)
-        drawn = torch.minimum(drawn, last)
+        vocab = scores.shape[-1]
+        if bool((drawn == vocab).any()):
+            # u * total rounded up to the total (once in 2^53 draws), past every cumulative
+            # probability: the last token that has any probability.
+            positive = probs > 0
+            last = vocab - 1 - positive.flip(-1).to(torch.int8).argmax(-1, keepdim=True)
+            drawn = torch.minimum(drawn, last)
         out = torch.full_like(scores, -float("inf"))
         return out.scatter_(-1, drawn, 0.0)
 
