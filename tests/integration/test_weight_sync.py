@@ -150,15 +150,14 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
     assert torch.allclose(engine_lp(), start, atol=1e-5)
     assert torch.allclose(reference_lp(), start, atol=1e-5)
 
-    def packed_layers():
-        return ray.get(
-            actor.__ray_call__.remote(
-                lambda self: sum(
-                    getattr(m, "_rlmr_packed", None) is not None
-                    for m in self.engine.model.modules()
-                )
-            )
+    def packed_in(worker) -> int:
+        """How many of the engine's layers hold a packed weight copy (run in the actor)."""
+        return sum(
+            getattr(m, "_rlmr_packed", None) is not None for m in worker.engine.model.modules()
         )
+
+    def packed_layers():
+        return ray.get(actor.__ray_call__.remote(packed_in))
 
     assert packed_layers() == (15 if onednn_available() else 0)  # packed by the calls above
 
@@ -166,12 +165,7 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
         inner = self.learner.update
 
         def update(shard):
-            self.packed_at_update.append(
-                sum(
-                    getattr(m, "_rlmr_packed", None) is not None
-                    for m in self.engine.model.modules()
-                )
-            )
+            self.packed_at_update.append(packed_in(self))
             return inner(shard)
 
         self.packed_at_update = []
