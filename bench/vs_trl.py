@@ -91,10 +91,9 @@ class PeakRSS:
     more from rlmr's tree than from TRL's one process): it is read only when
     the tree's RSS reaches a new high, at most every `pss_every` seconds (a high
     met meanwhile is read when the wait ends), which is where its peak lies
-    (the shared libraries do not change). The
-    process list is refreshed every `pss_every` seconds too. The per-process
-    breakdown at the PSS peak is kept (`by_process`, MiB), and the sampler's
-    own CPU seconds.
+    (the shared libraries do not change). The process list is refreshed every
+    `pss_every` seconds too. The per-process breakdown at the PSS peak is kept
+    (`by_process`, MiB), and the sampler's own CPU seconds.
     """
 
     def __init__(self, pid: int, every: float = 0.2, pss_every: float = 2.0):
