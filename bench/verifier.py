@@ -21,6 +21,7 @@ verdict was identical.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -49,11 +50,13 @@ def alternating(reference, ours, rounds: int, before_ours=None) -> dict:
     ratios, and each side's last result."""
     t_ref, t_ours = [], []
     for _ in range(rounds):
+        gc.collect()  # neither side pays for the other's garbage
         start = time.perf_counter()
         v_ref = reference()
         t_ref.append(time.perf_counter() - start)
         if before_ours:
             before_ours()
+        gc.collect()
         start = time.perf_counter()
         v_ours = ours()
         t_ours.append(time.perf_counter() - start)

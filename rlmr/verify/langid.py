@@ -13,7 +13,8 @@ its answer is bit-identical:
 - the same preprocessing (URL/e-mail removal, Vietnamese normalisation, the
   10,000-character cut, space collapsing, Latin cleaning) and the same n-gram
   list in the same order (the per-character normaliser is langdetect's own,
-  memoised per character; n-grams are generated per word and memoised per word);
+  memoised per character; the n-grams of all positions of a text are computed
+  at once as integers and looked up in the sorted profile n-grams);
 - the same `random.Random` draws (`seed`, `gauss`, `choice` on a list of the
   same length), the same per-language multiplications in the same order (numpy
   multiplies element-wise in IEEE double, like the Python loop), the same
@@ -35,13 +36,14 @@ the algorithm below follows `langdetect/detector.py` and `utils/ngram.py` closel
 
 from __future__ import annotations
 
-import random
 import re
 import sys
 import threading
-from array import array
+from itertools import chain
 
 import numpy as np
+
+from rlmr.verify.seeded_stream import SeededStream
 
 # langdetect's constants (detector.py); kept here so the port reads on its own.
 _ALPHA_DEFAULT = 0.5
@@ -61,7 +63,6 @@ _SPACE_RUNS = re.compile(" {2,}")
 _LATIN = re.compile("[A-z]")  # langdetect counts 'A' <= ch <= 'z', brackets and backquote included
 _ABOVE_COMBINING = re.compile("[\u0300-\U0010ffff]")
 _MAX_WORD_CACHE = 200_000
-_MAX_ABSENT = 500_000
 
 
 class LanguageIdentifier:
@@ -94,15 +95,13 @@ class LanguageIdentifier:
         self._normalize_vi = NGram.normalize_vi
         self._normalize_char = NGram.normalize
         self._char_table: dict[int, str] = {}
-        self._word_cache: dict[str, bytes] = {}
-        self._row_of: dict[str, int] = {}  # n-gram -> row of `_rows`, or -1: in no profile
-        self._n_rows = 0
-        self._absent = 0  # the -1 entries of `_row_of`, kept below _MAX_ABSENT
+        self._word_cache: dict[str, bytes] = {}  # a word followed by a space -> its grams' rows
         self._rows = np.zeros((4096, len(self.languages)))
+        self._index_profiles()
         self._factory = factory
         self._lock = threading.Lock()
         try:
-            self._stream: _SeededStream | None = _SeededStream(seed)
+            self._stream: SeededStream | None = SeededStream(seed)
         except (
             RuntimeError
         ):  # this Python's `random` draws differently: use langdetect itself (slow, exact)
@@ -139,83 +138,98 @@ class LanguageIdentifier:
                 table[ord(ch)] = self._normalize_char(ch)
         return text.translate(table)
 
-    def _row(self, gram: str) -> int:
-        """The profile row of `gram`, added on first sight; -1 for a gram no profile holds (both
-        remembered in `_row_of`)."""
-        row = self._row_of.get(gram)
-        if row is None:
-            if gram not in self._prob_map:
-                row = -1
-                self._absent += 1
-                if self._absent > _MAX_ABSENT:  # junk text (emoji, rare scripts) makes new grams
-                    self._row_of = {g: r for g, r in self._row_of.items() if r >= 0}
-                    self._absent = 1
-            else:
-                row = self._n_rows
-                if row == len(self._rows):
-                    self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
-                self._rows[row] = self._prob_map[gram]
-                self._n_rows += 1
-            self._row_of[gram] = row
-        return row
+    def _index_profiles(self) -> None:
+        """Every profile n-gram as one integer (`_code`), sorted, so a text's n-grams are looked up
+        all at once with `np.searchsorted`; `_row_of` maps a sorted position to its row of `_rows`
+        (filled on first sight, so only the grams texts use take a row of 55 doubles)."""
+        grams = list(self._prob_map)
+        codes = np.empty(len(grams), dtype=np.uint64)
+        for length in range(1, _N_GRAM + 1):
+            which = [k for k, gram in enumerate(grams) if len(gram) == length]
+            points = _code_points("".join(grams[k] for k in which)).reshape(-1, length)
+            codes[which] = _code(*(points[:, c] for c in range(length)))
+        order = np.argsort(codes)
+        self._gram_codes = codes[order]
+        self._gram_names = [grams[k] for k in order]
+        self._row_of = np.full(len(grams), -1, dtype=np.intc)
+        self._n_rows = 0
 
-    def _word_grams(self, word: str, followed_by_space: bool) -> bytes:
-        """NGram.add_char over ' ' + word (+ ' '): rows of the emitted n-grams, in order (C ints;
-        -1 for those in no profile, which langdetect does not keep).
+    def _ngram_rows(self, texts: list[str]) -> list[np.ndarray]:
+        """For each (cleaned) text, the rows (into the profile matrix) of the n-grams langdetect
+        would extract, in its order.
 
-        At each character the 1-, 2- and 3-gram ending there are emitted (those in
-        the profiles; never the lone space), except inside a run of capitals
-        (NGram.capitalword).
+        A space restarts langdetect's n-gram buffer, so a text's n-grams are
+        those of its words one after the other: each word followed by a space is
+        memoised (its rows as C ints), the words not seen before are computed
+        together (`_piece_rows`), as is each text's last word (no space after it).
         """
-        padded = " " + word + (" " if followed_by_space else "")
-        end = (
-            len(word) + 1
-        )  # positions 1..len(word) hold the word; `end` the trailing space, if any
-        tail = word[1:]
-        if tail.islower() or not any(map(str.isupper, tail)):
-            # no two capitals in a row (a capital needs one before it to be skipped), so every
-            # position emits: the usual case, done in bulk
-            grams = [padded[1], padded[:2]]
-            for j in range(2, end):
-                grams += (padded[j], padded[j - 1 : j + 1], padded[j - 2 : j + 1])
-        else:
-            grams = []
-            previous_upper = False  # padded[0] is the space
-            for j in range(1, end):
-                upper = padded[j].isupper()
-                if upper and previous_upper:
-                    continue
-                previous_upper = upper
-                grams += (
-                    (padded[j], padded[:2])
-                    if j == 1
-                    else (padded[j], padded[j - 1 : j + 1], padded[j - 2 : j + 1])
-                )
-        if followed_by_space:  # the space position: its 2- and 3-gram (a space is never a capital)
-            grams += (padded[end - 1 : end + 1], padded[end - 2 : end + 1])
-        rows = list(map(self._row_of.get, grams))
-        if None in rows:  # a gram seen for the first time
-            rows = [self._row(gram) if row is None else row for row, gram in zip(rows, grams)]
-        return array("i", rows).tobytes()  # -1 (in no profile) included: dropped per text
-
-    def _ngram_rows(self, text: str) -> np.ndarray:
-        """Rows (into the profile matrix) of the n-grams langdetect would extract, in its order."""
-        *words, last = self._normalized(text).split(" ")
-        cache = self._word_cache  # words followed by a space -> their rows
+        cache = self._word_cache
         if len(cache) > _MAX_WORD_CACHE:
             cache.clear()
-        parts = list(map(cache.get, words))
-        if None in parts:
-            for k in [k for k, part in enumerate(parts) if part is None]:
-                word = words[k]
-                part = cache.get(word)  # the same new word twice in one text
-                if part is None:
-                    part = cache[word] = self._word_grams(word, True) if word else b""
-                parts[k] = part
-        if last:
-            parts.append(self._word_grams(last, False))
-        rows = np.frombuffer(b"".join(parts), dtype=np.intc)
-        return rows[rows >= 0]
+        split = [self._normalized(text).split(" ") for text in texts]
+        fresh = list({word for words in split for word in words[:-1] if word not in cache})
+        pieces = self._piece_rows([word + " " for word in fresh] + [words[-1] for words in split])
+        cache.update(zip(fresh, pieces))
+        return [
+            np.frombuffer(b"".join(map(cache.__getitem__, words[:-1])) + last, np.intc)
+            for words, last in zip(split, pieces[len(fresh) :])
+        ]
+
+    def _piece_rows(self, pieces: list[str]) -> list[bytes]:
+        """For each normalised piece of text, preceded by a space (the buffer's start), the rows of
+        the n-grams langdetect extracts from it (C ints): all positions of all pieces at once.
+
+        NGram.add_char, the pieces joined, each after one space. After a space
+        the buffer restarts as ' ', so at position j langdetect emits the
+        1-gram (not a space), the 2-gram ending at j, and the 3-gram ending at j
+        unless the character before j is a space; nothing at a second space in a
+        row, and nothing inside a run of capitals (NGram.capitalword: this
+        character and the one before both upper case). Each position's grams in
+        the order 1, 2, 3; those in no profile dropped. (No profile holds a gram
+        with a space inside or two at its end, so the two space rules change
+        nothing with langdetect's own profiles; they are kept to follow its code.)
+        """
+        if not pieces:
+            return []
+        padded = "".join(" " + piece for piece in pieces)
+        starts = np.cumsum([0] + [1 + len(piece) for piece in pieces[:-1]])  # the joining spaces
+        points = _code_points(padded)
+        space = np.full(1, _SPACE)
+        before = np.concatenate([space, points[:-1]])
+        cur, prev, prev2 = points, before, np.concatenate([space, before[:-1]])
+        emits = ~((cur == _SPACE) & (prev == _SPACE))
+        emits[starts] = False
+        uppers = [ch for ch in set(padded) if ch.isupper()]
+        if uppers:
+            upper = np.isin(points, _code_points("".join(uppers)))
+            emits[1:] &= ~(upper[1:] & upper[:-1])
+        codes = np.stack([_code(cur), _code(prev, cur), _code(prev2, prev, cur)], axis=1)
+        wanted = np.stack([emits & (cur != _SPACE), emits, emits & (prev != _SPACE)], axis=1)
+        owner = np.repeat(np.arange(len(pieces)), [1 + len(piece) for piece in pieces])
+        owner = np.repeat(owner, wanted.sum(axis=1))
+        codes = codes[wanted]  # row-major: position by position, 1-, 2-, 3-gram
+        at = np.searchsorted(self._gram_codes, codes)
+        at[at == len(self._gram_codes)] = 0
+        found = self._gram_codes[at] == codes
+        at, owner = at[found], owner[found]
+        rows = self._row_of[at]
+        if (rows < 0).any():  # grams seen for the first time: give each a row of `_rows`
+            self._take_rows(np.unique(at[rows < 0]))
+            rows = self._row_of[at]
+        ends = (np.cumsum(np.bincount(owner, minlength=len(pieces))) * rows.itemsize).tolist()
+        data = rows.astype(np.intc, copy=False).tobytes()
+        return [data[a:b] for a, b in zip([0] + ends[:-1], ends)]
+
+    def _take_rows(self, new: np.ndarray) -> None:
+        first, end = self._n_rows, self._n_rows + len(new)
+        while end > len(self._rows):
+            self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
+        names, prob_map = self._gram_names, self._prob_map
+        values = chain.from_iterable(prob_map[names[k]] for k in new.tolist())
+        flat = np.fromiter(values, dtype=np.float64, count=len(new) * len(self.languages))
+        self._rows[first:end] = flat.reshape(len(new), len(self.languages))
+        self._row_of[new] = np.arange(first, end, dtype=np.intc)
+        self._n_rows = end
 
     # ------------------------------------------------------------------ detection
 
@@ -228,7 +242,7 @@ class LanguageIdentifier:
         if self._stream is None:
             return [self._langdetect(text) for text in texts]
         with self._lock:  # the caches and the stream are shared; Ray actors are single-threaded
-            rows = [self._ngram_rows(self._clean(text)) for text in texts]
+            rows = self._ngram_rows([self._clean(text) for text in texts])
             out: list[str | None] = [None] * len(texts)
             usable = [i for i, r in enumerate(rows) if len(r)]
             for i, language in zip(usable, self._vote([rows[i] for i in usable])):
@@ -405,68 +419,22 @@ class LanguageIdentifier:
 _SUM_IS_SEQUENTIAL = sys.version_info < (3, 12)
 
 
-class _SeededStream:
-    """The 32-bit outputs of `random.Random(seed)`, generated in bulk by numpy's MT19937.
+_SPACE = np.uint64(ord(" ") + 1)
 
-    Both are the same Mersenne Twister; numpy is started from the exact state
-    `random.seed(seed)` produces, so `words(i, n)` are the outputs i..i+n-1 that
-    `getrandbits(32)` would return. `gauss_pair` is `random.gauss` (both values
-    of one Box-Muller step, from four words, as CPython computes them).
-    """
 
-    def __init__(self, seed: int):
-        import math
+def _code_points(text: str) -> np.ndarray:
+    """The code points of `text` plus one (so no character is 0), as uint64."""
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return points.astype(np.uint64) + 1
 
-        self._math = math
-        state = random.Random(seed).getstate()[1]
-        self._gen = np.random.MT19937()
-        self._gen.state = {
-            "bit_generator": "MT19937",
-            "state": {"key": np.array(state[:624], dtype=np.uint32), "pos": state[624]},
-        }
-        self._words = self._gen.random_raw(1 << 14).astype(np.uint32)
-        self._check(seed)
 
-    def words(self, start: int, count: int) -> np.ndarray:
-        end = start + count
-        while end > len(self._words):
-            self._words = np.concatenate(
-                [self._words, self._gen.random_raw(len(self._words)).astype(np.uint32)]
-            )
-        return self._words[start:end]
-
-    def _random(self, a: int, b: int) -> float:
-        return ((a >> 5) * 67108864.0 + (b >> 6)) * (1.0 / 9007199254740992.0)
-
-    def gauss_pair(self, start: int) -> tuple[float, float]:
-        m = self._math
-        a, b, c, d = (int(w) for w in self.words(start, 4))
-        x2pi = self._random(a, b) * (2.0 * m.pi)
-        g2rad = m.sqrt(-2.0 * m.log(1.0 - self._random(c, d)))
-        return m.cos(x2pi) * g2rad, m.sin(x2pi) * g2rad
-
-    def _check(self, seed: int) -> None:
-        """Raise RuntimeError if this Python's `random` draws differently from the port (the
-        identifier then falls back to running langdetect itself)."""
-        rng = random.Random(seed)
-        expected = [rng.gauss(0.0, 1.0), rng.gauss(0.0, 1.0)]
-        expected += [
-            rng.choice(range(n)) for n in (1, 2, 3, 5, 1000, 70001, 131071) for _ in range(20)
-        ]
-        got = list(self.gauss_pair(0))
-        pos = 4
-        for n in (1, 2, 3, 5, 1000, 70001, 131071):
-            shift = 32 - n.bit_length()
-            for _ in range(20):
-                while (int(self.words(pos, 1)[0]) >> shift) >= n:
-                    pos += 1
-                got.append(int(self.words(pos, 1)[0]) >> shift)
-                pos += 1
-        if got != expected:
-            raise RuntimeError(
-                "this Python's random module draws differently from rlmr.verify.langid's port; "
-                "language detection would not match langdetect"
-            )
+def _code(*points: np.ndarray) -> np.ndarray:
+    """An n-gram (n <= 3) of code points (each below 2**21, never 0) as one integer: distinct for
+    distinct n-grams, of any length."""
+    code = points[0]
+    for p in points[1:]:
+        code = (code << np.uint64(21)) | p
+    return code
 
 
 _shared: LanguageIdentifier | None = None

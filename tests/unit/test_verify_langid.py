@@ -139,23 +139,42 @@ def test_accumulate_is_what_python_sum_gives_here():
         assert totals.tolist() == [sum(r) for r in rows.tolist()]
 
 
-def test_grams_in_no_profile_are_forgotten_past_a_bound(seeded, monkeypatch):
-    """Junk text (emoji, rare scripts) makes new n-grams without end: the memo of grams in no
-    profile is emptied past a bound, the profile rows stay, the answers do not change."""
-    import rlmr.verify.langid as langid
-
-    monkeypatch.setattr(langid, "_MAX_ABSENT", 50)
-    ours = LanguageIdentifier(seed=0)
+def _junk(count: int = 10) -> list[str]:
     rng = random.Random(3)
-    junk = [
+    return [
         " ".join(
             "".join(chr(rng.randint(0x1F300, 0x1FAFF)) for _ in range(4)) + " word"
             for _ in range(20)
         )
-        for _ in range(10)
+        for _ in range(count)
     ]
-    texts = junk + _corpus()[:20]
+
+
+def _langdetect_ngrams(ours: LanguageIdentifier, text: str) -> list[str]:
+    from langdetect.detector import Detector
+
+    detector = Detector(ours._factory)
+    detector.append(text)
+    detector.cleaning_text()
+    return detector._extract_ngrams()
+
+
+def test_ngrams_are_langdetects_own_in_its_order(seeded):
+    """Each text's n-grams, position by position, are the list langdetect's Detector extracts
+    (capital runs, double spaces, punctuation normalised to spaces, scripts outside the BMP)."""
+    ours = LanguageIdentifier(seed=0)
+    texts = _corpus() + _junk(3) + ["ABC def GHi jKL", "a  b", "x\ud800y ok", "IT'S OK. Yes."]
+    got = ours._ngram_rows([ours._clean(text) for text in texts])
+    gram_of_row = {int(row): ours._gram_names[k] for k, row in enumerate(ours._row_of) if row >= 0}
+    for text, rows in zip(texts, got):
+        assert [gram_of_row[int(row)] for row in rows] == _langdetect_ngrams(ours, text), text
+
+
+def test_junk_text_takes_no_profile_rows(seeded):
+    """Junk text (emoji, rare scripts) makes new n-grams without end; only grams some profile
+    holds take a row, so the identifier's memory is bounded by the profiles."""
+    ours = LanguageIdentifier(seed=0)
+    texts = _junk() + _corpus()[:20]
     assert ours.detect_many(texts) == [_langdetect(t) for t in texts]
-    absent = sum(1 for row in ours._row_of.values() if row < 0)
-    assert 0 < absent <= 50 and ours._absent == absent
-    assert any(row >= 0 for row in ours._row_of.values())
+    used = set().union(*(_langdetect_ngrams(ours, t) for t in texts))
+    assert ours._n_rows == len(used) == int((ours._row_of >= 0).sum())
