@@ -52,6 +52,18 @@ def _inference(method):
     return run
 
 
+def shared_prefix_cache(model, rows: torch.Tensor, **heads) -> dict:
+    """The model's KV cache over `heads` (its inputs, one row per distinct prefix), copied to the
+    rows that share each prefix (`rows[i]`: the head row `i` continues), as the keyword a forward
+    or `generate` goes on from (`cache` on transformers 5, `past_key_values` on 4). The output
+    layer runs on the last position only: a prefix's logits are never read."""
+    out = model(**heads, use_cache=True, logits_to_keep=1)
+    name = "cache" if hasattr(out, "cache") else "past_key_values"
+    cache = getattr(out, name)
+    cache.batch_select_indices(rows)
+    return {name: cache}
+
+
 class HFEngine:
     """A `TextEngine` over a transformers causal LM and its tokenizer."""
 
@@ -307,19 +319,14 @@ class HFEngine:
         if len(first_row) == len(prompt_of_row) or ids.shape[1] < 2:
             return {}
         heads = list(first_row.values())
-        out = self.model(
+        slot = {prompt: i for i, prompt in enumerate(first_row)}
+        return shared_prefix_cache(
+            self.model,
+            torch.tensor([slot[p] for p in prompt_of_row], device=ids.device),
             input_ids=ids[heads, :-1],
             attention_mask=mask[heads, :-1],
             position_ids=positions[heads, :-1],
-            use_cache=True,
         )
-        name = "cache" if hasattr(out, "cache") else "past_key_values"  # transformers 5 / 4
-        cache = getattr(out, name)
-        slot = {prompt: i for i, prompt in enumerate(first_row)}
-        cache.batch_select_indices(
-            torch.tensor([slot[p] for p in prompt_of_row], device=ids.device)
-        )
-        return {name: cache}
 
     def _finish(
         self,

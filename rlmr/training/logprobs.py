@@ -13,6 +13,7 @@ import torch
 
 from rlmr.core.algo import entropy_from_logits
 from rlmr.core.records import TokenBatch
+from rlmr.engine.hf import shared_prefix_cache
 
 
 def sequence_token_logprobs(
@@ -68,14 +69,7 @@ def shared_prompt_cache(
     heads, rows = torch.unique(input_ids[:, :length], dim=0, return_inverse=True)
     if len(heads) == len(input_ids):
         return {}
-    # logits_to_keep=1: the output layer on one position; the prompt's logits are never read.
-    out = model(
-        input_ids=heads, attention_mask=torch.ones_like(heads), use_cache=True, logits_to_keep=1
-    )
-    name = "cache" if hasattr(out, "cache") else "past_key_values"  # transformers 5 / 4
-    cache = getattr(out, name)
-    cache.batch_select_indices(rows)
-    return {name: cache}
+    return shared_prefix_cache(model, rows, input_ids=heads, attention_mask=torch.ones_like(heads))
 
 
 def first_response_column(response_mask: torch.Tensor) -> int:
