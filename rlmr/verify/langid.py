@@ -185,9 +185,10 @@ class LanguageIdentifier:
         unless the character before j is a space; nothing at a second space in a
         row, and nothing inside a run of capitals (NGram.capitalword: this
         character and the one before both upper case). Each position's grams in
-        the order 1, 2, 3; those in no profile dropped. (No profile holds a gram
-        with a space inside or two at its end, so the two space rules change
-        nothing with langdetect's own profiles; they are kept to follow its code.)
+        the order 1, 2, 3; those in no profile dropped. (No profile holds a lone
+        space, a gram with a space inside or one ending in two, so the three space
+        rules change nothing with langdetect's own profiles: mutating them cannot
+        fail a test. They are kept to follow its code.)
         """
         if not pieces:
             return []
