@@ -24,7 +24,6 @@ import argparse
 import functools
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,16 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def seconds(fn, repeat: int) -> float:
-    """Median seconds of `fn()` over `repeat` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from rlmr.engine.cpu_linear import median_seconds  # noqa: E402
 
 
 def layer_shapes(config) -> list[tuple[int, int]]:
@@ -77,7 +67,9 @@ def decode_step_seconds(config, rows: int) -> tuple[dict, int, float]:
     ] + [torch.randn(config.vocab_size, config.hidden_size)]
     inputs = {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
     plain = [(w, inputs[w.shape[1]]) for w in weights]
-    out = {"f_linear": seconds(lambda: [torch.nn.functional.linear(x, w) for w, x in plain], 5)}
+    out = {
+        "f_linear": median_seconds(lambda: [torch.nn.functional.linear(x, w) for w, x in plain], 5)
+    }
     if onednn_available():
         packed = [(torch.ops.mkldnn._reorder_linear_weight(w, rows), x) for w, x in plain]
 
@@ -85,7 +77,7 @@ def decode_step_seconds(config, rows: int) -> tuple[dict, int, float]:
             for w, x in packed:
                 torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [None], "")
 
-        out["onednn_packed"] = seconds(onednn, 5)
+        out["onednn_packed"] = median_seconds(onednn, 5)
     count = sum(w.numel() for w in weights)
     return out, 4 * count, 2 * rows * count / 1e9
 
@@ -95,7 +87,7 @@ def read_bandwidth_gbs() -> float:
     import torch
 
     big = torch.randn(128 * 1024 * 1024)
-    return big.numel() * 4 / seconds(lambda: big.sum(), 5) / 1e9
+    return big.numel() * 4 / median_seconds(lambda: big.sum(), 5) / 1e9
 
 
 def output_layer_precisions(config, rows: int) -> dict:
@@ -109,7 +101,7 @@ def output_layer_precisions(config, rows: int) -> dict:
     for name, dtype in (("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
         xw, ww = x.to(dtype), head.to(dtype)
         product = functools.partial(torch.nn.functional.linear, xw, ww)
-        entry = {"ms": round(1e3 * seconds(product, 3), 1)}
+        entry = {"ms": round(1e3 * median_seconds(product, 3), 1)}
         if dtype != torch.float32:
             try:
                 torch.ops.mkldnn._reorder_linear_weight(ww, rows)
@@ -149,7 +141,9 @@ def main(argv=None) -> int:
     gemm = {}
     for k, n in sorted(set(layer_shapes(model))) + [(hidden, vocab)]:
         a, w = torch.randn(m, k), torch.randn(n, k)
-        s = seconds(lambda a=a, w=w: torch.nn.functional.linear(a, w), 5 if n == vocab else 20)
+        s = median_seconds(
+            lambda a=a, w=w: torch.nn.functional.linear(a, w), 5 if n == vocab else 20
+        )
         gemm[f"{m}x{k}x{n}"] = round(2 * m * k * n / s / 1e9, 1)
     peak = max(gemm.values())
 

@@ -92,8 +92,10 @@ def release_packed(model: torch.nn.Module) -> int:
     return count
 
 
-def _median_seconds(fn, repeats: int = 7) -> float:
-    fn()  # warm-up (and the one-off reorder)
+def median_seconds(fn, repeats: int = 7) -> float:
+    """Median seconds of `fn()` over `repeats` calls, after one warm-up call (which also pays a
+    kernel's one-off weight reorder)."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -125,8 +127,8 @@ def choose_linear_kernel(model: torch.nn.Module, kernel: str, batch_hint: int) -
     x = torch.randn(max(1, int(batch_hint)), weight.shape[1])
     packed = torch.ops.mkldnn._reorder_linear_weight(weight, x.shape[0])
     with torch.no_grad():
-        mkl = _median_seconds(lambda: torch.nn.functional.linear(x, weight))
-        onednn = _median_seconds(
+        mkl = median_seconds(lambda: torch.nn.functional.linear(x, weight))
+        onednn = median_seconds(
             lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [None], "")
         )
     return "onednn" if onednn < 0.9 * mkl else "default"
