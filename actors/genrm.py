@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ray
 
-from actors.process import setup_process
+from actors.process import releases_memory, setup_process
 from rlmr.core.records import Group, WritingScores
 
 
@@ -36,6 +36,7 @@ class GenRMWorker:
         )
         self.judge = GenerativeJudge(self.engine, JudgeSettings.from_config(writing, seed=seed))
 
+    @releases_memory
     def score(self, groups: list[Group]) -> list[WritingScores]:
         """Writing scores for whole groups, every comparison of every group in one engine batch."""
         from rlmr.judge import JudgeGroup

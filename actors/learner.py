@@ -16,7 +16,7 @@ import ray
 import torch
 
 from actors.group import ActorGroup
-from actors.process import setup_process
+from actors.process import releases_memory, setup_process
 from rlmr.config import RLMRConfig
 from rlmr.core.records import TokenBatch, TrainBatch
 
@@ -71,9 +71,11 @@ class LearnerRank:
             save_optimizer=cfg.checkpoint.save_optimizer,
         )
 
+    @releases_memory
     def update(self, shard: TrainBatch) -> dict:
         return self.learner.update(shard)
 
+    @releases_memory
     def logprobs(self, shard: TokenBatch) -> torch.Tensor:
         return self.learner.logprobs(shard)
 

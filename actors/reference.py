@@ -9,7 +9,7 @@ from __future__ import annotations
 import ray
 import torch
 
-from actors.process import setup_process
+from actors.process import releases_memory, setup_process
 from rlmr.config import RLMRConfig
 from rlmr.core.records import TokenBatch
 
@@ -27,6 +27,7 @@ class ReferenceCalls:
         )
         self.reference_micro_batch = cfg.learner.micro_batch_size
 
+    @releases_memory
     def reference_logprobs(self, tokens: TokenBatch) -> torch.Tensor:
         """`[B, T-1]` log-probs of every response token, 0 elsewhere."""
         from rlmr.training.logprobs import response_logprobs

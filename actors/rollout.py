@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ray
 
-from actors.process import setup_process
+from actors.process import releases_memory, setup_process
 from rlmr.config import RLMRConfig
 from rlmr.core.records import Group, PromptRow
 from rlmr.engine.base import SamplingParams
@@ -21,11 +21,13 @@ class RolloutCalls:
         tok = self.engine.tokenizer
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
+    @releases_memory
     def sample(self, rows: list[PromptRow], params: SamplingParams) -> list[Group]:
         from rlmr.training.rollout import sample_groups
 
         return sample_groups(self.engine, rows, params, chat_template=self.cfg.model.chat_template)
 
+    @releases_memory
     def read_judgments(self, groups: list[Group]) -> list:
         """Judge training: what each sampled judgment decided, and the label distribution there."""
         from rlmr.judge.verdict import choose_verdict_labels
@@ -34,12 +36,14 @@ class RolloutCalls:
         labels = choose_verdict_labels(self.engine.tokenizer)
         return read_judgments(self.engine, groups, labels, self.cfg.judge.reasoning)
 
+    @releases_memory
     def judge_held_out(self, pairs: list) -> list:
         """Judge training: the current policy judging held-out pairs (`PairJudgment` per pair)."""
         from rlmr.training.judge_task import judge_held_out
 
         return judge_held_out(self.engine, pairs, self.cfg.judge)
 
+    @releases_memory
     def sequence_logprobs(self, prompt_ids, response_ids) -> list[list[float]]:
         return self.engine.sequence_logprobs(prompt_ids, response_ids)
 
