@@ -14,6 +14,7 @@ from __future__ import annotations
 import ray
 
 from actors.learner import LearnerRank
+from actors.process import releases_memory
 from actors.reference import ReferenceCalls
 from actors.rollout import RolloutCalls
 
@@ -37,13 +38,15 @@ class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls):
         if cfg.uses_reference:
             self.load_reference(cfg, self.device)
 
+    @releases_memory
     def update(self, shard):
         # The engine's packed weight copies (half a model on SmolLM2) are dropped before the
         # update, the process's peak, and again after it: the fused optimizer writes the weights
         # without moving their version counters, and the update may have packed them anew
-        # (old log-probs for several updates per step are an inference call).
+        # (old log-probs for several updates per step are an inference call). The heap's free
+        # pages go back after the second drop, not between the update and it.
         self.engine.drop_packed_weights()
-        stats = super().update(shard)
+        stats = self.learner.update(shard)
         self.engine.drop_packed_weights()
         return stats
 
