@@ -13,8 +13,9 @@ its answer is bit-identical:
 - the same preprocessing (URL/e-mail removal, Vietnamese normalisation, the
   10,000-character cut, space collapsing, Latin cleaning) and the same n-gram
   list in the same order (the per-character normaliser is langdetect's own,
-  memoised per character; the n-grams of all positions of a text are computed
-  at once as integers and looked up in the sorted profile n-grams);
+  memoised per character; the n-grams of each word are memoised, those of a
+  batch's new words computed at once as integers and looked up in the sorted
+  profile n-grams);
 - the same `random.Random` draws (`seed`, `gauss`, `choice` on a list of the
   same length), the same per-language multiplications in the same order (numpy
   multiplies element-wise in IEEE double, like the Python loop), the same
@@ -193,7 +194,8 @@ class LanguageIdentifier:
         if not pieces:
             return []
         padded = "".join(" " + piece for piece in pieces)
-        starts = np.cumsum([0] + [1 + len(piece) for piece in pieces[:-1]])  # the joining spaces
+        sizes = [1 + len(piece) for piece in pieces]
+        starts = np.cumsum([0] + sizes[:-1])  # the joining spaces
         points = _code_points(padded)
         space = np.full(1, _SPACE)
         before = np.concatenate([space, points[:-1]])
@@ -206,7 +208,7 @@ class LanguageIdentifier:
             emits[1:] &= ~(upper[1:] & upper[:-1])
         codes = np.stack([_code(cur), _code(prev, cur), _code(prev2, prev, cur)], axis=1)
         wanted = np.stack([emits & (cur != _SPACE), emits, emits & (prev != _SPACE)], axis=1)
-        owner = np.repeat(np.arange(len(pieces)), [1 + len(piece) for piece in pieces])
+        owner = np.repeat(np.arange(len(pieces)), sizes)
         owner = np.repeat(owner, wanted.sum(axis=1))
         codes = codes[wanted]  # row-major: position by position, 1-, 2-, 3-gram
         at = np.searchsorted(self._gram_codes, codes)
@@ -218,7 +220,7 @@ class LanguageIdentifier:
             self._take_rows(np.unique(at[rows < 0]))
             rows = self._row_of[at]
         ends = (np.cumsum(np.bincount(owner, minlength=len(pieces))) * rows.itemsize).tolist()
-        data = rows.astype(np.intc, copy=False).tobytes()
+        data = rows.tobytes()  # C ints, as `_row_of` holds them
         return [data[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
     def _take_rows(self, new: np.ndarray) -> None:
