@@ -3,8 +3,9 @@ and without, as old log-probs) and the frozen reference model's.
 
 Only the positions a loss reads are paid for: the output layer and the vocabulary softmax run from
 the first response column on (`first_target`), and a prompt shared by several rows (the n samples
-of a GRPO group) runs through the model once, its KV cache indexed out to the rows
-(`shared_prompt_cache`), in the forward and the backward.
+of a GRPO group) runs through the model once, in the forward and the backward: in one flattened
+forward with the rows' continuations (`rlmr.training.shared_prompt`) on the models that can run
+it, else as a KV cache indexed out to the rows (`shared_prompt_cache`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from rlmr.core.algo import entropy_from_logits
 from rlmr.core.records import TokenBatch
 from rlmr.engine.hf import shared_prefix_cache
+from rlmr.training.shared_prompt import shared_prompt_logits
 
 
 def sequence_token_logprobs(
@@ -31,14 +33,18 @@ def sequence_token_logprobs(
     no_cache = {"use_cache": False}  # pragma: no mutate
     if first_target:
         no_cache["logits_to_keep"] = input_ids.shape[1] - first_target
-    shared = shared_prompt_cache(model, input_ids, attention_mask, first_target)
-    if shared:
-        # The prompt's cache is read (and extended) whatever use_cache says; it is not returned.
-        rest = input_ids[:, first_target:]
-        out = model(input_ids=rest, attention_mask=attention_mask, **no_cache, **shared)
-    else:
-        out = model(input_ids=input_ids, attention_mask=attention_mask, **no_cache)
-    logits = out.logits[:, :-1].float()
+    logits = shared_prompt_logits(model, input_ids, attention_mask, first_target)
+    if logits is None:
+        shared = shared_prompt_cache(model, input_ids, attention_mask, first_target)
+        if shared:
+            # The prompt's cache is read (and extended) whatever use_cache says; not returned.
+            rest = input_ids[:, first_target:]
+            logits = model(
+                input_ids=rest, attention_mask=attention_mask, **no_cache, **shared
+            ).logits
+        else:
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, **no_cache).logits
+    logits = logits[:, :-1].float()
     targets = input_ids[:, first_target + 1 :]
     logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(
         logits, dim=-1

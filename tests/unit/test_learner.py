@@ -900,14 +900,23 @@ def test_the_behaviour_weight_corrects_each_token_toward_the_rollout_policy(mode
     assert corrected != pytest.approx(_manual_gradient_norm(model_dir, tb), rel=1e-2)
 
 
-def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(model_dir):
+@pytest.mark.parametrize("flattened", [True, False], ids=["flattened", "kv-cache"])
+def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(
+    model_dir, flattened, monkeypatch
+):
     """The n samples of a prompt: the prompt goes through the model once per distinct prompt (not
-    once per row), and the log-probs, the entropy and every gradient equal the whole computation.
-    Rows padded inside the prompt part, all-distinct rows and gradient checkpointing (which builds
-    no cache) compute every row whole."""
+    once per row), and the log-probs, the entropy and every gradient equal the whole computation;
+    on both paths: the flattened forward (`rlmr.training.shared_prompt`, a Llama model) and the
+    KV cache (any other model: here the Llama model with the flattened path switched off). For
+    the cache path, rows padded inside the prompt part, all-distinct rows and gradient
+    checkpointing (which builds no cache) compute every row whole."""
     from transformers import AutoModelForCausalLM
 
+    import rlmr.training.shared_prompt as shared_prompt
     from rlmr.training.logprobs import sequence_token_logprobs, shared_prompt_cache
+
+    if not flattened:
+        monkeypatch.setattr(shared_prompt, "PACKABLE_MODEL_TYPES", frozenset())
 
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, local_files_only=True
@@ -950,10 +959,17 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(m
     hook.remove()
     head_hook.remove()
     assert whole_seen == [ids.numel()]
-    # two distinct prompts of `first` tokens once each, then every row from column `first` on;
-    # the output layer on one position of each prompt (never read), then on the rest
-    assert part_seen == [2 * first, len(ids) * (ids.shape[1] - first)]
-    assert part_head == [(2, 1), (len(ids), ids.shape[1] - first)]
+    rest = len(ids) * (ids.shape[1] - first)
+    if flattened:
+        # two distinct prompts of `first` tokens once each and every row from column `first` on,
+        # in one forward; the output layer on the rows' part alone
+        assert part_seen == [2 * first + rest]
+        assert part_head == [(1, rest)]
+    else:
+        # the prompts first, then the rows; the output layer on one position of each prompt
+        # (never read), then on the rest
+        assert part_seen == [2 * first, rest]
+        assert part_head == [(2, 1), (len(ids), ids.shape[1] - first)]
     assert torch.allclose(part, whole, atol=1e-5) and torch.allclose(part_ent, whole_ent, atol=1e-5)
     assert torch.equal(part[:, :first], torch.zeros(len(ids), first))
     for name, grad in whole_grads.items():
@@ -968,6 +984,23 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_numbers_and_gradients(m
     assert not shared_prompt_cache(model, ids, padded, first)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     assert not shared_prompt_cache(model, ids, attention, first)
+
+
+def test_a_learner_runs_rows_sharing_a_prompt_in_one_flattened_forward(model_dir):
+    """Through the DeepSpeed engine (whose own `config` is DeepSpeed's, not the model's): the
+    update's forward is one flattened sequence, the prompt once and every row after it."""
+    from rlmr.training import shared_prompt
+
+    learner = make_learner(model_dir)
+    tb = batch()
+    assert shared_prompt.packable(learner.engine)
+    seen = []
+    embed = learner.engine.module.model.embed_tokens
+    hook = embed.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    learner.update(tb)
+    hook.remove()
+    first = len(PROMPT) - 1
+    assert seen == [(1, first + len(RESPONSES) * (tb.input_ids.shape[1] - first))]
 
 
 def test_a_learner_with_gradient_checkpointing_computes_every_row_whole(model_dir):
