@@ -37,6 +37,32 @@ class MultinomialSampler:
         return torch.full_like(scores, -float("inf")).scatter_(-1, drawn, 0.0)
 
 
+def engine_and_prompts(config: str, count: int):
+    """The main job's config, its rollout engine (HF, CPU, the config's engine options) and its
+    first `count` training prompts in the chat template."""
+    import rlmr.engine.hf as hf
+    from rlmr.config import load_config
+    from rlmr.data.prompts import load_prompts
+    from rlmr.engine.factory import hf_engine_options
+
+    cfg = load_config(REPO / config)
+    engine = hf.HFEngine.from_source(
+        cfg.model.source,
+        dtype=cfg.model.dtype,
+        device="cpu",
+        max_model_len=cfg.model.max_model_len,
+        **hf_engine_options(cfg.rollout.engine),
+    )
+    rows = load_prompts(REPO / cfg.data.train)[:count]
+    prompts = [
+        engine.tokenizer.apply_chat_template(
+            [{"role": "user", "content": r.brief()}], tokenize=False, add_generation_prompt=True
+        )
+        for r in rows
+    ]
+    return cfg, engine, prompts
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--prompts", type=int, default=4)
@@ -51,27 +77,10 @@ def main(argv=None) -> int:
     import torch
 
     import rlmr.engine.hf as hf
-    from rlmr.config import load_config
-    from rlmr.data.prompts import load_prompts
     from rlmr.engine import SamplingParams
-    from rlmr.engine.factory import hf_engine_options
     from rlmr.engine.loading import describe_source
 
-    cfg = load_config(REPO / args.config)
-    engine = hf.HFEngine.from_source(
-        cfg.model.source,
-        dtype=cfg.model.dtype,
-        device="cpu",
-        max_model_len=cfg.model.max_model_len,
-        **hf_engine_options(cfg.rollout.engine),
-    )
-    rows = load_prompts(REPO / cfg.data.train)[: args.prompts]
-    prompts = [
-        engine.tokenizer.apply_chat_template(
-            [{"role": "user", "content": r.brief()}], tokenize=False, add_generation_prompt=True
-        )
-        for r in rows
-    ]
+    cfg, engine, prompts = engine_and_prompts(args.config, args.prompts)
     params = SamplingParams(n=args.n, max_new_tokens=args.tokens, temperature=1.0, seed=0)
     samplers = {"inverse_cdf": hf.InverseCDFSampler, "multinomial": MultinomialSampler}
     own = hf.InverseCDFSampler

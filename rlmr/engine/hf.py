@@ -33,6 +33,7 @@ import torch
 from transformers import StoppingCriteria
 
 from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
+from rlmr.engine.kv_cache import shared_prefix_cache, static_cache
 
 
 def _inference(method):
@@ -50,18 +51,6 @@ def _inference(method):
             self.model.train(training)
 
     return run
-
-
-def shared_prefix_cache(model, rows: torch.Tensor, **heads) -> dict:
-    """The model's KV cache over `heads` (its inputs, one row per distinct prefix), copied to the
-    rows that share each prefix (`rows[i]`: the head row `i` continues), as the keyword a forward
-    or `generate` goes on from (`cache` on transformers 5, `past_key_values` on 4). The output
-    layer runs on the last position only: a prefix's logits are never read."""
-    out = model(**heads, use_cache=True, logits_to_keep=1)
-    name = "cache" if hasattr(out, "cache") else "past_key_values"
-    cache = getattr(out, name)
-    cache.batch_select_indices(rows)
-    return {name: cache}
 
 
 class HFEngine:
@@ -291,7 +280,11 @@ class HFEngine:
                 generation_config=config,
                 logits_processor=_sampler(params),
                 stopping_criteria=criteria,
-                **self._shared_prefill([flat[k][0] for k in batch], ids, mask, pos),
+                **static_cache(
+                    self.model,
+                    ids.shape[1] + max_new,
+                    self._shared_prefill([flat[k][0] for k in batch], ids, mask, pos),
+                ),
             )
             new = out.sequences[:, ids.shape[1] :]
             picked = _sampled_logprobs(out.logits, new)

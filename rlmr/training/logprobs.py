@@ -14,7 +14,7 @@ import torch
 
 from rlmr.core.algo import entropy_from_logits
 from rlmr.core.records import TokenBatch
-from rlmr.engine.hf import shared_prefix_cache
+from rlmr.engine.kv_cache import shared_prefix_cache
 from rlmr.training.shared_prompt import shared_prompt_logits
 
 

@@ -259,3 +259,56 @@ def test_top_k_and_temperature_shape_what_generate_samples(engine):
     drawn = engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=1, n=40, top_k=3, seed=2))
     firsts = {g.token_ids[0] for g in drawn[0]}
     assert firsts <= allowed and len(firsts) > 1
+
+
+def test_decoding_writes_one_static_cache_and_samples_as_a_growing_cache_does(
+    tiny_cache,  # noqa: F811
+    monkeypatch,
+):
+    """`generate` decodes into a cache allocated once (`static_cache`), seeded with the shared
+    prefill when prompts repeat: the greedy tokens and their log-probs are those of transformers'
+    growing cache, for prompts of different lengths (left padding), shared or not."""
+    import rlmr.engine.hf as hf
+
+    engine = HFEngine.from_source(
+        TinyModel(), dtype="float32", device="cpu", batch_size=8, max_model_len=256
+    )
+    caches = []
+    hook = engine.model.register_forward_hook(
+        lambda m, args, kwargs, out: caches.append(type(kwargs.get("cache")).__name__),
+        with_kwargs=True,
+    )
+    for n in (1, 3):  # distinct rows (no shared prefill), then rows sharing their prompts
+        greedy = SamplingParams(max_new_tokens=6, n=n, temperature=0.0)
+        caches.clear()
+        static = engine.generate(PROMPTS, greedy)
+        assert set(caches[1 if n > 1 else 0 :]) == {"StaticCache"}
+        with monkeypatch.context() as m:
+            m.setattr(hf, "static_cache", lambda model, length, prefill: prefill)
+            caches.clear()
+            grown = engine.generate(PROMPTS, greedy)
+            assert "StaticCache" not in caches
+        for a, b in zip(static, grown):
+            for x, y in zip(a, b):
+                assert x.token_ids == y.token_ids and x.text == y.text
+                assert list(x.logprobs) == pytest.approx(list(y.logprobs), abs=1e-5)
+    hook.remove()
+
+
+def test_a_model_with_sliding_window_layers_keeps_the_growing_cache():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from rlmr.engine.kv_cache import static_cache
+
+    config = MistralConfig(
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        sliding_window=4,
+    )
+    prefill = {"cache": object()}
+    assert static_cache(MistralForCausalLM(config), 12, prefill) is prefill
+    assert static_cache(MistralForCausalLM(config), 12, {}) == {}
