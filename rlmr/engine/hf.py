@@ -33,7 +33,7 @@ import torch
 from transformers import StoppingCriteria
 
 from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
-from rlmr.engine.kv_cache import shared_prefix_cache, static_cache
+from rlmr.engine.kv_cache import shared_prefix_cache
 
 
 def _inference(method):
@@ -280,11 +280,7 @@ class HFEngine:
                 generation_config=config,
                 logits_processor=_sampler(params),
                 stopping_criteria=criteria,
-                **static_cache(
-                    self.model,
-                    ids.shape[1] + max_new,
-                    self._shared_prefill([flat[k][0] for k in batch], ids, mask, pos),
-                ),
+                **self._shared_prefill([flat[k][0] for k in batch], ids, mask, pos),
             )
             new = out.sequences[:, ids.shape[1] :]
             picked = _sampled_logprobs(out.logits, new)
