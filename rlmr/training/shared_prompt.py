@@ -19,9 +19,10 @@ attention on each. The flattened sequence carries each token's position in its o
 (`position_ids`), so rotary embeddings see exactly the positions of the whole computation.
 
 Used for the models whose attention layers pass keywords through to the attention function and
-take `position_ids` (`PACKABLE_MODEL_TYPES`), with SDPA or eager attention, no sliding window and
-no gradient checkpointing (checkpointed layers recompute in the backward, after the call has put
-the attention setting back); any other model computes every row whole or through the KV cache.
+take `position_ids` (`PACKABLE_MODEL_TYPES`), with SDPA or eager attention, no sliding window
+shorter than the rows (Mistral's default window is 4096 tokens) and no gradient checkpointing
+(checkpointed layers recompute in the backward, after the call has put the attention setting
+back); any other model computes every row whole or through the KV cache.
 """
 
 from __future__ import annotations
@@ -134,9 +135,14 @@ def shared_prompt_logits(
 ) -> torch.Tensor | None:
     """The logits of positions `length..` of every row (`[B, T - length, V]`) from one flattened
     forward in which each distinct run of the first `length` tokens goes through the model once.
-    `None` (the caller computes another way) when the model cannot run it (`packable`), when no
-    run repeats or `length < 1`, or when a row is padded inside its first `length` tokens."""
-    if length < 1 or not packable(model):
+    `None` (the caller computes another way) when the model cannot run it (`packable`) or has a
+    sliding window shorter than the rows, when no run repeats, when `length` leaves no prefix or
+    no rest, or when a row is padded inside its first `length` tokens."""
+    if not 1 <= length < input_ids.shape[1] or not packable(model):
+        return None
+    # A sliding window shorter than the rows would hide keys the flattened attention reads.
+    window = getattr(_model_config(model), "sliding_window", None)
+    if window is not None and window < input_ids.shape[1]:
         return None
     if not bool(attention_mask[:, :length].all()):
         return None
