@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import header  # noqa: E402
 from rlmr.engine.cpu_linear import median_seconds  # noqa: E402
 
 
@@ -128,7 +127,7 @@ def main(argv=None) -> int:
     from transformers import AutoConfig
 
     from rlmr.config import load_config
-    from rlmr.engine.loading import describe_source, resolve_model_dir
+    from rlmr.engine.loading import resolve_model_dir
 
     cfg = load_config(REPO / args.config)
     model = AutoConfig.from_pretrained(resolve_model_dir(cfg.model.source))
@@ -167,16 +166,14 @@ def main(argv=None) -> int:
     }
     floor["step_s"] = round(sum(floor.values()), 2)
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "work": {
-            "model": describe_source(cfg.model.source),
-            "prompts": args.prompts,
-            "samples_per_prompt": args.n,
-            "max_new_tokens": args.tokens,
-            "prompt_tokens": args.prompt_tokens,
-            "micro_batch": args.micro,
-        },
+        **header(
+            cfg,
+            args.prompts,
+            args.n,
+            max_new_tokens=args.tokens,
+            prompt_tokens=args.prompt_tokens,
+            micro_batch=args.micro,
+        ),
         "learner_products_gflops": gemm,
         "best_rate_gflops": peak,
         "read_gbs": round(read_gbs, 1),

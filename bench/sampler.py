@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.common import header  # noqa: E402
 
 
 class MultinomialSampler:
@@ -74,11 +75,8 @@ def main(argv=None) -> int:
 
     from dataclasses import replace
 
-    import torch
-
     import rlmr.engine.hf as hf
     from rlmr.engine import SamplingParams
-    from rlmr.engine.loading import describe_source
 
     cfg, engine, prompts = engine_and_prompts(args.config, args.prompts)
     params = SamplingParams(n=args.n, max_new_tokens=args.tokens, temperature=1.0, seed=0)
@@ -99,15 +97,13 @@ def main(argv=None) -> int:
             runs[name].append({"s": seconds, "steps": steps})
             print(f"round {r} {name}: {seconds:.2f} s, {steps} steps", file=sys.stderr)
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "work": {
-            "model": describe_source(cfg.model.source),
-            "prompts": args.prompts,
-            "samples_per_prompt": args.n,
-            "max_new_tokens": args.tokens,
-            "linear_kernel": engine.linear_kernel,
-        },
+        **header(
+            cfg,
+            args.prompts,
+            args.n,
+            max_new_tokens=args.tokens,
+            linear_kernel=engine.linear_kernel,
+        ),
         "rounds": args.rounds,
     }
     for name, rs in runs.items():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.common import header  # noqa: E402
 
 
 def make_batch(prompts: int, n: int, prompt_tokens: int, tokens: int, vocab: int):
@@ -82,7 +83,7 @@ def measure(args) -> dict:
 
     import rlmr.training.shared_prompt as shared_prompt
     from rlmr.config import AlgoConfig, LearnerConfig, load_config
-    from rlmr.engine.loading import describe_source, resolve_model_dir
+    from rlmr.engine.loading import resolve_model_dir
     from rlmr.training.learner import PolicyLearner, RankInfo
     from rlmr.training.logprobs import response_logprobs
 
@@ -113,17 +114,15 @@ def measure(args) -> dict:
             print(f"round {r} {arm}: {seconds[arm]}", file=sys.stderr, flush=True)
     shared_prompt.PACKABLE_MODEL_TYPES = packable
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "work": {
-            "model": describe_source(cfg.model.source),
-            "prompts": args.prompts,
-            "samples_per_prompt": args.n,
-            "max_response_tokens": args.tokens,
-            "prompt_tokens": args.prompt_tokens,
-            "micro_batch": args.micro,
-            "padded_width": tokens.input_ids.shape[1],
-        },
+        **header(
+            cfg,
+            args.prompts,
+            args.n,
+            max_response_tokens=args.tokens,
+            prompt_tokens=args.prompt_tokens,
+            micro_batch=args.micro,
+            padded_width=tokens.input_ids.shape[1],
+        ),
         "seconds": seconds,
         "median_s": {
             arm: {k: round(statistics.median(v), 3) for k, v in d.items()}
