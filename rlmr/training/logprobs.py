@@ -15,7 +15,7 @@ import torch
 from rlmr.core.algo import entropy_from_logits
 from rlmr.core.records import TokenBatch
 from rlmr.engine.kv_cache import shared_prefix_cache
-from rlmr.training.shared_prompt import shared_prompt_logits
+from rlmr.training.shared_prompt import shared_heads, shared_prompt_logits
 
 
 def sequence_token_logprobs(
@@ -68,13 +68,12 @@ def shared_prompt_cache(
     backward (gradient checkpointing builds no cache). The positions the model gives the rest
     (the cache's length onwards) are those the whole computation gives."""
     # A DeepSpeed engine passes the read on to the model it wraps.
-    if length < 1 or getattr(model, "is_gradient_checkpointing", False):
+    if getattr(model, "is_gradient_checkpointing", False):
         return {}
-    if not bool(attention_mask[:, :length].all()):
+    shared = shared_heads(input_ids, attention_mask, length)
+    if shared is None:
         return {}
-    heads, rows = torch.unique(input_ids[:, :length], dim=0, return_inverse=True)
-    if len(heads) == len(input_ids):
-        return {}
+    heads, rows = shared
     return shared_prefix_cache(model, rows, input_ids=heads, attention_mask=torch.ones_like(heads))
 
 

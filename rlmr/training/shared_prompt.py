@@ -130,6 +130,21 @@ def _attention(config, name: str):
         config._attn_implementation = before
 
 
+def shared_heads(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The distinct runs of the first `length` tokens (`[heads, length]`) and, per row, the run it
+    continues; `None` when nothing is shared: `length < 1`, a row padded inside its first
+    `length` tokens, or no run repeated. Both ways of computing a shared prompt once (this
+    module's flattened forward, `logprobs.shared_prompt_cache`) start from it."""
+    if length < 1 or not bool(attention_mask[:, :length].all()):
+        return None
+    heads, row_head = torch.unique(input_ids[:, :length], dim=0, return_inverse=True)
+    if len(heads) == len(input_ids):
+        return None
+    return heads, row_head
+
+
 def shared_prompt_logits(
     model, input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int
 ) -> torch.Tensor | None:
@@ -144,11 +159,10 @@ def shared_prompt_logits(
     window = getattr(_model_config(model), "sliding_window", None)
     if window is not None and window < input_ids.shape[1]:
         return None
-    if not bool(attention_mask[:, :length].all()):
+    shared = shared_heads(input_ids, attention_mask, length)
+    if shared is None:
         return None
-    heads, row_head = torch.unique(input_ids[:, :length], dim=0, return_inverse=True)
-    if len(heads) == len(input_ids):
-        return None
+    heads, row_head = shared
     rows, rest = input_ids.shape[0], input_ids.shape[1] - length
     device = input_ids.device
     flat = torch.cat([heads.reshape(-1), input_ids[:, length:].reshape(-1)]).unsqueeze(0)
