@@ -1,8 +1,10 @@
-"""What the model benchmarks (`floor.py`, `sampler.py`, `shared_prompt.py`) share."""
+"""What the model benchmarks (floor, sampler, shared_prompt, gpu_smoke) share."""
 
 from __future__ import annotations
 
+import os
 import platform
+import socket
 import time
 
 
@@ -23,3 +25,15 @@ def header(cfg, prompts: int, samples: int, **work) -> dict:
             **work,
         },
     }
+
+
+def one_rank_group() -> None:
+    """The environment of a one-rank process group in this process (a `PolicyLearner` outside
+    Ray): this machine, a free port, rank 0 of 1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"
+    )
+    os.environ.setdefault("NCCL_CUMEM_ENABLE", "0")

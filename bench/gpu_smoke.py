@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.common import one_rank_group  # noqa: E402
 
 # (hidden, intermediate, layers, heads, kv heads, vocab): Qwen2-0.5B, and a tiny model for CPU.
 SHAPES = {
@@ -69,16 +70,6 @@ def build_model(out: Path, shape: dict) -> int:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return sum(p.numel() for p in model.parameters())
-
-
-def one_rank_group() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"
-    )
-    os.environ.setdefault("NCCL_CUMEM_ENABLE", "0")
 
 
 class Smoke:

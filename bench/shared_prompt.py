@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import header  # noqa: E402
+from bench.common import header, one_rank_group  # noqa: E402
 
 
 def make_batch(prompts: int, n: int, prompt_tokens: int, tokens: int, vocab: int):
@@ -59,11 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--config", default="configs/smollm2-cpu.yaml")
     args = p.parse_args(argv)
-    # One DeepSpeed rank in this process.
-    for key, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29561"), ("RANK", "0")):
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
+    one_rank_group()  # the learner: one DeepSpeed rank in this process
 
     # DeepSpeed logs to standard output: send it to standard error while it runs, so standard
     # output holds the JSON alone.
