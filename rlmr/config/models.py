@@ -116,8 +116,8 @@ class HFEngine(Strict):
         "decoding where MKL is slow at few rows) or PyTorch's default. auto times both at load "
         "on the layer shape holding most of the model's weight and keeps the faster. fp16 "
         "(opt-in, never chosen by auto): weights packed in fp16 for FBGEMM, arithmetic in fp32; "
-        "decoding reads half the bytes, log-probs move by ~2e-3 nats a token: a rollout/learner "
-        "gap that algo.behaviour_weight_cap corrects. Ignored on GPU.",
+        "decoding reads half the bytes, log-probs move by ~2e-3 nats a token (the loss's "
+        "importance ratio corrects the rollout/learner gap). Ignored on GPU.",
     )
 
 

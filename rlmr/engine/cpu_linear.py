@@ -14,8 +14,8 @@ quantization uses) widens the weights to fp32 in registers and multiplies in
 fp32. Decoding reads its weights from memory once per step, so half the bytes is
 a faster step (`bench/linear_kernel.py`); the price is fp16's rounding of the
 weights (about 5e-4 relative): the engine's log-probs move by about 2e-3 nats a
-token on SmolLM2-135M: a gap between rollout and learner, as with a bf16 vLLM
-serving an fp32 learner, that `algo.behaviour_weight_cap` corrects.
+token on SmolLM2-135M, the gap between rollout and learner that the loss's
+importance ratio corrects, as with a bf16 vLLM serving an fp32 learner.
 
 `pack_linears` gives each `nn.Linear` of a model a forward that uses a packed
 copy of its weight, repacked whenever the weight changes in place (a weight
