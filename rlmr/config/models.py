@@ -110,14 +110,12 @@ class HFEngine(Strict):
         "auto", description="auto = cuda when a GPU is assigned, else cpu."
     )
     batch_size: int = Field(16, ge=1, le=4096, description="Sequences per generate() call.")
-    linear_kernel: Literal["auto", "default", "onednn", "fp16"] = Field(
+    linear_kernel: Literal["auto", "default", "onednn"] = Field(
         "auto",
         description="fp32 on CPU: Linear layers through oneDNN's prepacked kernel (faster "
         "decoding where MKL is slow at few rows) or PyTorch's default. auto times both at load "
-        "on the layer shape holding most of the model's weight and keeps the faster. fp16 "
-        "(opt-in, never chosen by auto): weights packed in fp16 for FBGEMM, arithmetic in fp32; "
-        "decoding reads half the bytes, log-probs move by ~2e-3 nats a token (the loss's "
-        "importance ratio corrects the rollout/learner gap). Ignored on GPU.",
+        "on the layer shape holding most of the model's weight and keeps the faster. Ignored "
+        "on GPU.",
     )
 
 

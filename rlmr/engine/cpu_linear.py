@@ -8,15 +8,6 @@ x86, does slowly on some CPUs. Measured on the project's 2-core AMD EPYC
 blocked layout. The same fp32 arithmetic in another order: outputs agree to
 float rounding (about 1e-6 relative), no precision is given up.
 
-`linear_kernel: fp16` (opt-in) keeps the packed copy in fp16 instead: FBGEMM's
-fp16 GEMM (`quantized.linear_dynamic_fp16`, the kernel PyTorch's dynamic fp16
-quantization uses) widens the weights to fp32 in registers and multiplies in
-fp32. Decoding reads its weights from memory once per step, so half the bytes is
-a faster step (`bench/linear_kernel.py`); the price is fp16's rounding of the
-weights (about 5e-4 relative): the engine's log-probs move by about 2e-3 nats a
-token on SmolLM2-135M, the gap between rollout and learner that the loss's
-importance ratio corrects, as with a bf16 vLLM serving an fp32 learner.
-
 `pack_linears` gives each `nn.Linear` of a model a forward that uses a packed
 copy of its weight, repacked whenever the weight changes in place (a weight
 sync copies into the parameters: the tensor's version counter moves) and
@@ -34,20 +25,13 @@ import types
 
 import torch
 
-KERNELS = ("auto", "default", "onednn", "fp16")
+KERNELS = ("auto", "default", "onednn")
 
 
 def onednn_available() -> bool:
     """Whether this PyTorch build has the oneDNN (mkldnn) linear ops."""
     return bool(torch.backends.mkldnn.is_available()) and hasattr(
         torch.ops.mkldnn, "_linear_pointwise"
-    )
-
-
-def fp16_available() -> bool:
-    """Whether this PyTorch build has FBGEMM's fp16-weight linear ops (x86 builds)."""
-    return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(
-        torch.ops.quantized, "linear_prepack_fp16"
     )
 
 
@@ -70,34 +54,22 @@ def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
         or (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
     ):
         return torch.nn.functional.linear(x, weight, self.bias)
-    fp16 = self._rlmr_kernel == "fp16"
     if self._rlmr_packed_version != (weight.data_ptr(), weight._version):
-        self._rlmr_packed = (
-            torch.ops.quantized.linear_prepack_fp16(weight.detach(), None)
-            if fp16
-            else torch.ops.mkldnn._reorder_linear_weight(weight.detach(), self._rlmr_batch_hint)
+        self._rlmr_packed = torch.ops.mkldnn._reorder_linear_weight(
+            weight.detach(), self._rlmr_batch_hint
         )
         self._rlmr_packed_version = (weight.data_ptr(), weight._version)
-    if fp16:
-        # The bias stays out of the packed copy (added in fp32 here), so a sync that changes
-        # only the bias needs no repack.
-        out = torch.ops.quantized.linear_dynamic_fp16(x, self._rlmr_packed)
-        return out if self.bias is None else out.add_(self.bias)
     return torch.ops.mkldnn._linear_pointwise(x, self._rlmr_packed, self.bias, "none", [None], "")
 
 
-def pack_linears(model: torch.nn.Module, batch_hint: int, kernel: str = "onednn") -> int:
-    """Route every fp32 CPU `nn.Linear` of `model` through a packed kernel: `onednn` (fp32, the
-    layout tuned for `batch_hint` rows) or `fp16` (FBGEMM, fp16 weights); returns how many layers
-    now do. The packed copy costs the layers' weights once more in memory (half of it in fp16).
-    Packing again with another kernel drops the other kernel's copies."""
-    if kernel not in ("onednn", "fp16"):
-        raise ValueError(f"pack_linears: kernel must be onednn or fp16, got {kernel!r}")
-    if not (fp16_available() if kernel == "fp16" else onednn_available()):
+def pack_linears(model: torch.nn.Module, batch_hint: int) -> int:
+    """Route every fp32 CPU `nn.Linear` of `model` through oneDNN's packed kernel (the packed
+    layout is tuned for `batch_hint` rows); returns how many layers now do. The packed copy costs
+    the layers' weights once more in memory."""
+    if not onednn_available():
         return 0
     count = 0
     for module in _cpu_fp32_linears(model):
-        module._rlmr_kernel = kernel
         module._rlmr_batch_hint = max(1, int(batch_hint))
         module._rlmr_packed = None
         module._rlmr_packed_version = None
@@ -133,20 +105,14 @@ def median_seconds(fn, repeats: int = 7) -> float:
 
 
 def choose_linear_kernel(model: torch.nn.Module, kernel: str, batch_hint: int) -> str:
-    """The kernel to use: `default`, `onednn` or `fp16`. `auto` picks oneDNN for an fp32 model
-    on CPU when its packed kernel beats `F.linear` by 10% at `batch_hint` rows on the layer shape
-    that holds the most weight (median of 7 calls each: a few milliseconds on a 135M model).
-    `auto` never picks `fp16`, which rounds the weights: that is the user's call."""
+    """The kernel to use: `default` or `onednn`. `auto` picks oneDNN for an fp32 model on CPU
+    when its packed kernel beats `F.linear` by 10% at `batch_hint` rows on the layer shape that
+    holds the most weight (median of 7 calls each: a few milliseconds on a 135M model)."""
     if kernel not in KERNELS:
         raise ValueError(f"linear_kernel: expected one of {KERNELS}, got {kernel!r}")
     if kernel != "auto":
         if kernel == "onednn" and not onednn_available():
             raise ValueError("linear_kernel: onednn requested, but this PyTorch has no oneDNN")
-        if kernel == "fp16" and not fp16_available():
-            raise ValueError(
-                "linear_kernel: fp16 requested, but this PyTorch has no FBGEMM fp16 linear "
-                "(x86 builds have it)"
-            )
         return kernel
     linears = _cpu_fp32_linears(model)
     if not linears or not onednn_available():

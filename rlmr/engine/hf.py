@@ -71,8 +71,8 @@ class HFEngine:
         from rlmr.engine.cpu_linear import choose_linear_kernel, pack_linears
 
         self.linear_kernel = choose_linear_kernel(model, linear_kernel, batch_size)
-        if self.linear_kernel in ("onednn", "fp16"):
-            pack_linears(model, batch_size, self.linear_kernel)
+        if self.linear_kernel == "onednn":
+            pack_linears(model, batch_size)
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size

@@ -1163,7 +1163,7 @@ def test_hf_engine_section_sets_batching_dtype_and_length(tiny_dir, tmp_path):
 def test_hf_engine_linear_kernel_reaches_the_engine(tiny_dir, tmp_path):
     from rlmr.engine import build_engine
 
-    for kernel in ("default", "onednn", "fp16"):
+    for kernel in ("default", "onednn"):
         engine = f"{{type: hf, device: cpu, linear_kernel: {kernel}}}"
         cfg = _cfg(
             tmp_path / kernel,
@@ -1174,7 +1174,7 @@ def test_hf_engine_linear_kernel_reaches_the_engine(tiny_dir, tmp_path):
         for section in (cfg.rollout.engine, cfg.reward.writing.engine):
             built = build_engine(cfg.model.source, section)
             assert built.linear_kernel == kernel
-            assert ("forward" in vars(built.model.lm_head)) == (kernel != "default")
+            assert ("forward" in vars(built.model.lm_head)) == (kernel == "onednn")
 
 
 def test_hf_engine_device_reaches_the_loader(tmp_path, monkeypatch):

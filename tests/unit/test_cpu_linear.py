@@ -1,7 +1,6 @@
 """oneDNN's packed Linear kernel for CPU inference (`rlmr.engine.cpu_linear`) and the HF engine on
 it: the same numbers as `F.linear`, weights that change in place are repacked, autograd keeps the
-default kernel, and `auto` keeps whichever kernel is faster. The fp16 kernel (FBGEMM): the numbers
-of `F.linear` on fp16-rounded weights, the bias live in fp32, never chosen by `auto`."""
+default kernel, and `auto` keeps whichever kernel is faster."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from rlmr.config import TinyModel
 from rlmr.engine import SamplingParams
 from rlmr.engine.cpu_linear import (
     choose_linear_kernel,
-    fp16_available,
     onednn_available,
     pack_linears,
     release_packed,
@@ -108,71 +106,6 @@ def test_choose_linear_kernel():
     assert choose_linear_kernel(torch.nn.ReLU(), "auto", 16) == "default"
     with pytest.raises(ValueError, match=r"linear_kernel: expected one of .*'mkl'"):
         choose_linear_kernel(model, "mkl", 16)
-    for _ in range(3):  # auto compares fp32 kernels only: fp16 rounds the weights
-        assert choose_linear_kernel(model, "auto", 16) != "fp16"
-
-
-needs_fp16 = pytest.mark.skipif(not fp16_available(), reason="this PyTorch has no FBGEMM fp16")
-
-
-@needs_fp16
-def test_fp16_layers_compute_f_linear_on_fp16_rounded_weights_and_follow_changes():
-    model = _model()
-    x = torch.randn(3, 5, 24)
-    with torch.no_grad():
-        model[0].bias.normal_()
-        exact = model(x)
-
-        def rounded(m):
-            return torch.nn.functional.linear(x, m.weight.half().float(), m.bias)
-
-        expected = torch.nn.functional.linear(
-            torch.relu(rounded(model[0])), model[2].weight.half().float()
-        )
-    assert pack_linears(model, batch_hint=4, kernel="fp16") == 2
-    with torch.no_grad():
-        got = model(x)
-        # fp16 weights, fp32 arithmetic: F.linear on the rounded weights, not on the fp32 ones.
-        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
-        assert not torch.allclose(got, exact, rtol=1e-5, atol=1e-6)
-        assert torch.allclose(got, exact, rtol=1e-2, atol=1e-3)
-        # A weight sync: repacked from the new weight; a bias-only change needs no repack.
-        packed = model[0]._rlmr_packed
-        model[0].bias.add_(1.0)
-        assert torch.allclose(model[0](x), rounded(model[0]), rtol=1e-5, atol=1e-6)
-        assert model[0]._rlmr_packed is packed
-        model[0].weight.mul_(-2.0)
-        assert torch.allclose(model[0](x), rounded(model[0]), rtol=1e-5, atol=1e-6)
-        assert model[0]._rlmr_packed is not packed
-        assert release_packed(model) == 2 and model[2]._rlmr_packed is None
-    # Packing with the other kernel replaces the fp16 copies.
-    pack_linears(model, batch_hint=4, kernel="onednn")
-    with torch.no_grad():
-        model(x)
-    assert model[0]._rlmr_packed.is_mkldnn
-    with pytest.raises(ValueError, match="kernel must be onednn or fp16"):
-        pack_linears(model, batch_hint=4, kernel="mkl")
-
-
-@needs_fp16
-def test_fp16_layers_leave_training_to_the_default_kernel():
-    plain, packed = _model(), _model()
-    pack_linears(packed, batch_hint=4, kernel="fp16")
-    x = torch.randn(6, 24)
-    plain(x).square().sum().backward()
-    packed(x).square().sum().backward()
-    for a, b in zip(plain.parameters(), packed.parameters()):
-        assert torch.equal(a.grad, b.grad)
-    assert packed[0]._rlmr_packed is None
-
-
-def test_fp16_requested_without_fbgemm_is_a_clear_error(monkeypatch):
-    import rlmr.engine.cpu_linear as cpu_linear
-
-    monkeypatch.setattr(cpu_linear, "fp16_available", lambda: False)
-    with pytest.raises(ValueError, match="linear_kernel: fp16 requested, but this PyTorch"):
-        choose_linear_kernel(_model(), "fp16", 16)
-    assert pack_linears(_model(), batch_hint=4, kernel="fp16") == 0
 
 
 def test_the_engine_on_the_packed_kernel_samples_and_syncs_as_on_the_default(tiny_cache):  # noqa: F811
@@ -196,26 +129,3 @@ def test_the_engine_on_the_packed_kernel_samples_and_syncs_as_on_the_default(tin
         new = [(k, v * 1.5) for k, v in weights if k.endswith("proj.weight")]
         assert default.load_weights(new) == onednn.load_weights(new) == len(new)
     assert HFEngineConfig().linear_kernel == "auto"
-
-
-@needs_fp16
-def test_the_engine_on_fp16_weights_samples_close_to_fp32_and_follows_syncs(tiny_cache):  # noqa: F811
-    def engine(kernel):
-        return HFEngine.from_source(
-            TinyModel(), dtype="float32", device="cpu", batch_size=4, linear_kernel=kernel
-        )
-
-    exact, fp16 = engine("onednn"), engine("fp16")
-    assert fp16.linear_kernel == "fp16" and "forward" in vars(fp16.model.lm_head)
-    params = SamplingParams(max_new_tokens=8, n=2, temperature=1.0, seed=5)
-    for _sync in range(2):
-        got = [g for group in fp16.generate(PROMPTS, params) for g in group]
-        # What the fp32 model gives the same tokens: within fp16's rounding, never equal.
-        scored = exact.sequence_logprobs(
-            [g.prompt_token_ids for g in got], [g.token_ids for g in got]
-        )
-        gaps = [abs(a - b) for g, s in zip(got, scored) for a, b in zip(g.logprobs, s)]
-        assert gaps and max(gaps) < 0.05 and max(gaps) > 0
-        weights = exact.model.state_dict().items()
-        new = [(k, v * 1.5) for k, v in weights if k.endswith("proj.weight")]
-        assert exact.load_weights(new) == fp16.load_weights(new) == len(new)
