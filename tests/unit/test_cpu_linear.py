@@ -14,6 +14,7 @@ from rlmr.engine.cpu_linear import (
     choose_linear_kernel,
     onednn_available,
     pack_linears,
+    packable_dtypes,
     release_packed,
 )
 from rlmr.engine.hf import HFEngine
@@ -92,9 +93,24 @@ def test_packed_layers_leave_training_to_the_default_kernel():
 
 def test_pack_linears_skips_layers_it_cannot_run():
     model = _model()
-    model[2].to(torch.bfloat16)
+    model[2].to(torch.float16)
     assert pack_linears(model, batch_hint=4) == 1
     assert "forward" not in vars(model[2])
+
+
+@pytest.mark.skipif(
+    torch.bfloat16 not in packable_dtypes(), reason="oneDNN has no bf16 arithmetic on this CPU"
+)
+def test_bf16_layers_pack_where_the_cpu_computes_bf16_and_give_f_linear_s_numbers():
+    model = _model().to(torch.bfloat16)
+    x = torch.randn(3, 5, 24, dtype=torch.bfloat16)
+    with torch.no_grad():
+        expected = model(x)
+    assert pack_linears(model, batch_hint=4) == 2
+    with torch.no_grad():
+        got = model(x)
+    assert model[0]._rlmr_packed is not None and got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), expected.float(), rtol=1e-2, atol=1e-2)
 
 
 def test_choose_linear_kernel():
@@ -102,7 +118,7 @@ def test_choose_linear_kernel():
     assert choose_linear_kernel(model, "default", 16) == "default"
     assert choose_linear_kernel(model, "onednn", 16) == "onednn"
     assert choose_linear_kernel(model, "auto", 16) in ("default", "onednn")
-    assert choose_linear_kernel(model.to(torch.bfloat16), "auto", 16) == "default"
+    assert choose_linear_kernel(model.to(torch.float16), "auto", 16) == "default"
     assert choose_linear_kernel(torch.nn.ReLU(), "auto", 16) == "default"
     with pytest.raises(ValueError, match=r"linear_kernel: expected one of .*'mkl'"):
         choose_linear_kernel(model, "mkl", 16)
