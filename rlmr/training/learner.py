@@ -181,6 +181,11 @@ class PolicyLearner:
                 model=model, config=ds_cfg, **client
             )
         self.model_dir = model_dir
+        # Without ZeRO and in fp32, DeepSpeed steps the client optimizer as it is: no gradient
+        # norm, no overflow check; the learner computes both. In bf16 (and fp16) DeepSpeed wraps
+        # it in an optimizer that keeps fp32 master weights, reports the norm and skips a
+        # non-finite step itself, as ZeRO does.
+        self.own_norm = learner.zero_stage == 0 and not hasattr(self.optimizer, "overflow")
         use_kl = algo.kl.beta > 0 and algo.kl.in_loss
         self.loss = LossSettings(
             clip_low=algo.clip.low,
@@ -246,15 +251,15 @@ class PolicyLearner:
                 for k, v in out.items():
                     stats.setdefault(k, []).append(v)
                 skip = contextlib.nullcontext()
-                if i == len(micros) - 1 and self.cfg.zero_stage == 0:
-                    local_norm = self._local_grad_norm()  # DeepSpeed reports none without ZeRO
-                    if not math.isfinite(local_norm):  # ZeRO-0 has no overflow check: ours
+                if i == len(micros) - 1 and self.own_norm:
+                    local_norm = self._local_grad_norm()  # DeepSpeed reports none here
+                    if not math.isfinite(local_norm):  # and has no overflow check: ours
                         skip = _without_step(self.optimizer, self.scheduler)
                 # DeepSpeed counts micro-steps: step() after every backward, and it
                 # applies the optimizer only at the accumulation boundary.
                 with skip:
                     self.engine.step()
-            norm = local_norm if self.cfg.zero_stage == 0 else self.engine.get_global_grad_norm()
+            norm = local_norm if self.own_norm else self.engine.get_global_grad_norm()
             if not self.engine.was_step_applied() or (norm is not None and not math.isfinite(norm)):
                 # A non-finite gradient: ZeRO's overflow check discarded the step, or (ZeRO-0)
                 # the gradients were dropped before it, so weights and moments are untouched.

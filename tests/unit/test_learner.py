@@ -74,6 +74,7 @@ def make_learner(
     grad_clip=1e6,
     zero=0,
     save_optimizer=True,
+    dtype="float32",
     **learner_fields,
 ):
     from rlmr.training.learner import PolicyLearner, RankInfo
@@ -89,7 +90,7 @@ def make_learner(
     )
     return PolicyLearner(
         model_dir,
-        "float32",
+        dtype,
         learner_cfg,
         algo or AlgoConfig(),
         RankInfo(0, 1, "cpu"),
@@ -604,11 +605,18 @@ def _all_weights(learner, zero) -> dict[str, torch.Tensor]:
     )
 
 
-@pytest.mark.parametrize("zero", [0, 2, 3])
-def test_a_non_finite_forward_skips_the_update_and_leaves_the_optimizer_as_it_was(model_dir, zero):
+@pytest.mark.parametrize(
+    "zero, dtype", [(0, "float32"), (2, "float32"), (3, "float32"), (0, "bfloat16")]
+)
+def test_a_non_finite_forward_skips_the_update_and_leaves_the_optimizer_as_it_was(
+    model_dir, zero, dtype
+):
     # NaN on the second of two micro-batches: the first one's gradient is already accumulated.
     # A warm-up schedule, so a learning-rate step taken on the skipped update would show.
-    learner = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0, warmup_steps=4)
+    # bf16 without ZeRO: DeepSpeed's bf16 optimizer (fp32 master weights) checks for itself.
+    learner = make_learner(
+        model_dir, micro=2, zero=zero, grad_clip=1.0, warmup_steps=4, dtype=dtype
+    )
     before = _all_weights(learner, zero)
     hook = _nan_forward(learner, {2})
     stats = learner.update(batch())
@@ -627,7 +635,7 @@ def test_a_non_finite_forward_skips_the_update_and_leaves_the_optimizer_as_it_wa
     # The next update is exactly the first update of a learner that never saw the NaN: no
     # moment, step count, learning-rate step or stale gradient was left behind.
     stats = learner.update(batch())
-    clean = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0, warmup_steps=4)
+    clean = make_learner(model_dir, micro=2, zero=zero, grad_clip=1.0, warmup_steps=4, dtype=dtype)
     expected = clean.update(batch())
     assert stats["skipped_update_frac"] == 0.0 and stats["nonfinite_logprobs"] == 0.0
     assert stats["grad_norm"] == expected["grad_norm"] > 0
@@ -644,6 +652,31 @@ def test_statistics_combine_as_means_and_maxima_as_maxima():
     assert combine_stat("staleness_max", [0.5]) == 0.5
     assert combine_stat("kl", [1.0, 3.0, 2.0]) == 2.0
     assert combine_stat("max_len", [1.0, 3.0]) == 2.0  # only a `_max` suffix is a maximum
+
+
+def test_a_bf16_learner_keeps_fp32_master_weights_and_the_whole_batch_s_gradient(model_dir):
+    """bf16 (`model.dtype: bfloat16`, what GPU runs use and what a CPU with AMX computes fast):
+    the model computes in bf16, DeepSpeed's optimizer steps fp32 master weights, so updates far
+    below bf16's resolution still accumulate; the gradient (and its reported norm) is the whole
+    batch's over every micro-batch, as in fp32, not the last micro-batch's."""
+    fp32 = make_learner(model_dir, micro=2, lr=1e-6)
+    bf16 = make_learner(model_dir, micro=2, lr=1e-6, dtype="bfloat16")
+    assert next(bf16.engine.module.parameters()).dtype == torch.bfloat16
+    masters = [p for g in bf16.optimizer.optimizer.param_groups for p in g["params"]]
+    assert masters and all(p.dtype == torch.float32 for p in masters)
+    before = [p.detach().clone() for p in masters]
+    low = [p.detach().clone() for p in bf16.engine.module.parameters()]
+    want, got = fp32.update(batch()), bf16.update(batch())
+    assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=0.05)
+    # Every master weight moved by about lr (0.74 lr: DeepSpeed's bf16 optimizer without ZeRO
+    # takes one all-zero Adam step when it starts, so the first real one is Adam's second), far
+    # below bf16's resolution, so the bf16 weights the model computes with barely moved.
+    moved = torch.cat([(p.detach() - b).abs().flatten() for p, b in zip(masters, before)])
+    assert 0.5e-6 < float(moved.median()) <= 1.01e-6
+    changed = torch.cat(
+        [(p.detach() != b).flatten() for p, b in zip(bf16.engine.module.parameters(), low)]
+    )
+    assert float(changed.float().mean()) < 0.05
 
 
 def test_a_skipped_update_leaves_the_step_s_other_updates_to_run(model_dir):
