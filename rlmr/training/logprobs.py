@@ -10,6 +10,8 @@ it, else as a KV cache indexed out to the rows (`shared_prompt_cache`).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from rlmr.core.algo import entropy_from_logits
@@ -33,17 +35,20 @@ def sequence_token_logprobs(
     no_cache = {"use_cache": False}  # pragma: no mutate
     if first_target:
         no_cache["logits_to_keep"] = input_ids.shape[1] - first_target
-    logits = shared_prompt_logits(model, input_ids, attention_mask, first_target)
-    if logits is None:
-        shared = shared_prompt_cache(model, input_ids, attention_mask, first_target)
-        if shared:
-            # The prompt's cache is read (and extended) whatever use_cache says; not returned.
-            rest = input_ids[:, first_target:]
-            logits = model(
-                input_ids=rest, attention_mask=attention_mask, **no_cache, **shared
-            ).logits
-        else:
-            logits = model(input_ids=input_ids, attention_mask=attention_mask, **no_cache).logits
+    with training_attention(model, input_ids.shape):
+        logits = shared_prompt_logits(model, input_ids, attention_mask, first_target)
+        if logits is None:
+            shared = shared_prompt_cache(model, input_ids, attention_mask, first_target)
+            if shared:
+                # The prompt's cache is read (and extended) whatever use_cache says; not returned.
+                rest = input_ids[:, first_target:]
+                logits = model(
+                    input_ids=rest, attention_mask=attention_mask, **no_cache, **shared
+                ).logits
+            else:
+                logits = model(
+                    input_ids=input_ids, attention_mask=attention_mask, **no_cache
+                ).logits
     logits = logits[:, :-1].float()
     targets = input_ids[:, first_target + 1 :]
     logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(
@@ -55,6 +60,42 @@ def sequence_token_logprobs(
     with torch.no_grad():
         ent = torch.nn.functional.pad(entropy_from_logits(logits.detach()), (first_target, 0))
     return logp, ent
+
+
+# The most memory the attention matrices of a whole forward may take for `training_attention` to
+# compute them explicitly (saved for the backward, in every layer).
+MATH_ATTENTION_BYTES = 512 * 2**20
+
+
+def training_attention(model, shape: tuple[int, ...]):
+    """The SDPA backend for a forward of `shape` (`[rows, width]`): PyTorch's math attention
+    (explicit matrix products and softmax) for a bf16/fp16 model on CPU while autograd records,
+    whenever every layer's attention matrices fit in `MATH_ATTENTION_BYTES`; else the default.
+
+    PyTorch's CPU flash attention runs its backward as many small bf16 matrix products, each
+    through oneDNN with an allocation: SmolLM2-135M's update of 16 rows x 114 tokens took 6.6 s
+    with it against 4.2 s with math attention in a Ray actor on a 12-02 Xeon with AMX (4.3 against
+    3.9 in a plain process; fp32 and forwards without a backward gain nothing, and keep flash:
+    `bench/README.md`). Math attention keeps each layer's `rows x heads x width x width`
+    probabilities for the backward, which is why long rows go back to flash."""
+    params = getattr(model, "parameters", None)
+    param = next(params(), None) if params else None
+    if (
+        param is None
+        or param.device.type != "cpu"
+        or param.dtype not in (torch.bfloat16, torch.float16)
+        or not torch.is_grad_enabled()
+    ):
+        return contextlib.nullcontext()
+    config = getattr(getattr(model, "module", model), "config", None)
+    layers = getattr(config, "num_hidden_layers", 0) or 0
+    heads = getattr(config, "num_attention_heads", 0) or 0
+    rows, width = shape[0], shape[-1]
+    if not layers or not heads or layers * rows * heads * width * width * 4 > MATH_ATTENTION_BYTES:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def shared_prompt_cache(
