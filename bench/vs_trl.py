@@ -282,7 +282,7 @@ class Timer(TrainerCallback):
 
 accum = a["prompts"] * a["n"] // a["micro"]
 cfg = GRPOConfig(
-    output_dir=a["out"], use_cpu=True, bf16=False, fp16=False, seed=0,
+    output_dir=a["out"], use_cpu=True, bf16=a["bf16"], fp16=False, seed=0,
     per_device_train_batch_size=a["micro"], gradient_accumulation_steps=accum,
     num_generations=a["n"], max_completion_length=a["tokens"], temperature=1.0,
     beta=0.04, epsilon=0.2, epsilon_high=0.28, loss_type="dapo", scale_rewards="group",
@@ -300,13 +300,19 @@ print("BENCH_JSON " + json.dumps({"step_s": timer.times,
 """
 
 
-def trl_round(args, work: Path, data: Path, model: Path, python: Path, r: int) -> dict:
+def trl_round(
+    args, work: Path, data: Path, model: Path, python: Path, r: int, bf16: bool = False
+) -> dict:
+    """One TRL round; `bf16`: TRL's own mixed precision (`GRPOConfig(bf16=True)`: fp32 weights,
+    bf16 autocast), the setting a TRL user picks on hardware with bf16 arithmetic."""
     script = work / "trl_grpo.py"
     script.write_text(TRL_SCRIPT)
+    name = f"trl-bf16-{r}" if bf16 else f"trl-{r}"
     spec = dict(
         data=str(data),
         model=str(model),
-        out=str(work / f"trl-{r}"),
+        out=str(work / name),
+        bf16=bf16,
         prompts=args.prompts,
         n=args.n,
         tokens=args.tokens,
@@ -316,7 +322,7 @@ def trl_round(args, work: Path, data: Path, model: Path, python: Path, r: int) -
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     env.pop("PYTHONPATH", None)
-    log = work / f"trl-{r}.log"
+    log = work / f"{name}.log"
     wall, memory = run_measured([str(python), str(script), json.dumps(spec)], env, log)
     line = next(x for x in log.read_text().splitlines() if x.startswith("BENCH_JSON "))
     result = json.loads(line[len("BENCH_JSON ") :])
@@ -351,6 +357,34 @@ def rlmr_figures(args, runs: list[dict]) -> dict:
     }
 
 
+def trl_figures(args, runs: list[dict]) -> dict:
+    """Median step over every round's steps but the first, tokens/s, peak memory."""
+    times = [t for run in runs for t in run["step_s"][1:]]
+    lengths = [h.get("completions/mean_length") for run in runs for h in run["log"][1:]]
+    return {
+        "version": TRL_VERSION,
+        "step_s": median(times),
+        "tokens_per_s": median(
+            [n * args.prompts * args.n / t for n, t in zip(lengths, times) if n]
+        ),
+        **peak_memory(runs),
+        "round_wall_s": [round(r["wall_s"], 1) for r in runs],
+    }
+
+
+def cpu_description() -> str:
+    """The CPU's model name and whether it has bf16 arithmetic (AMX, AVX-512 BF16): the
+    figures of the two kinds of machine do not compare."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next((x.split(":", 1)[1].strip() for x in info.splitlines() if "model name" in x), "?")
+    flags = set(next((x for x in info.splitlines() if x.startswith("flags")), "").split())
+    bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return f"{name}, {' '.join(bf16) if bf16 else 'no bf16 arithmetic'}"
+
+
 def median(values):
     return round(statistics.median(values), 3) if values else None
 
@@ -371,6 +405,11 @@ def main(argv=None) -> int:
         metavar="NAME=KEY=VALUE",
         help="another rlmr run with this override on top (repeatable, a NAME may repeat)",
     )
+    p.add_argument(
+        "--trl-bf16",
+        action="store_true",
+        help="also run TRL with bf16=True (its mixed precision) in every round",
+    )
     p.add_argument("--only", choices=["rlmr", "trl"], help="measure one side")
     p.add_argument("--work", type=Path, help="keep logs and runs here (default: a temp dir)")
     args = p.parse_args(argv)
@@ -387,7 +426,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     data = work / "prompts.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in prompt_rows(64)))
-    rlmr_runs, trl_runs = [], []
+    rlmr_runs, trl_runs, trl_bf16_runs = [], [], []
     variant_runs: dict[str, list[dict]] = {name: [] for name in variants}
     for r in range(args.rounds):
         if args.only != "trl":
@@ -400,10 +439,14 @@ def main(argv=None) -> int:
         if args.only != "rlmr":
             trl_runs.append(trl_round(args, work, data, model, python, r))
             print(f"bench: trl round {r + 1}: {trl_runs[-1]['wall_s']:.0f} s", file=sys.stderr)
+            if args.trl_bf16:
+                trl_bf16_runs.append(trl_round(args, work, data, model, python, r, bf16=True))
+                wall = trl_bf16_runs[-1]["wall_s"]
+                print(f"bench: trl bf16 round {r + 1}: {wall:.0f} s", file=sys.stderr)
 
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu_description()}",
         "work": {
             "model": "SmolLM2-135M-Instruct",
             "prompts": args.prompts,
@@ -427,21 +470,15 @@ def main(argv=None) -> int:
             for name, runs in variant_runs.items()
         }
     if trl_runs:
-        times = [t for run in trl_runs for t in run["step_s"][1:]]
-        lengths = [h.get("completions/mean_length") for run in trl_runs for h in run["log"][1:]]
-        result["trl"] = {
-            "version": TRL_VERSION,
-            "step_s": median(times),
-            "tokens_per_s": median(
-                [n * args.prompts * args.n / t for n, t in zip(lengths, times) if n]
-            ),
-            **peak_memory(trl_runs),
-            "round_wall_s": [round(r["wall_s"], 1) for r in trl_runs],
-        }
-    if rlmr_runs and trl_runs:
-        result["ratio_rlmr_over_trl"] = round(result["rlmr"]["step_s"] / result["trl"]["step_s"], 3)
-        for figures in result.get("variants", {}).values():
-            figures["ratio_over_trl"] = round(figures["step_s"] / result["trl"]["step_s"], 3)
+        result["trl"] = trl_figures(args, trl_runs)
+    if trl_bf16_runs:
+        result["trl_bf16"] = trl_figures(args, trl_bf16_runs)
+    for key, suffix in (("trl", ""), ("trl_bf16", "_bf16")):
+        if rlmr_runs and key in result:
+            ratio = round(result["rlmr"]["step_s"] / result[key]["step_s"], 3)
+            result[f"ratio_rlmr_over_trl{suffix}"] = ratio
+        for figures in result.get("variants", {}).values() if key in result else ():
+            figures[f"ratio_over_trl{suffix}"] = round(figures["step_s"] / result[key]["step_s"], 3)
     print(json.dumps(result, indent=2))
     return 0
 
