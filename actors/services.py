@@ -20,6 +20,7 @@ from actors.genrm import GenRMWorker
 from actors.group import ActorFailed, ActorGroup, FaultPolicy
 from actors.learner import LearnerGroup, LearnerWorker
 from actors.placement import actor_options, create_placement_group, placed_plan, wait_ready
+from actors.process import cpu_learner_env
 from actors.reference import ReferenceWorker
 from actors.rollout import RolloutWorker
 from actors.verifier import VerifierWorker
@@ -131,7 +132,8 @@ class RayServices:
         placements = self.plan.replicas.get(role, [])
         if not placements:
             raise ValueError(f"cluster.{role}.replicas: is 0, but this run needs the {role} role")
-        options = {r: actor_options(self.pg, r) for r in placements}
+        env = cpu_learner_env(self.cfg) if role == "learner" else None
+        options = {r: actor_options(self.pg, r, env) for r in placements}
         faults = FaultPolicy(
             role=role,
             # A learner rank holds its shard of the optimizer: it is never restarted.
