@@ -29,10 +29,10 @@ the whole process tree (rlmr: driver, Ray and every actor) of resident memory
 pages split among the processes that map them, every 2 s: reading it costs
 CPU), with the PSS per process at its peak and the sampler's CPU seconds.
 `--set KEY=VALUE` passes rlmr overrides (levers: engine dtype, micro-batch,
-...). `--variant NAME=KEY=VALUE` (repeatable; one NAME
-may take several) adds an rlmr run with those overrides on top, alternating
-with the others in every round: its figures go under `variants`, each with its
-own ratio to TRL. Prints one JSON object.
+...; `env:NAME=VALUE` sets an environment variable of the run instead).
+`--variant NAME=KEY=VALUE` (repeatable; one NAME may take several) adds an
+rlmr run with those overrides on top, alternating with the others in every
+round: its figures go under `variants`, each with its own ratio to TRL. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -243,9 +243,13 @@ def rlmr_round(args, work: Path, data: Path, r: int, name: str = "", extra=()) -
         *extra,
     ]
     cmd = [sys.executable, "-m", "rlmr.cli", "train", "configs/smollm2-cpu.yaml"]
-    for s in sets:
-        cmd += ["--set", s]
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+    for s in sets:
+        if s.startswith("env:"):  # an environment variable for this run, not a config key
+            key, _, value = s[4:].partition("=")
+            env[key] = value
+        else:
+            cmd += ["--set", s]
     wall, memory = run_measured(cmd, env, work / f"{tag}.log")
     rows = [json.loads(x) for x in (out / "bench" / "metrics.jsonl").read_text().splitlines()]
     steps = [m for m in rows if m.get("step", 0) >= 1]

@@ -38,6 +38,10 @@ def add_arguments(p) -> None:
     )
 
 
+# glibc's allocator settings, read when a process starts: passed on to every actor when set.
+MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+
+
 def init_ray(address: str | None, cfg) -> None:
     import ray
 
@@ -48,8 +52,10 @@ def init_ray(address: str | None, cfg) -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # A job's own runtime env (ray job submit) may set variables too: merge, don't refuse.
     os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
-    passed = ("RLMR_CACHE", "TORCH_EXTENSIONS_DIR", "HF_HOME") + (
-        ("RAY_AUTH_MODE",) if local else ()
+    passed = (
+        ("RLMR_CACHE", "TORCH_EXTENSIONS_DIR", "HF_HOME")
+        + MALLOC_SETTINGS
+        + (("RAY_AUTH_MODE",) if local else ())
     )
     env = {k: os.environ[k] for k in passed if k in os.environ}
     env["HF_HUB_OFFLINE"] = "1"
