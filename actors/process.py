@@ -44,6 +44,10 @@ def releases_memory(method):
     return call
 
 
+# glibc's allocator settings, read when a process starts (`rlmr train` passes them on to every
+# actor when the run sets them).
+MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+
 # glibc serves allocations this large and larger from the heap instead of a fresh mmap each, and
 # trims the heap only when told to (`releases_memory`, at the end of each call).
 LARGE_BLOCKS_ON_HEAP = {
@@ -70,7 +74,7 @@ def cpu_learner_env(cfg, environ=None) -> dict[str, str]:
     environ = os.environ if environ is None else environ
     if cfg.cluster.colocate or cfg.cluster.learner.gpus > 0:
         return {}
-    if any(k in environ for k in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")):
+    if any(k in environ for k in MALLOC_SETTINGS):
         return {}
     return dict(LARGE_BLOCKS_ON_HEAP)
 

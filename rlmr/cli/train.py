@@ -38,12 +38,10 @@ def add_arguments(p) -> None:
     )
 
 
-# glibc's allocator settings, read when a process starts: passed on to every actor when set.
-MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
-
-
 def init_ray(address: str | None, cfg) -> None:
     import ray
+
+    from actors.process import MALLOC_SETTINGS
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Inside `ray job submit`, RAY_ADDRESS names the cluster the job runs on.

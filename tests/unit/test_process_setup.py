@@ -118,4 +118,5 @@ def test_only_a_cpu_learner_that_is_not_colocated_gets_the_setting():
     assert gpu.cluster.learner.gpus > 0 and cpu_learner_env(gpu, environ={}) == {}
     # The run's own allocator settings win.
     assert cpu_learner_env(cfg, environ={"MALLOC_MMAP_THRESHOLD_": "1"}) == {}
+    assert cpu_learner_env(cfg, environ={"MALLOC_TRIM_THRESHOLD_": "1"}) == {}
     assert cpu_learner_env(cfg, environ={"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) == {}
