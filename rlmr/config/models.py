@@ -112,10 +112,10 @@ class HFEngine(Strict):
     batch_size: int = Field(16, ge=1, le=4096, description="Sequences per generate() call.")
     linear_kernel: Literal["auto", "default", "onednn"] = Field(
         "auto",
-        description="fp32 on CPU: Linear layers through oneDNN's prepacked kernel (faster "
-        "decoding where MKL is slow at few rows) or PyTorch's default. auto times both at load "
-        "on the layer shape holding most of the model's weight and keeps the faster. Ignored "
-        "on GPU.",
+        description="fp32 on CPU (and bf16 where the CPU has bf16 arithmetic): Linear layers "
+        "through oneDNN's prepacked kernel (faster decoding where MKL is slow at few rows) or "
+        "PyTorch's default. auto times both at load on the layer shape holding most of the "
+        "model's weight and keeps the faster. Ignored on GPU.",
     )
 
 
