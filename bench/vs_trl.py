@@ -478,11 +478,13 @@ def main(argv=None) -> int:
     if trl_bf16_runs:
         result["trl_bf16"] = trl_figures(args, trl_bf16_runs)
     for key, suffix in (("trl", ""), ("trl_bf16", "_bf16")):
-        if rlmr_runs and key in result:
-            ratio = round(result["rlmr"]["step_s"] / result[key]["step_s"], 3)
-            result[f"ratio_rlmr_over_trl{suffix}"] = ratio
-        for figures in result.get("variants", {}).values() if key in result else ():
-            figures[f"ratio_over_trl{suffix}"] = round(figures["step_s"] / result[key]["step_s"], 3)
+        if key not in result:
+            continue
+        trl_step = result[key]["step_s"]
+        if rlmr_runs:
+            result[f"ratio_rlmr_over_trl{suffix}"] = round(result["rlmr"]["step_s"] / trl_step, 3)
+        for figures in result.get("variants", {}).values():
+            figures[f"ratio_over_trl{suffix}"] = round(figures["step_s"] / trl_step, 3)
     print(json.dumps(result, indent=2))
     return 0
 
