@@ -114,8 +114,10 @@ class HFEngine(Strict):
         "auto",
         description="fp32 on CPU (and bf16 where the CPU has bf16 arithmetic): Linear layers "
         "through oneDNN's prepacked kernel (faster decoding where MKL is slow at few rows) or "
-        "PyTorch's default. auto times both at load on the layer shape holding most of the "
-        "model's weight and keeps the faster. Ignored on GPU.",
+        "PyTorch's default. auto times both on the layer shape holding most of the model's "
+        "weight and keeps the faster, once per machine: the choice is remembered in "
+        "$RLMR_CACHE/linear_kernel.json, so replicas, restarts and resumed runs agree. "
+        "Ignored on GPU.",
     )
 
 

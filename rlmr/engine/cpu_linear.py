@@ -19,13 +19,25 @@ bypassed whenever autograd is recording for the weight (the packed kernel has
 no backward). `choose_linear_kernel` decides per machine: "auto" times both
 kernels on the model's own layers and keeps oneDNN only where it is faster,
 so a CPU on which MKL is the better kernel keeps MKL.
+
+The two kernels round differently, so a choice that followed each start's timing would make a
+run's numbers depend on a measurement: two replicas, a replica restarted after a fault, or a
+resumed run could sample with different last bits. "auto" therefore times once per machine and
+layer shape and remembers the choice in `$RLMR_CACHE/linear_kernel.json`; every later engine on
+that machine, in this run or another, reads it. Delete the file to time again.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import platform
 import statistics
 import time
 import types
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -120,7 +132,7 @@ def choose_linear_kernel(model: torch.nn.Module, kernel: str, batch_hint: int) -
     """The kernel to use: `default` or `onednn`. `auto` picks oneDNN for a CPU model it can pack
     (fp32; bf16 where the CPU has bf16 arithmetic) when its packed kernel beats `F.linear` by 10%
     at `batch_hint` rows on the layer shape that holds the most weight (median of 7 calls each:
-    a few milliseconds on a 135M model)."""
+    a few milliseconds on a 135M model), once per machine (`remembered`)."""
     if kernel not in KERNELS:
         raise ValueError(f"linear_kernel: expected one of {KERNELS}, got {kernel!r}")
     if kernel != "auto":
@@ -137,11 +149,66 @@ def choose_linear_kernel(model: torch.nn.Module, kernel: str, batch_hint: int) -
         by_shape.setdefault(tuple(m.weight.shape), []).append(m)
     layers = max(by_shape.values(), key=lambda ms: len(ms) * ms[0].weight.numel())
     weight = layers[0].weight.detach()
-    x = torch.randn(max(1, int(batch_hint)), weight.shape[1], dtype=weight.dtype)
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight, x.shape[0])
+    rows = max(1, int(batch_hint))
+    key = "|".join(
+        [
+            _cpu_model(),
+            f"torch {torch.__version__}",
+            f"{torch.get_num_threads()} threads",
+            str(weight.dtype).removeprefix("torch."),
+            "x".join(map(str, weight.shape)),
+            f"{rows} rows",
+        ]
+    )
+    return remembered(key, lambda: _faster_kernel(weight, rows))
+
+
+def _faster_kernel(weight: torch.Tensor, rows: int) -> str:
+    # A generator of its own: the global one belongs to the run's seed, and only the process
+    # that times would draw from it.
+    x = torch.randn(rows, weight.shape[1], generator=torch.Generator().manual_seed(0))
+    x = x.to(weight.dtype)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
     with torch.no_grad():
         mkl = median_seconds(lambda: torch.nn.functional.linear(x, weight))
         onednn = median_seconds(
             lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [None], "")
         )
     return "onednn" if onednn < 0.9 * mkl else "default"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def choices_path() -> Path:
+    from rlmr.engine.loading import cache_root
+
+    return cache_root() / "linear_kernel.json"
+
+
+def remembered(key: str, decide: Callable[[], str]) -> str:
+    """The kernel this machine chose for `key` before, else `decide()`'s, written down first. A
+    file lock makes replicas starting together agree; an unreadable file is timed again."""
+    path = choices_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            choices = json.loads(path.read_text())
+            if not isinstance(choices, dict):
+                choices = {}
+        except (OSError, ValueError):
+            choices = {}
+        if choices.get(key) not in ("default", "onednn"):
+            choices[key] = decide()
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(choices, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+        return choices[key]

@@ -4,6 +4,9 @@ default kernel, and `auto` keeps whichever kernel is faster."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 import torch
 
@@ -122,6 +125,58 @@ def test_choose_linear_kernel():
     assert choose_linear_kernel(torch.nn.ReLU(), "auto", 16) == "default"
     with pytest.raises(ValueError, match=r"linear_kernel: expected one of .*'mkl'"):
         choose_linear_kernel(model, "mkl", 16)
+
+
+def test_auto_times_once_per_machine_and_every_later_engine_takes_that_choice(
+    tmp_path, monkeypatch
+):
+    """Two replicas, a restarted one or a resumed run must not round differently because a
+    timing came out the other way."""
+    import threading
+
+    from rlmr.engine import cpu_linear
+
+    monkeypatch.setenv("RLMR_CACHE", str(tmp_path))
+    timed = []
+
+    def timing_that_flips(weight, rows):
+        timed.append(rows)
+        time.sleep(0.05)  # threads that start together all wait for the first one's choice
+        return ("onednn", "default")[len(timed) % 2]
+
+    monkeypatch.setattr(cpu_linear, "_faster_kernel", timing_that_flips)
+    model = _model()
+    got = []
+    threads = [
+        threading.Thread(target=lambda: got.append(choose_linear_kernel(model, "auto", 16)))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == ["default"] * 4 and timed == [16]
+    assert choose_linear_kernel(model, "auto", 16) == "default" and timed == [16]
+    assert choose_linear_kernel(model, "auto", 4) == "onednn" and timed == [16, 4]
+    choices = json.loads((tmp_path / "linear_kernel.json").read_text())
+    assert sorted(choices.values()) == ["default", "onednn"]
+    assert all("40x24" in key and "float32" in key for key in choices)
+
+    (tmp_path / "linear_kernel.json").write_text("{not json")  # a damaged file: timed again
+    assert choose_linear_kernel(model, "auto", 16) == "default" and timed == [16, 4, 16]
+    assert len(json.loads((tmp_path / "linear_kernel.json").read_text())) == 1
+
+
+def test_timing_the_kernels_leaves_the_run_s_random_numbers_alone(tmp_path, monkeypatch):
+    """Only the process that times would draw from the global generator: its samples would
+    differ from a process that read the choice."""
+    monkeypatch.setenv("RLMR_CACHE", str(tmp_path))
+    model = _model()
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    choose_linear_kernel(model, "auto", 16)
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_the_engine_on_the_packed_kernel_samples_and_syncs_as_on_the_default(tiny_cache):  # noqa: F811
