@@ -2,11 +2,12 @@
 mid-run, and a learner rank lost.
 
 A rollout engine killed, a judge that hangs (SIGSTOP) and a verifier killed, all in one run:
-each is restarted, its unanswered calls are sent again, and the run ends with exactly the samples,
-metrics and weights of an uninterrupted run (nothing lost, nothing counted twice, the restarted
-engine given the learner's current weights). A replica that dies more often than
-`cluster.actor_restarts` stops the run with a message naming it; a lost learner rank stops the
-run, and `--resume` continues from the last checkpoint to the uninterrupted run's weights.
+each is restarted, its unanswered calls are sent again, and the run ends with the samples,
+metrics and weights of an uninterrupted run, to float rounding (`ROUNDING`; nothing lost, nothing
+counted twice, the restarted engine given the learner's current weights). A replica that dies more
+often than `cluster.actor_restarts` stops the run with a message naming it; a lost learner rank
+stops the run, and `--resume` continues from the last checkpoint to the uninterrupted run's
+weights.
 """
 
 from __future__ import annotations
@@ -72,6 +73,24 @@ def _pid(actor) -> int:
     return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
 
 
+def _kill_with_the_next_call(group, method):
+    """The next `method` call to `group`'s replica 0 goes to a stopped process, which is then
+    killed: the call is in flight when its replica dies, whatever the machine's speed."""
+    submit, once = group._submit, threading.Lock()
+
+    def submit_then_kill(replica, name, *args, **kwargs):
+        if replica != 0 or name != method or not once.acquire(blocking=False):
+            return submit(replica, name, *args, **kwargs)
+        pid = _pid(group.actors[0])
+        os.kill(pid, signal.SIGSTOP)
+        call = submit(replica, name, *args, **kwargs)
+        os.kill(pid, signal.SIGKILL)
+        group._submit = submit
+        return call
+
+    group._submit = submit_then_kill
+
+
 def _lines(path, name):
     return [json.loads(x) for x in (path / name).read_text().splitlines()]
 
@@ -82,13 +101,33 @@ def _weights(run, step):
     return load_file(str(run / "checkpoints" / f"step_{step:06d}" / "policy" / "model.safetensors"))
 
 
-def _same_weights(a, b):
+# How far a faulted run may be from the uninterrupted one: float rounding. Most runs are equal
+# bit for bit; about one in eight on the 12-02 Xeon had one of the judge's float32 verdicts
+# round differently in its last bit (the same inputs, in another process), which moves the
+# metrics by ~1e-12 and the weights by ~1e-11. A lost or doubled sample, or a restarted engine
+# sampling from the wrong weights, moves them by orders of magnitude more, and changes the texts.
+ROUNDING = {"rel": 1e-6, "abs": 1e-7}
+
+
+def _same_run(run, straight):
+    """`run` logged the uninterrupted run's steps, samples and metrics, and ended on its
+    weights, to float rounding (texts, steps and counts exactly)."""
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        got, want = _lines(run, name), _lines(straight, name)
+        assert len(got) == len(want), name
+        for g, w in zip(got, want):
+            g = {k: v for k, v in g.items() if not k.startswith("time/")}
+            w = {k: v for k, v in w.items() if not k.startswith("time/")}
+            assert g.keys() == w.keys(), name
+            exact = {k for k, v in w.items() if not isinstance(v, float)}
+            assert {k: g[k] for k in exact} == {k: w[k] for k in exact}, name
+            assert {k: g[k] for k in w.keys() - exact} == pytest.approx(
+                {k: w[k] for k in w.keys() - exact}, **ROUNDING
+            ), (name, w.get("step"))
+    a, b = _weights(run, STEPS), _weights(straight, STEPS)
     assert a.keys() == b.keys()
-    return all(torch.equal(a[k], b[k]) for k in a)
-
-
-def _without_times(rows):
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+    assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-8) for k in a)
+    return True
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,9 +147,8 @@ def test_killed_and_hung_replicas_are_restarted_and_the_run_is_the_uninterrupted
             os.kill(_pid(services.genrm.actors[0]), signal.SIGSTOP)
         if step == 2:  # the rollout engine, after an update: its restart must get the weights
             os.kill(_pid(services.rollout.actors[0]), signal.SIGKILL)
-        if step == 3:  # the verifier, most likely while it checks
-            pid = _pid(services.verifier.actors[0])
-            threading.Timer(0.2, os.kill, (pid, signal.SIGKILL)).start()
+        if step == 3:  # the verifier, while its first call of the step is in flight
+            _kill_with_the_next_call(services.verifier, "check")
 
     seen = []
     run = _run(_cfg(repo, tmp_path, "cluster.call_timeout_s=20"), faults, seen=seen)
@@ -121,11 +159,9 @@ def test_killed_and_hung_replicas_are_restarted_and_the_run_is_the_uninterrupted
 
     metrics = _lines(run, "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2, 3]
-    assert _without_times(metrics) == _without_times(_lines(straight, "metrics.jsonl"))
     samples = _lines(run, "samples.jsonl")
-    assert samples == _lines(straight, "samples.jsonl")  # same prompts, texts, rewards, once each
     assert [s["step"] for s in samples] == [1, 1, 2, 2, 3, 3]
-    assert _same_weights(_weights(run, STEPS), _weights(straight, STEPS))
+    assert _same_run(run, straight)  # same prompts, texts, rewards, once each; same weights
     assert all(m["adv_std"] > 0 and m["grad_norm"] > 0 for m in metrics)  # it trained
 
 
@@ -164,9 +200,7 @@ def test_a_lost_learner_rank_stops_the_run_and_resume_continues_exactly(repo, tm
     _run(cfg, resume=True)
     metrics = _lines(run, "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2, 3]
-    assert _without_times(metrics) == _without_times(_lines(straight, "metrics.jsonl"))
-    assert _lines(run, "samples.jsonl") == _lines(straight, "samples.jsonl")
-    assert _same_weights(_weights(run, STEPS), _weights(straight, STEPS))
+    assert _same_run(run, straight)
 
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_only_what_the_run_started(tmp_path):
