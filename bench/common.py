@@ -13,11 +13,12 @@ def header(cfg, prompts: int, samples: int, **work) -> dict:
     the config's model, prompts x samples, and what else the script names."""
     import torch
 
+    from rlmr.engine.cpu_linear import cpu_model
     from rlmr.engine.loading import describe_source
 
     return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": f"{platform.machine()}, {cpu_model()}, {torch.get_num_threads()} threads",
         "work": {
             "model": describe_source(cfg.model.source),
             "prompts": prompts,

@@ -152,7 +152,7 @@ def choose_linear_kernel(model: torch.nn.Module, kernel: str, batch_hint: int) -
     rows = max(1, int(batch_hint))
     key = "|".join(
         [
-            _cpu_model(),
+            cpu_model(),
             f"torch {torch.__version__}",
             f"{torch.get_num_threads()} threads",
             str(weight.dtype).removeprefix("torch."),
@@ -177,7 +177,8 @@ def _faster_kernel(weight: torch.Tensor, rows: int) -> str:
     return "onednn" if onednn < 0.9 * mkl else "default"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
