@@ -36,6 +36,7 @@ import platform
 import statistics
 import time
 import types
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,10 +197,21 @@ def choices_path() -> Path:
 
 def remembered(key: str, decide: Callable[[], str]) -> str:
     """The kernel this machine chose for `key` before, else `decide()`'s, written down first. A
-    file lock makes replicas starting together agree; an unreadable file is timed again."""
+    file lock makes replicas starting together agree; an unreadable file is timed again. Where
+    the cache folder cannot be written, the choice is made without being remembered (a warning
+    says so: replicas may then round differently)."""
     path = choices_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "a")
+    except OSError as err:
+        warnings.warn(
+            f"linear_kernel auto: cannot write {path.parent} ({err}); timing the kernels "
+            "without remembering the choice",
+            stacklevel=2,
+        )
+        return decide()
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             choices = json.loads(path.read_text())

@@ -167,6 +167,14 @@ def test_auto_times_once_per_machine_and_every_later_engine_takes_that_choice(
     assert len(json.loads((tmp_path / "linear_kernel.json").read_text())) == 1
 
 
+def test_a_cache_that_cannot_be_written_still_gives_a_kernel(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("RLMR_CACHE", str(blocked / "cache"))  # under a file: mkdir fails
+    with pytest.warns(UserWarning, match=r"cannot write .*file/cache"):
+        assert choose_linear_kernel(_model(), "auto", 16) in ("default", "onednn")
+
+
 def test_timing_the_kernels_leaves_the_run_s_random_numbers_alone(tmp_path, monkeypatch):
     """Only the process that times would draw from the global generator: its samples would
     differ from a process that read the choice."""
