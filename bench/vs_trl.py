@@ -379,14 +379,15 @@ def trl_figures(args, runs: list[dict]) -> dict:
 def cpu_description() -> str:
     """The CPU's model name and whether it has bf16 arithmetic (AMX, AVX-512 BF16): the
     figures of the two kinds of machine do not compare."""
+    from rlmr.engine.cpu_linear import cpu_model
+
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((x.split(":", 1)[1].strip() for x in info.splitlines() if "model name" in x), "?")
+        return cpu_model()
     flags = set(next((x for x in info.splitlines() if x.startswith("flags")), "").split())
     bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    return f"{name}, {' '.join(bf16) if bf16 else 'no bf16 arithmetic'}"
+    return f"{cpu_model()}, {' '.join(bf16) if bf16 else 'no bf16 arithmetic'}"
 
 
 def median(values):
