@@ -16,12 +16,22 @@ class DataError(ValueError):
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of a JSONL/JSON/Parquet file or a `save_to_disk` folder, via `datasets`."""
+    """Rows of a JSONL/JSON/Parquet file or a `save_to_disk` folder. JSONL and JSON are read
+    line by line here; Parquet and dataset folders through `datasets`, imported only for them
+    (with pandas and pyarrow it adds about 100 MiB to the process that reads, the driver)."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if not path.is_dir() and suffix in (".jsonl", ".json"):
+        return _read_jsonl(path)
+    if not path.is_dir() and suffix != ".parquet":
+        raise DataError(
+            f"{path}: unsupported file type {suffix!r}; use .jsonl, .parquet or a saved dataset "
+            "folder"
+        )
     import datasets
 
     datasets.disable_progress_bars()
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
     if path.is_dir():
         try:
             ds = datasets.load_from_disk(str(path))
@@ -34,14 +44,7 @@ def read_rows(path: Path) -> list[dict]:
                 )
             ds = ds["train"]
         return ds.to_list()
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return _read_jsonl(path)
-    if suffix == ".parquet":
-        return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()
-    raise DataError(
-        f"{path}: unsupported file type {suffix!r}; use .jsonl, .parquet or a saved dataset folder"
-    )
+    return datasets.load_dataset("parquet", data_files=str(path), split="train").to_list()
 
 
 def _read_jsonl(path: Path) -> list[dict]:

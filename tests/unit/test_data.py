@@ -43,6 +43,22 @@ def test_jsonl_rows_load(tmp_path):
     assert rows[0].constraints == ({"type": "word_count", "max_words": 50},)
 
 
+def test_a_jsonl_prompt_file_is_read_without_importing_datasets(tmp_path):
+    # `datasets` brings pandas and pyarrow (about 100 MiB) into the driver: Parquet and dataset
+    # folders only. A fresh interpreter, since this one may hold it already.
+    import subprocess
+    import sys
+
+    path = _jsonl(tmp_path, ROWS)
+    code = (
+        "import sys; from pathlib import Path; from rlmr.data.prompts import load_prompts; "
+        f"rows = load_prompts(Path({str(path)!r})); "
+        "print(len(rows), 'datasets' in sys.modules, 'pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["3", "False", "False"]
+
+
 def test_parquet_and_saved_dataset_load_the_same_rows(tmp_path):
     import datasets
 
