@@ -425,6 +425,7 @@ def test_ray_init_never_binds_the_dashboard_to_all_interfaces(
     local = address is None and ray_address_env is None
     if local:  # a private cluster: no dashboard at all
         assert kwargs["include_dashboard"] is False
+        assert kwargs["_system_config"] == {"prestart_worker_first_driver": False}
         assert os.environ["RAY_AUTH_MODE"] == "disabled"
     assert kwargs.get("dashboard_host", "127.0.0.1") == "127.0.0.1"
     assert "0.0.0.0" not in repr(kwargs)
