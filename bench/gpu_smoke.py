@@ -195,7 +195,10 @@ class Smoke:
             self.shape["vocab"],
         )
         predicted = learner_bytes_per_gpu(self.params, cfg, 1) + activation_bytes(
-            shape, tokens, checkpointing=False
+            shape,
+            tokens,
+            checkpointing=False,
+            chunked_logits=zero < 3,  # a Qwen2 model
         )
         out["predicted_peak_gb"] = predicted / 1e9
         if self.gpu:

@@ -47,6 +47,12 @@ LOGIT_SCORE_BYTES = 10
 # holding three fp32 [V] temporaries (log_softmax, its exp, their product).
 ENTROPY_CHUNK_TOKENS = 1024
 ENTROPY_CHUNK_BYTES_PER_VOCAB = 12 * ENTROPY_CHUNK_TOKENS
+# Models whose forward ends at the output layer take log-probs through it in chunks of positions
+# (rlmr.training.output_layer): 3 fp32 chunks of LOGIT_CHUNK_BYTES at once, and in the backward
+# the output layer's weight gradient summed in fp32 beside each chunk's bf16 product (6 B each).
+OUTPUT_LAYER_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+LOGIT_CHUNK_BYTES = 128 * 2**20
+CHUNKED_LOGITS_BYTES, CHUNKED_WEIGHT_GRAD_BYTES = 3 * LOGIT_CHUNK_BYTES, 6
 LEARNER_RESERVE_BYTES = 4 * GB  # CUDA context, NCCL buffers, ZeRO buckets, allocator fragmentation
 VLLM_OVERHEAD_BYTES = 4 * GB  # inside vLLM's budget: CUDA context, CUDA graphs, activation peak
 VERDICT_TOKENS = 16  # a judge answering without an analysis writes only its verdict
@@ -64,6 +70,9 @@ class ModelShape:
     kv_heads: int
     head_dim: int
     vocab: int
+    model_type: str = "qwen2"  # config.json's; decides the log-prob path (OUTPUT_LAYER_MODEL_TYPES)
+
+    chunked_logits = property(lambda self: self.model_type in OUTPUT_LAYER_MODEL_TYPES)
 
 
 # From the models' config.json; parameter counts rounded to 0.1B.
@@ -113,25 +122,34 @@ def _layer_working_bytes_per_token(shape: ModelShape) -> float:
     return BF16_BYTES * (6 * shape.hidden + 4 * shape.intermediate)
 
 
-def activation_bytes(shape: ModelShape, tokens: int, checkpointing: bool = True) -> float:
+def activation_bytes(
+    shape: ModelShape, tokens: int, checkpointing: bool = True, chunked_logits: bool = False
+) -> float:
     """Training activations of one micro-batch of `tokens` tokens on one GPU (an estimate).
 
     With gradient checkpointing: every layer's bf16 input, plus one layer
     recomputed (activations and their gradients), plus the logits at
     `LOGIT_TRAIN_BYTES` per token and vocabulary entry and one chunk of the
-    entropy's temporaries. Without it, every
-    layer's activations are kept. Flash attention is assumed (no seq^2 term).
+    entropy's temporaries; with `chunked_logits` (`ModelShape.chunked_logits`, below ZeRO-3) a
+    fixed budget instead. Without it, every layer's activations are kept. Flash attention is
+    assumed (no seq^2 term).
     """
     per_layer = _layer_working_bytes_per_token(shape) * tokens
-    logits = (LOGIT_TRAIN_BYTES * tokens + ENTROPY_CHUNK_BYTES_PER_VOCAB) * shape.vocab
+    if chunked_logits:
+        logits = CHUNKED_LOGITS_BYTES + CHUNKED_WEIGHT_GRAD_BYTES * shape.vocab * shape.hidden
+    else:
+        logits = (LOGIT_TRAIN_BYTES * tokens + ENTROPY_CHUNK_BYTES_PER_VOCAB) * shape.vocab
     if checkpointing:
         return shape.layers * tokens * shape.hidden * BF16_BYTES + 2 * per_layer + logits
     return shape.layers * per_layer + per_layer + logits
 
 
 def scoring_activation_bytes(shape: ModelShape, tokens: int) -> float:
-    """Forward-only scoring (the reference model): one layer's activations and the logits."""
-    return _layer_working_bytes_per_token(shape) * tokens + LOGIT_SCORE_BYTES * tokens * shape.vocab
+    """Forward-only scoring (the reference model): one layer's activations and the logits (in
+    chunks: `activation_bytes`)."""
+    chunked = CHUNKED_LOGITS_BYTES if shape.chunked_logits else 0.0
+    logits = chunked or LOGIT_SCORE_BYTES * tokens * shape.vocab
+    return _layer_working_bytes_per_token(shape) * tokens + logits
 
 
 def reference_bytes_per_gpu(params: float) -> float:
@@ -252,7 +270,9 @@ def memory_report(
     seq = min(cfg.model.max_model_len, cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens)
     tokens = learner.micro_batch_size * seq
     states = learner_bytes_per_gpu(policy.params, learner, cluster.learner.replicas)
-    acts = activation_bytes(policy, tokens, cfg.model.gradient_checkpointing)
+    # Under ZeRO-3 the output layer's weight is a partition: the logits path (output_layer).
+    chunked = policy.chunked_logits and learner.zero_stage < 3
+    acts = activation_bytes(policy, tokens, cfg.model.gradient_checkpointing, chunked)
     use_ref = cfg.uses_reference and cluster.reference.replicas > 0
     ref = reference_bytes_per_gpu(policy.params) if use_ref else 0.0
     ref_acts = scoring_activation_bytes(policy, tokens) if use_ref else 0.0

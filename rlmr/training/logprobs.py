@@ -17,6 +17,7 @@ import torch
 from rlmr.core.algo import entropy_from_logits
 from rlmr.core.records import TokenBatch
 from rlmr.engine.kv_cache import shared_prefix_cache
+from rlmr.training.output_layer import chunked_token_logprobs, hidden_states_out, output_layer
 from rlmr.training.shared_prompt import shared_heads, shared_prompt_logits
 
 
@@ -35,7 +36,11 @@ def sequence_token_logprobs(
     no_cache = {"use_cache": False}  # pragma: no mutate
     if first_target:
         no_cache["logits_to_keep"] = input_ids.shape[1] - first_target
-    with training_attention(model, input_ids.shape):
+    # On the models that allow it, the forward stops at the final hidden states and the output
+    # layer runs in chunks of positions inside the log-prob (`rlmr.training.output_layer`).
+    head = output_layer(model)
+    hidden_only = hidden_states_out(head) if head is not None else contextlib.nullcontext()
+    with training_attention(model, input_ids.shape), hidden_only:
         logits = shared_prompt_logits(model, input_ids, attention_mask, first_target)
         if logits is None:
             shared = shared_prompt_cache(model, input_ids, attention_mask, first_target)
@@ -49,8 +54,13 @@ def sequence_token_logprobs(
                 logits = model(
                     input_ids=input_ids, attention_mask=attention_mask, **no_cache
                 ).logits
-    logits = logits[:, :-1].float()
     targets = input_ids[:, first_target + 1 :]
+    if head is not None:  # `logits` are the hidden states
+        logp, ent = chunked_token_logprobs(logits[:, :-1], head.weight, targets, with_entropy)
+        pad = (first_target, 0)
+        logp = torch.nn.functional.pad(logp, pad)
+        return logp, None if ent is None else torch.nn.functional.pad(ent, pad)
+    logits = logits[:, :-1].float()
     logp = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(
         logits, dim=-1
     )
