@@ -66,12 +66,17 @@ def _hidden(self, hidden_states: torch.Tensor) -> torch.Tensor:
 @contextlib.contextmanager
 def hidden_states_out(head: torch.nn.Linear):
     """Inside, `head` returns its input: the model's `logits` are its final hidden states (of the
-    positions it keeps)."""
+    positions it keeps). A forward the layer had of its own (the HF engine's packed kernel,
+    `rlmr.engine.cpu_linear.pack_linears`, on a colocated learner's module) is put back after."""
+    own = head.__dict__.get("forward")
     head.forward = _hidden.__get__(head)
     try:
         yield
     finally:
-        del head.forward
+        if own is None:
+            del head.forward
+        else:
+            head.forward = own
 
 
 class _ChunkedTokenLogprobs(torch.autograd.Function):

@@ -171,6 +171,26 @@ def test_only_models_whose_forward_ends_at_a_plain_output_layer_take_it():
     assert model(input_ids=torch.tensor([[3, 4, 5]])).logits.shape == (1, 3, 97)
 
 
+def test_a_forward_the_output_layer_had_of_its_own_is_put_back():
+    # A colocated learner's module is the HF engine's: its Linear layers carry the packed
+    # kernel's forward, which the rollout after the update must still use.
+    import types
+
+    model = tiny()
+    calls = []
+
+    def packed(self, x):
+        calls.append(x.shape)
+        return torch.nn.functional.linear(x, self.weight)
+
+    model.lm_head.forward = types.MethodType(packed, model.lm_head)
+    ids, mask = rows()
+    sequence_token_logprobs(model, ids, mask, first_target=5)
+    assert calls == []  # inside, the hidden states came out
+    model(input_ids=ids[:1])
+    assert len(calls) == 1
+
+
 def test_the_memory_arithmetic_budgets_a_fixed_chunk_where_the_learner_takes_it():
     from rlmr.config.memory import (
         LOGIT_CHUNK_BYTES,
