@@ -30,7 +30,8 @@ Python 3.12, as `np.add.accumulate` does, and `sum` itself row by row after).
 The verifier identifies every response of a batch that a rule needs in one call.
 If a future Python's `random` drew differently, a start-up self-check
 notices and the identifier runs langdetect itself instead (slow, still exact).
-Language profiles come from the installed `langdetect` package (no download).
+Language profiles come from the installed `langdetect` package (no download), read into
+compressed arrays (`lang_profiles`: 3 MiB where langdetect's table holds 63).
 langdetect is Apache-2.0 (Nakatani Shuyo; Python port by Michal Mimino Danilak);
 the algorithm below follows `langdetect/detector.py` and `utils/ngram.py` closely.
 """
@@ -40,10 +41,12 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from itertools import chain
 
 import numpy as np
 
+from rlmr.verify.lang_profiles import code_points as _code_points
+from rlmr.verify.lang_profiles import gram_codes as _code
+from rlmr.verify.lang_profiles import load_profiles
 from rlmr.verify.seeded_stream import SeededStream
 
 # langdetect's constants (detector.py); kept here so the port reads on its own.
@@ -80,17 +83,11 @@ class LanguageIdentifier:
     together_down_to = 3  # once this many texts or fewer are left in a trial, one at a time
 
     def __init__(self, seed: int = 0):
-        from langdetect import detector_factory
         from langdetect.detector import Detector
         from langdetect.utils.ngram import NGram
 
-        # Share the profiles langdetect itself loads (same language order, since
-        # it comes from the same directory listing), so results agree in-process.
-        detector_factory.init_factory()
-        factory = detector_factory._factory
         self.seed = seed
-        self.languages: tuple[str, ...] = tuple(factory.langlist)
-        self._prob_map = factory.word_lang_prob_map
+        self.languages, self._gram_codes, self._grams = load_profiles()
         self._url_re = Detector.URL_RE
         self._mail_re = Detector.MAIL_RE
         self._normalize_vi = NGram.normalize_vi
@@ -98,8 +95,8 @@ class LanguageIdentifier:
         self._char_table: dict[int, str] = {}
         self._word_cache: dict[str, bytes] = {}  # a word followed by a space -> its grams' rows
         self._rows = np.zeros((4096, len(self.languages)))
-        self._index_profiles()
-        self._factory = factory
+        self._row_of = np.full(len(self._gram_codes), -1, dtype=np.intc)
+        self._n_rows = 0
         self._lock = threading.Lock()
         try:
             self._stream: SeededStream | None = SeededStream(seed)
@@ -138,22 +135,6 @@ class LanguageIdentifier:
             if ord(ch) not in table:
                 table[ord(ch)] = self._normalize_char(ch)
         return text.translate(table)
-
-    def _index_profiles(self) -> None:
-        """Every profile n-gram as one integer (`_code`), sorted, so a text's n-grams are looked up
-        all at once with `np.searchsorted`; `_row_of` maps a sorted position to its row of `_rows`
-        (filled on first sight, so only the grams texts use take a row of 55 doubles)."""
-        grams = list(self._prob_map)
-        codes = np.empty(len(grams), dtype=np.uint64)
-        for length in range(1, _N_GRAM + 1):
-            which = [k for k, gram in enumerate(grams) if len(gram) == length]
-            points = _code_points("".join(grams[k] for k in which)).reshape(-1, length)
-            codes[which] = _code(*(points[:, c] for c in range(length)))
-        order = np.argsort(codes)
-        self._gram_codes = codes[order]
-        self._gram_names = [grams[k] for k in order]
-        self._row_of = np.full(len(grams), -1, dtype=np.intc)
-        self._n_rows = 0
 
     def _ngram_rows(self, texts: list[str]) -> list[np.ndarray]:
         """For each (cleaned) text, the rows (into the profile matrix) of the n-grams langdetect
@@ -227,10 +208,7 @@ class LanguageIdentifier:
         first, end = self._n_rows, self._n_rows + len(new)
         while end > len(self._rows):
             self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
-        names, prob_map = self._gram_names, self._prob_map
-        values = chain.from_iterable(prob_map[names[k]] for k in new.tolist())
-        flat = np.fromiter(values, dtype=np.float64, count=len(new) * len(self.languages))
-        self._rows[first:end] = flat.reshape(len(new), len(self.languages))
+        self._rows[first:end] = self._grams.dense(new, len(self.languages))
         self._row_of[new] = np.arange(first, end, dtype=np.intc)
         self._n_rows = end
 
@@ -253,10 +231,12 @@ class LanguageIdentifier:
             return out
 
     def _langdetect(self, text: str) -> str | None:
+        from langdetect import detector_factory
         from langdetect.detector import Detector
         from langdetect.lang_detect_exception import LangDetectException
 
-        detector = Detector(self._factory)
+        detector_factory.init_factory()  # langdetect's own profiles, loaded on this path only
+        detector = Detector(detector_factory._factory)
         detector.seed = self.seed
         detector.append(text)
         try:
@@ -423,21 +403,6 @@ _SUM_IS_SEQUENTIAL = sys.version_info < (3, 12)
 
 
 _SPACE = np.uint64(ord(" ") + 1)
-
-
-def _code_points(text: str) -> np.ndarray:
-    """The code points of `text` plus one (so no character is 0), as uint64."""
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return points.astype(np.uint64) + 1
-
-
-def _code(*points: np.ndarray) -> np.ndarray:
-    """An n-gram (n <= 3) of code points (each below 2**21, never 0) as one integer: distinct for
-    distinct n-grams, of any length."""
-    code = points[0]
-    for p in points[1:]:
-        code = (code << np.uint64(21)) | p
-    return code
 
 
 _shared: LanguageIdentifier | None = None

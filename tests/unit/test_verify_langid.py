@@ -150,10 +150,21 @@ def _junk(count: int = 10) -> list[str]:
     ]
 
 
+def _gram_of_code(code: int) -> str:
+    """The n-gram `lang_profiles.gram_codes` made `code` of: 21 bits a character, plus one."""
+    chars = []
+    while code:
+        chars.append(chr((code & (2**21 - 1)) - 1))
+        code >>= 21
+    return "".join(reversed(chars))
+
+
 def _langdetect_ngrams(ours: LanguageIdentifier, text: str) -> list[str]:
+    from langdetect import detector_factory
     from langdetect.detector import Detector
 
-    detector = Detector(ours._factory)
+    detector_factory.init_factory()
+    detector = Detector(detector_factory._factory)
     detector.append(text)
     detector.cleaning_text()
     return detector._extract_ngrams()
@@ -165,7 +176,11 @@ def test_ngrams_are_langdetects_own_in_its_order(seeded):
     ours = LanguageIdentifier(seed=0)
     texts = _corpus() + _junk(3) + ["ABC def GHi jKL", "a  b", "x\ud800y ok", "IT'S OK. Yes."]
     got = ours._ngram_rows([ours._clean(text) for text in texts])
-    gram_of_row = {int(row): ours._gram_names[k] for k, row in enumerate(ours._row_of) if row >= 0}
+    gram_of_row = {
+        int(row): _gram_of_code(int(ours._gram_codes[k]))
+        for k, row in enumerate(ours._row_of)
+        if row >= 0
+    }
     for text, rows in zip(texts, got):
         assert [gram_of_row[int(row)] for row in rows] == _langdetect_ngrams(ours, text), text
 
