@@ -3,8 +3,9 @@
     python bench/ray_memory_floor.py
     python bench/ray_memory_floor.py --step bench/results/perf/vs_trl-2x8x96-bf16-chunked.json
 
-Starts Ray as `rlmr train` without `--address` does (`rlmr.cli.train.init_ray`: no dashboard UI,
-no prestarted worker), imports what the driver imports, starts the run's constraint verifier
+Reads the config's prompt files as `rlmr train` does (`rlmr.cli.train.prompt_sets`), starts Ray as
+`rlmr train` without `--address` does (`init_ray`: no dashboard UI, no prestarted worker), imports
+what the driver imports, starts the run's constraint verifier
 (`actors.verifier.VerifierWorker` with the main job's `reward.verifier` section, warmed up as in a
 run) and an actor that does nothing, then reads the proportional memory (PSS: each shared page
 split among the processes that map it, so the sum is what the tree holds) of every process of the
@@ -61,8 +62,9 @@ def measure(config: str, settle_s: float) -> dict:
 
     cfg = load_config(REPO / config)
     bare = pss_mib()
-    from rlmr.cli.train import init_ray
+    from rlmr.cli.train import init_ray, prompt_sets
 
+    prompt_sets(cfg)  # the prompt files read and checked, as `rlmr train` does before Ray
     init_ray(None, cfg)
     import actors.services  # noqa: F401  (what the driver of a run imports)
     import rlmr.training.driver  # noqa: F401

@@ -87,6 +87,23 @@ def check_local_gpus(cfg, address: str | None) -> None:
         )
 
 
+def prompt_sets(cfg):
+    """The run's training and held-out prompts, checked (constraints, lengths by the policy's
+    tokenizer), read in a short-lived process of their own: the tokenizer brings transformers and
+    its chat templates (about 125 MiB), which the driver, alive for the whole run, never needs
+    again. Errors come back as they were raised there."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if cfg.task == "judge":
+        from rlmr.training.judge_task import judge_prompt_sets as read
+    else:
+        from rlmr.training.rollout import load_prompt_sets as read
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as apart:
+        return apart.submit(read, cfg).result()
+
+
 def run(args) -> int:
     from rlmr.config import load_config
     from rlmr.data.files import DataError
@@ -96,14 +113,7 @@ def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     try:
         check_local_gpus(cfg, args.address)
-        if cfg.task == "judge":
-            from rlmr.training.judge_task import judge_prompt_sets
-
-            train_rows, eval_rows = judge_prompt_sets(cfg)
-        else:
-            from rlmr.training.rollout import load_prompt_sets
-
-            train_rows, eval_rows = load_prompt_sets(cfg)
+        train_rows, eval_rows = prompt_sets(cfg)
         run_dir = RunDir(cfg, resume={"always": True, "auto": "auto", None: False}[args.resume])
     except ModelLoadError as err:  # the tokenizer is read here, before Ray starts
         print(f"rlmr train: model.source: {err}", file=sys.stderr)

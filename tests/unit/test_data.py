@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,6 +58,34 @@ def test_a_jsonl_prompt_file_is_read_without_importing_datasets(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["3", "False", "False"]
+
+
+def test_the_driver_reads_its_prompt_sets_without_importing_transformers():
+    # Checking prompt lengths needs the policy's tokenizer (transformers, about 125 MiB); the
+    # driver lives for the whole run, so `rlmr train` reads the prompt sets in a process apart.
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys; from rlmr.config import load_config; from rlmr.cli.train import prompt_sets; "
+        f"train, held = prompt_sets(load_config({str(repo / 'configs' / 'tiny.yaml')!r})); "
+        "print(len(train) > 0, 'transformers' in sys.modules, 'tokenizers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_an_error_reading_the_prompt_sets_comes_back_as_raised(tmp_path):
+    from rlmr.cli.train import prompt_sets
+    from rlmr.config import load_config
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"prompt": \n')
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(repo / "configs" / "tiny.yaml", [f"data.train={bad}"])
+    with pytest.raises(DataError, match="bad.jsonl"):
+        prompt_sets(cfg)
 
 
 def test_parquet_and_saved_dataset_load_the_same_rows(tmp_path):
