@@ -102,9 +102,6 @@ class SparseProfiles:
         np.cumsum(np.bincount(gram, minlength=rows), out=ptr[1:])
         return cls(ptr, lang[order], prob[order])
 
-    def __len__(self) -> int:
-        return len(self.ptr) - 1
-
     def dense(self, rows: np.ndarray, width: int) -> np.ndarray:
         """Rows `rows` as a [len(rows), width] array of doubles, zeros where a language has none."""
         counts = self.ptr[1:][rows] - self.ptr[:-1][rows]

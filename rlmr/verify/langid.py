@@ -58,7 +58,6 @@ _CONV_THRESHOLD = 0.99999
 _BASE_FREQ = 10000
 _N_TRIAL = 7
 _MAX_TEXT_LENGTH = 10000
-_N_GRAM = 3
 # A language whose partial mean already exceeds this can no longer be overtaken
 # (all trials are normalised, so the means of all languages sum to 1).
 _DECIDED = 0.5 + 1e-9

@@ -44,36 +44,38 @@ def test_jsonl_rows_load(tmp_path):
     assert rows[0].constraints == ({"type": "word_count", "max_words": 50},)
 
 
-def test_a_jsonl_prompt_file_is_read_without_importing_datasets(tmp_path):
-    # `datasets` brings pandas and pyarrow (about 100 MiB) into the driver: Parquet and dataset
-    # folders only. A fresh interpreter, since this one may hold it already.
+def _in_fresh_interpreter(code: str) -> list[str]:
+    """What `code` prints, split into words, run by a new Python: this one may hold the modules
+    a test asks about already."""
     import subprocess
     import sys
 
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_a_jsonl_prompt_file_is_read_without_importing_datasets(tmp_path):
+    # `datasets` brings pandas and pyarrow (about 100 MiB) into the driver: Parquet and dataset
+    # folders only.
     path = _jsonl(tmp_path, ROWS)
-    code = (
+    out = _in_fresh_interpreter(
         "import sys; from pathlib import Path; from rlmr.data.prompts import load_prompts; "
         f"rows = load_prompts(Path({str(path)!r})); "
         "print(len(rows), 'datasets' in sys.modules, 'pandas' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["3", "False", "False"]
+    assert out == ["3", "False", "False"]
 
 
 def test_the_driver_reads_its_prompt_sets_without_importing_transformers():
     # Checking prompt lengths needs the policy's tokenizer (transformers, about 125 MiB); the
     # driver lives for the whole run, so `rlmr train` reads the prompt sets in a process apart.
-    import subprocess
-    import sys
-
     repo = Path(__file__).resolve().parents[2]
-    code = (
+    out = _in_fresh_interpreter(
         "import sys; from rlmr.config import load_config; from rlmr.cli.train import prompt_sets; "
         f"train, held = prompt_sets(load_config({str(repo / 'configs' / 'tiny.yaml')!r})); "
         "print(len(train) > 0, 'transformers' in sys.modules, 'tokenizers' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "False", "False"]
+    assert out == ["True", "False", "False"]
 
 
 def test_an_error_reading_the_prompt_sets_comes_back_as_raised(tmp_path):
