@@ -28,6 +28,7 @@ from rlmr.core.algo import BEHAVIOUR_STATS, LossSettings, masked_mean, policy_lo
 from rlmr.core.records import TokenBatch, TrainBatch
 from rlmr.training.deepspeed_settings import deepspeed_config, offloads_optimizer
 from rlmr.training.logprobs import first_response_column, response_logprobs, sequence_token_logprobs
+from rlmr.training.recompute import enable_checkpointing
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,7 @@ class PolicyLearner:
                 model_dir, dtype=torch_dtype(model_dtype), local_files_only=True
             )
             if gradient_checkpointing:
-                model.gradient_checkpointing_enable(
-                    gradient_checkpointing_kwargs={"use_reentrant": False}
-                )
+                enable_checkpointing(model)
             model.config.use_cache = False
             params = [p for p in model.parameters() if p.requires_grad]
             warmup = learner.warmup_steps * learner.updates_per_step

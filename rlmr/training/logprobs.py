@@ -18,6 +18,7 @@ from rlmr.core.algo import entropy_from_logits
 from rlmr.core.records import TokenBatch
 from rlmr.engine.kv_cache import shared_prefix_cache
 from rlmr.training.output_layer import chunked_token_logprobs, hidden_states_out, output_layer
+from rlmr.training.recompute import checkpointing, forward_setting
 from rlmr.training.shared_prompt import shared_heads, shared_prompt_logits
 
 
@@ -105,7 +106,8 @@ def training_attention(model, shape: tuple[int, ...]):
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    return sdpa_kernel(SDPBackend.MATH)
+    # A checkpointed layer recomputes in the backward with the same kernel (`recompute`).
+    return forward_setting(lambda: sdpa_kernel(SDPBackend.MATH))
 
 
 def shared_prompt_cache(
@@ -119,7 +121,7 @@ def shared_prompt_cache(
     backward (gradient checkpointing builds no cache). The positions the model gives the rest
     (the cache's length onwards) are those the whole computation gives."""
     # A DeepSpeed engine passes the read on to the model it wraps.
-    if getattr(model, "is_gradient_checkpointing", False):
+    if checkpointing(model):
         return {}
     shared = shared_heads(input_ids, attention_mask, length)
     if shared is None:

@@ -20,9 +20,10 @@ attention on each. The flattened sequence carries each token's position in its o
 
 Used for the models whose attention layers pass keywords through to the attention function and
 take `position_ids` (`PACKABLE_MODEL_TYPES`), with SDPA or eager attention, no sliding window
-shorter than the rows (Mistral's default window is 4096 tokens) and no gradient checkpointing
-(checkpointed layers recompute in the backward, after the call has put the attention setting
-back); any other model computes every row whole or through the KV cache.
+shorter than the rows (Mistral's default window is 4096 tokens), and under gradient checkpointing
+only when the checkpointed layers recompute under the forward's settings (`rlmr.training.recompute`:
+the backward recomputes a layer after the call has put the attention setting back); any other
+model computes every row whole or through the KV cache.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+
+from rlmr.training.recompute import forward_setting, recomputes_in_forward_settings
 
 ATTENTION_NAME = "rlmr_shared_prompt"
 # Decoder-only models whose attention layers take `position_ids` and hand every keyword of the
@@ -106,8 +109,9 @@ def _model_config(model):
 
 def packable(model) -> bool:
     """Whether `model` (or the DeepSpeed engine wrapping it) can run the flattened forward."""
-    # Checkpointed layers recompute in the backward, after the attention setting is put back.
-    if getattr(model, "is_gradient_checkpointing", False):
+    # Checkpointed layers recompute in the backward, after the attention setting is put back: they
+    # must set it again (`rlmr.training.recompute`).
+    if not recomputes_in_forward_settings(model):
         return False
     config = _model_config(model)
     if config is None or getattr(config, "model_type", None) not in PACKABLE_MODEL_TYPES:
@@ -180,7 +184,8 @@ def shared_prompt_logits(
     )
     layout = SharedLayout(len(heads), length, rows, rest, row_head, rest_mask.unsqueeze(1))
     _register()
-    with _attention(_model_config(model), ATTENTION_NAME):
+    config = _model_config(model)
+    with forward_setting(lambda: _attention(config, ATTENTION_NAME)):
         out = model(
             input_ids=flat,
             position_ids=positions,

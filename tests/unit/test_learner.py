@@ -75,6 +75,7 @@ def make_learner(
     zero=0,
     save_optimizer=True,
     dtype="float32",
+    checkpointing=False,
     **learner_fields,
 ):
     from rlmr.training.learner import PolicyLearner, RankInfo
@@ -97,6 +98,7 @@ def make_learner(
         samples_per_step=len(RESPONSES),
         seed=0,
         save_optimizer=save_optimizer,
+        gradient_checkpointing=checkpointing,
     )
 
 
@@ -679,6 +681,19 @@ def test_a_bf16_learner_keeps_fp32_master_weights_and_the_whole_batch_s_gradient
     assert float(changed.float().mean()) < 0.05
 
 
+def test_a_bf16_learner_with_gradient_checkpointing_updates_as_one_without(model_dir):
+    """A checkpointed layer recomputes in the backward under the forward's settings (the math
+    attention of a bf16 model on CPU, the flattened shared-prompt attention): the update is the
+    one without checkpointing, where a plain checkpoint refuses the recomputed tensors."""
+    plain = make_learner(model_dir, micro=2, lr=1e-3, dtype="bfloat16")
+    checkpointed = make_learner(model_dir, micro=2, lr=1e-3, dtype="bfloat16", checkpointing=True)
+    assert checkpointed.engine.module.is_activation_checkpointing
+    want, got = plain.update(batch()), checkpointed.update(batch())
+    assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-5) and want["grad_norm"] > 0
+    for a, b in zip(plain.engine.module.parameters(), checkpointed.engine.module.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_a_skipped_update_leaves_the_step_s_other_updates_to_run(model_dir):
     # Two updates per step: old log-probs take forwards 1-2, the first update forward 3 (NaN).
     learner = make_learner(model_dir, micro=2, updates=2)
@@ -825,20 +840,23 @@ def test_the_constructor_wires_device_backend_seed_and_batch_split(
     assert type(learner.per_update) is int and type(learner.grad_accum) is int
     assert seen["config"]["train_batch_size"] == 2 * 2 * 2
     model = seen["model"]
-    assert model.config.use_cache is False and not model.is_gradient_checkpointing
+    assert model.config.use_cache is False and not model.is_activation_checkpointing
     assert learner.save_optimizer is True and learner.updates == 0  # the defaults
 
-    # Non-reentrant checkpointing is asked for by name (older transformers default to reentrant).
+    # Non-reentrant checkpointing is asked for by name (older transformers default to reentrant),
+    # recomputing under the forward's settings (`rlmr.training.recompute`).
     from transformers import PreTrainedModel
 
+    from rlmr.training.recompute import checkpoint_contexts
+
     asked = []
-    enable = PreTrainedModel.gradient_checkpointing_enable
+    enable = PreTrainedModel.activation_checkpointing_enable
 
     def recorded(model, *args, **kwargs):
         asked.append((args, kwargs))
         return enable(model, *args, **kwargs)
 
-    monkeypatch.setattr(PreTrainedModel, "gradient_checkpointing_enable", recorded)
+    monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable", recorded)
     seen["seeds"].clear()
     learner = PolicyLearner(
         model_dir,
@@ -853,9 +871,10 @@ def test_the_constructor_wires_device_backend_seed_and_batch_split(
     assert seen["seeds"] == [0]  # the default seed
     assert (learner.per_update, learner.grad_accum) == (2, 2)
     layer = seen["model"].model.layers[0]
-    assert seen["model"].is_gradient_checkpointing
-    assert layer._gradient_checkpointing_func.keywords == {"use_reentrant": False}
-    assert asked == [((), {"gradient_checkpointing_kwargs": {"use_reentrant": False}})]
+    assert seen["model"].is_activation_checkpointing
+    kwargs = {"use_reentrant": False, "context_fn": checkpoint_contexts}
+    assert layer._gradient_checkpointing_func.keywords == kwargs
+    assert asked == [((), {"activation_checkpointing_kwargs": kwargs})]
 
 
 @pytest.mark.parametrize(
