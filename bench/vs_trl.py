@@ -4,6 +4,7 @@
     python bench/vs_trl.py --prompts 2 --n 8 --tokens 96   # the main job's shape
     python bench/vs_trl.py --rounds 2 --steps 4 --set rollout.engine.dtype=bfloat16
     python bench/vs_trl.py --variant colocated=cluster.colocate=true   # two rlmr layouts + TRL
+    python bench/vs_trl.py --trl-variant keep=gradient_checkpointing=false   # two TRL settings
 
 The same work on both sides: SmolLM2-135M-Instruct (the embedded default
 model, converted once by rlmr into a Hugging Face folder that both load),
@@ -32,12 +33,18 @@ CPU), with the PSS per process at its peak and the sampler's CPU seconds.
 ...; `env:NAME=VALUE` sets an environment variable of the run instead).
 `--variant NAME=KEY=VALUE` (repeatable; one NAME may take several) adds an
 rlmr run with those overrides on top, alternating with the others in every
-round: its figures go under `variants`, each with its own ratio to TRL. Prints one JSON object.
+round: its figures go under `variants`, each with its own ratio to TRL.
+`--trl-variant NAME=FIELD=VALUE` does the same for TRL with a `GRPOConfig`
+field (`bf16=true`, or `gradient_checkpointing=false`: TRL 1.16's GRPO
+recomputes activations in the backward by default, rlmr by default keeps
+them); its figures go under `trl_NAME`, the ratios under
+`ratio_rlmr_over_trl_NAME`. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -48,6 +55,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".cache" / "bench" / "trl-venv"
@@ -256,67 +265,21 @@ def rlmr_round(args, work: Path, data: Path, r: int, name: str = "", extra=()) -
     return {"wall_s": wall, "memory": memory, "steps": steps}
 
 
-TRL_SCRIPT = r"""
-import json, re, sys, time
-import torch
-from datasets import Dataset
-from transformers import TrainerCallback
-from trl import GRPOConfig, GRPOTrainer
-
-a = json.loads(sys.argv[1])
-rows = [json.loads(x) for x in open(a["data"])]
-data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows])
-WORD = re.compile(r"[^\W_]", re.UNICODE)
-
-def word_limit(completions, **kw):
-    # rlmr's creative:word_count: whitespace-separated tokens that hold a letter or digit
-    out = []
-    for c in completions:
-        text = c[0]["content"] if isinstance(c, list) else c
-        out.append(1.0 if sum(1 for t in text.split() if WORD.search(t)) <= a["limit"] else 0.0)
-    return out
-
-class Timer(TrainerCallback):
-    def __init__(self):
-        self.times = []
-    def on_step_begin(self, args, state, control, **kw):
-        self.t0 = time.perf_counter()
-    def on_step_end(self, args, state, control, **kw):
-        self.times.append(time.perf_counter() - self.t0)
-
-accum = a["prompts"] * a["n"] // a["micro"]
-cfg = GRPOConfig(
-    output_dir=a["out"], use_cpu=True, bf16=a["bf16"], fp16=False, seed=0,
-    per_device_train_batch_size=a["micro"], gradient_accumulation_steps=accum,
-    num_generations=a["n"], max_completion_length=a["tokens"], temperature=1.0,
-    beta=0.04, epsilon=0.2, epsilon_high=0.28, loss_type="dapo", scale_rewards="group",
-    num_iterations=1, learning_rate=1e-6, lr_scheduler_type="constant", weight_decay=0.0,
-    max_steps=a["steps"], logging_steps=1, save_strategy="no", report_to=[],
-    dataloader_num_workers=0, disable_dropout=True,
-    model_init_kwargs={"dtype": torch.float32},
-)
-timer = Timer()
-trainer = GRPOTrainer(model=a["model"], reward_funcs=word_limit, args=cfg, train_dataset=data,
-                      callbacks=[timer])
-trainer.train()
-print("BENCH_JSON " + json.dumps({"step_s": timer.times,
-      "log": [h for h in trainer.state.log_history if "loss" in h]}))
-"""
+TRL_SCRIPT = Path(__file__).with_name("trl_grpo.py")  # run in the TRL virtualenv
 
 
 def trl_round(
-    args, work: Path, data: Path, model: Path, python: Path, r: int, bf16: bool = False
+    args, work: Path, data: Path, model: Path, python: Path, r: int, name="", config=None
 ) -> dict:
-    """One TRL round; `bf16`: TRL's own mixed precision (`GRPOConfig(bf16=True)`: fp32 weights,
-    bf16 autocast), the setting a TRL user picks on hardware with bf16 arithmetic."""
-    script = work / "trl_grpo.py"
-    script.write_text(TRL_SCRIPT)
-    name = f"trl-bf16-{r}" if bf16 else f"trl-{r}"
+    """One TRL round; `config`: `GRPOConfig` fields over the work's (`{"bf16": True}`: TRL's own
+    mixed precision, fp32 weights and bf16 autocast; `{"gradient_checkpointing": False}`: keep
+    activations instead of TRL's default of recomputing them in the backward)."""
+    name = f"trl-{name}-{r}" if name else f"trl-{r}"
     spec = dict(
         data=str(data),
         model=str(model),
         out=str(work / name),
-        bf16=bf16,
+        config=config or {},
         prompts=args.prompts,
         n=args.n,
         tokens=args.tokens,
@@ -327,7 +290,7 @@ def trl_round(
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     env.pop("PYTHONPATH", None)
     log = work / f"{name}.log"
-    wall, memory = run_measured([str(python), str(script), json.dumps(spec)], env, log)
+    wall, memory = run_measured([str(python), str(TRL_SCRIPT), json.dumps(spec)], env, log)
     line = next(x for x in log.read_text().splitlines() if x.startswith("BENCH_JSON "))
     result = json.loads(line[len("BENCH_JSON ") :])
     return {"wall_s": wall, "memory": memory, **result}
@@ -373,6 +336,7 @@ def trl_figures(args, runs: list[dict]) -> dict:
         ),
         **peak_memory(runs),
         "round_wall_s": [round(r["wall_s"], 1) for r in runs],
+        "gradient_checkpointing": runs[0].get("gradient_checkpointing"),
     }
 
 
@@ -395,6 +359,15 @@ def median(values):
 
 
 def main(argv=None) -> int:
+    # What libraries print (DeepSpeed's logger writes to the stdout it found on import) goes to
+    # stderr: stdout is the JSON's alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = measure(argv)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def measure(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--prompts", type=int, default=4)
     p.add_argument("--n", type=int, default=4)
@@ -411,10 +384,13 @@ def main(argv=None) -> int:
         help="another rlmr run with this override on top (repeatable, a NAME may repeat)",
     )
     p.add_argument(
-        "--trl-bf16",
-        action="store_true",
-        help="also run TRL with bf16=True (its mixed precision) in every round",
+        "--trl-variant",
+        action="append",
+        default=[],
+        metavar="NAME=FIELD=VALUE",
+        help="another TRL run with this GRPOConfig field (a YAML value) on top (repeatable)",
     )
+    p.add_argument("--trl-bf16", action="store_true", help="--trl-variant bf16=bf16=true")
     p.add_argument("--only", choices=["rlmr", "trl"], help="measure one side")
     p.add_argument("--work", type=Path, help="keep logs and runs here (default: a temp dir)")
     args = p.parse_args(argv)
@@ -424,6 +400,13 @@ def main(argv=None) -> int:
         if not sep or not name or "=" not in override:
             p.error(f"--variant: expected NAME=KEY=VALUE, got {spec!r}")
         variants.setdefault(name, []).append(override)
+    trl_variants: dict[str, dict] = {}
+    for spec in args.trl_variant + (["bf16=bf16=true"] if args.trl_bf16 else []):
+        name, _, override = spec.partition("=")
+        field, sep, value = override.partition("=")
+        if not sep or not name or not field:
+            p.error(f"--trl-variant: expected NAME=FIELD=VALUE, got {spec!r}")
+        trl_variants.setdefault(name, {})[field] = yaml.safe_load(value)
 
     model = model_dir()
     python = ensure_trl_venv() if args.only != "rlmr" else None
@@ -431,7 +414,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     data = work / "prompts.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in prompt_rows(64)))
-    rlmr_runs, trl_runs, trl_bf16_runs = [], [], []
+    rlmr_runs, trl_runs = [], []
+    trl_variant_runs: dict[str, list[dict]] = {name: [] for name in trl_variants}
     variant_runs: dict[str, list[dict]] = {name: [] for name in variants}
     for r in range(args.rounds):
         if args.only != "trl":
@@ -444,10 +428,11 @@ def main(argv=None) -> int:
         if args.only != "rlmr":
             trl_runs.append(trl_round(args, work, data, model, python, r))
             print(f"bench: trl round {r + 1}: {trl_runs[-1]['wall_s']:.0f} s", file=sys.stderr)
-            if args.trl_bf16:
-                trl_bf16_runs.append(trl_round(args, work, data, model, python, r, bf16=True))
-                wall = trl_bf16_runs[-1]["wall_s"]
-                print(f"bench: trl bf16 round {r + 1}: {wall:.0f} s", file=sys.stderr)
+            for name, config in trl_variants.items():
+                runs = trl_variant_runs[name]
+                runs.append(trl_round(args, work, data, model, python, r, name, config))
+                wall = runs[-1]["wall_s"]
+                print(f"bench: trl {name} round {r + 1}: {wall:.0f} s", file=sys.stderr)
 
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -476,18 +461,17 @@ def main(argv=None) -> int:
         }
     if trl_runs:
         result["trl"] = trl_figures(args, trl_runs)
-    if trl_bf16_runs:
-        result["trl_bf16"] = trl_figures(args, trl_bf16_runs)
-    for key, suffix in (("trl", ""), ("trl_bf16", "_bf16")):
-        if key not in result:
+    for name, runs in trl_variant_runs.items():
+        result[f"trl_{name}"] = {"config": trl_variants[name], **trl_figures(args, runs)}
+    for suffix in [""] + [f"_{name}" for name in trl_variants]:
+        if f"trl{suffix}" not in result:
             continue
-        trl_step = result[key]["step_s"]
+        trl_step = result[f"trl{suffix}"]["step_s"]
         if rlmr_runs:
             result[f"ratio_rlmr_over_trl{suffix}"] = round(result["rlmr"]["step_s"] / trl_step, 3)
         for figures in result.get("variants", {}).values():
             figures[f"ratio_over_trl{suffix}"] = round(figures["step_s"] / trl_step, 3)
-    print(json.dumps(result, indent=2))
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`bench/vs_trl.py`'s rlmr round: overrides become `--set` arguments of `rlmr train`, and an
 `env:NAME=VALUE` override becomes an environment variable of that run instead (how an allocator
-setting is measured side by side)."""
+setting is measured side by side); a TRL variant's `GRPOConfig` fields reach TRL's script and its
+figures and ratios come out under its own name."""
 
 from __future__ import annotations
 
@@ -43,3 +44,41 @@ def test_env_overrides_set_the_run_s_environment_and_the_rest_are_config_keys(tm
 def test_cpu_description_names_bf16_arithmetic_or_its_absence():
     text = _vs_trl().cpu_description()
     assert "bf16" in text
+
+
+def test_trl_variants_reach_trl_s_config_and_get_their_own_figures_and_ratios(tmp_path, capsys):
+    vs_trl = _vs_trl()
+    specs = []
+
+    def run_measured(cmd, env, log):
+        spec = json.loads(cmd[2])
+        specs.append(spec)
+        print("[WARNING] a library's log line on stdout")  # kept out of the JSON
+        assert cmd[1] == str(REPO / "bench" / "trl_grpo.py")
+        step = 20.0 if spec["config"].get("gradient_checkpointing") is False else 25.0
+        memory = {"rss_gib": 1.0, "pss_gib": 1.0, "by_process_mib": {}, "sampler_cpu_s": 0.1}
+        log.write_text("BENCH_JSON " + json.dumps({"step_s": [99.0, step], "log": []}) + "\n")
+        return 1.0, memory
+
+    vs_trl.run_measured = run_measured
+    vs_trl.model_dir = lambda: tmp_path
+    vs_trl.ensure_trl_venv = lambda: tmp_path / "python"
+    argv = ["--only", "trl", "--rounds", "1", "--work", str(tmp_path), "--trl-bf16"]
+    argv += ["--trl-variant", "keep=gradient_checkpointing=false", "--trl-variant", "keep=beta=0.1"]
+    assert vs_trl.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [s["config"] for s in specs] == [
+        {},
+        {"gradient_checkpointing": False, "beta": 0.1},
+        {"bf16": True},
+    ]
+    assert result["trl"]["step_s"] == 25.0 and result["trl_keep"]["step_s"] == 20.0
+    assert result["trl_keep"]["config"] == {"gradient_checkpointing": False, "beta": 0.1}
+    assert result["trl_bf16"]["config"] == {"bf16": True}
+
+
+def test_a_trl_variant_without_a_value_is_refused(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        _vs_trl().main(["--only", "trl", "--trl-variant", "keep=gradient_checkpointing"])
