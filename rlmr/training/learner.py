@@ -26,6 +26,7 @@ import torch
 from rlmr.config import AlgoConfig, LearnerConfig
 from rlmr.core.algo import BEHAVIOUR_STATS, LossSettings, masked_mean, policy_loss
 from rlmr.core.records import TokenBatch, TrainBatch
+from rlmr.training import master_step
 from rlmr.training.deepspeed_settings import deepspeed_config, offloads_optimizer
 from rlmr.training.logprobs import first_response_column, response_logprobs, sequence_token_logprobs
 from rlmr.training.recompute import enable_checkpointing
@@ -179,6 +180,8 @@ class PolicyLearner:
             self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
                 model=model, config=ds_cfg, **client
             )
+            # bf16 without ZeRO: fp32 gradients a slice at a time in the step (`master_step`).
+            master_step.install(self.optimizer)
         self.model_dir = model_dir
         # Without ZeRO and in fp32, DeepSpeed steps the client optimizer as it is: no gradient
         # norm, no overflow check; the learner computes both. In bf16 (and fp16) DeepSpeed wraps
