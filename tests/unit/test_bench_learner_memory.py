@@ -3,23 +3,17 @@ and the phase after the call is the one named, also when the call raises."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 import types
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO / "bench" / "learner_memory.py"
-    spec = importlib.util.spec_from_file_location("learner_memory", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("learner_memory")
 
 
 def test_a_wrapped_call_files_its_peak_under_its_phase(bench):

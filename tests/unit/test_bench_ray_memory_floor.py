@@ -3,22 +3,16 @@ a vs_trl result."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO / "bench" / "ray_memory_floor.py"
-    spec = importlib.util.spec_from_file_location("bench_ray_memory_floor", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("ray_memory_floor")
 
 
 def test_the_floor_is_set_beside_the_colocated_tree_and_trl(bench, tmp_path):

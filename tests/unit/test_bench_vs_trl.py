@@ -5,18 +5,14 @@ figures and ratios come out under its own name."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import types
 
-from tests.conftest import REPO
+from tests.conftest import REPO, bench_module
 
 
 def _vs_trl():
-    spec = importlib.util.spec_from_file_location("vs_trl", REPO / "bench" / "vs_trl.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("vs_trl")
 
 
 def test_env_overrides_set_the_run_s_environment_and_the_rest_are_config_keys(tmp_path):
