@@ -27,16 +27,31 @@ import types
 import torch
 
 SLICE_BYTES = 64 * 2**20  # fp32 gradients held at once
+# What `sliced_step` reads of the wrapper, as DeepSpeed 0.19 has it: a release without one of
+# them keeps its own step.
+WRAPPER_PARTS = (
+    "fp16_groups",
+    "fp32_groups",
+    "optimizer",
+    "overflow_checker",
+    "mpu",
+    "fused_lamb_legacy",
+    "_skip_invalid_grad_norm",
+    "_update_scale",
+    "unscale_and_clip_grads",
+)
 
 
 def install(optimizer) -> bool:
     """Give DeepSpeed's `FP16_UnfusedOptimizer` the sliced step; False (nothing changed) for any
-    other optimizer."""
+    other optimizer, and for a DeepSpeed release whose wrapper lacks a part the step reads."""
     try:
         from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
     except ImportError:  # pragma: no cover - DeepSpeed is a dependency
         return False
-    if type(optimizer) is not FP16_UnfusedOptimizer or optimizer.fused_lamb_legacy:
+    if type(optimizer) is not FP16_UnfusedOptimizer:
+        return False
+    if not all(hasattr(optimizer, part) for part in WRAPPER_PARTS) or optimizer.fused_lamb_legacy:
         return False
     optimizer.step = types.MethodType(sliced_step, optimizer)
     return True
@@ -61,7 +76,7 @@ def slices(pairs: list, budget: int | None = None) -> list[list]:
 
 @torch.no_grad()
 def sliced_step(self, closure=None):
-    """`FP16_UnfusedOptimizer.step` (DeepSpeed 0.15-0.19) with the fp32 gradients made, used and
+    """`FP16_UnfusedOptimizer.step` (as in DeepSpeed 0.19) with the fp32 gradients made, used and
     dropped a slice at a time; `self` is the wrapper."""
     from deepspeed.moe.utils import split_params_grads_into_shared_and_expert_params
     from deepspeed.runtime.utils import get_global_norm, get_weight_norm, is_invalid_grad_norm

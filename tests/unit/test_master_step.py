@@ -85,6 +85,15 @@ def test_only_deepspeed_s_unfused_half_precision_wrapper_gets_the_sliced_step():
     assert not master_step.install(optimizer) and "step" not in vars(optimizer)
 
 
+def test_a_wrapper_without_a_part_the_step_reads_keeps_deepspeed_s_step(model_dir, monkeypatch):
+    from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
+
+    monkeypatch.delattr(FP16_UnfusedOptimizer, "_skip_invalid_grad_norm")
+    learner = make_learner(model_dir, micro=2, dtype="bfloat16")
+    assert type(learner.optimizer) is FP16_UnfusedOptimizer
+    assert "step" not in vars(learner.optimizer)
+
+
 @pytest.mark.parametrize("budget, runs", [(8, [[0, 1], [2], [3, 4]]), (100, [[0, 1, 2, 3, 4]])])
 def test_slices_hold_about_the_budget_and_a_large_weight_alone(budget, runs):
     sizes = [1, 1, 3, 1, 1]  # fp32 elements: 4 bytes each
