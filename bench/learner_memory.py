@@ -40,15 +40,19 @@ ARMS = ("keep", "checkpointing", "checkpointing, deepspeed step")
 class PhasePeaks:
     """The largest RSS seen in each phase; `phase` is what the sampler files readings under."""
 
-    def __init__(self, every: float = 0.002):
-        import psutil
+    def __init__(self, every: float = 0.002, reading=None):
+        """`reading` returns MiB; this process's RSS unless given."""
+        if reading is None:
+            import psutil
 
-        self.proc, self.every, self.phase, self.peaks = psutil.Process(), every, "init", {}
+            proc = psutil.Process()
+            reading = lambda: proc.memory_info().rss >> 20  # noqa: E731
+        self.reading, self.every, self.phase, self.peaks = reading, every, "init", {}
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self):
         while True:
-            rss, phase = self.proc.memory_info().rss >> 20, self.phase
+            rss, phase = self.reading(), self.phase
             if rss > self.peaks.get(phase, 0):
                 self.peaks[phase] = rss
             time.sleep(self.every)
