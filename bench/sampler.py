@@ -5,7 +5,7 @@
 
 `HFEngine.generate` on the main job's model (configs/smollm2-cpu.yaml: SmolLM2-135M-Instruct,
 fp32, CPU, its linear kernel), the first `--prompts` training prompts in the chat template. The
-engine's own sampler (`rlmr.engine.hf.InverseCDFSampler`: one uniform number per row) alternates
+engine's own sampler (`rlmr.engine.sampling.InverseCDFSampler`: one uniform number per row) alternates
 in one process with transformers' sampling step (`torch.multinomial` over the softmax: an
 exponential number per vocabulary entry), the same warpers before both. Figures: median seconds
 per decoding step (a call's seconds over its longest response: a batch decodes until its last
@@ -29,12 +29,17 @@ from bench.common import header  # noqa: E402
 
 class MultinomialSampler:
     """transformers' sampling step (`torch.multinomial` over the softmax), in the engine's
-    processor form: -inf everywhere but the drawn token."""
+    processor form: -inf everywhere but the drawn token, told to the engine's log-prob recorder."""
+
+    def __init__(self, recorder=None):
+        self.recorder = recorder
 
     def __call__(self, input_ids, scores):
         import torch
 
         drawn = torch.multinomial(torch.softmax(scores.float(), dim=-1), num_samples=1)
+        if self.recorder is not None:
+            self.recorder.picked(drawn)
         return torch.full_like(scores, -float("inf")).scatter_(-1, drawn, 0.0)
 
 
@@ -75,24 +80,24 @@ def main(argv=None) -> int:
 
     from dataclasses import replace
 
-    import rlmr.engine.hf as hf
+    import rlmr.engine.sampling as sampling
     from rlmr.engine import SamplingParams
 
     cfg, engine, prompts = engine_and_prompts(args.config, args.prompts)
     params = SamplingParams(n=args.n, max_new_tokens=args.tokens, temperature=1.0, seed=0)
-    samplers = {"inverse_cdf": hf.InverseCDFSampler, "multinomial": MultinomialSampler}
-    own = hf.InverseCDFSampler
+    samplers = {"inverse_cdf": sampling.InverseCDFSampler, "multinomial": MultinomialSampler}
+    own = sampling.InverseCDFSampler
     engine.generate(prompts, SamplingParams(n=args.n, max_new_tokens=4, seed=0))  # warm-up
     runs: dict[str, list[dict]] = {k: [] for k in samplers}
     for r in range(args.rounds):
         for name, cls in samplers.items():
-            hf.InverseCDFSampler = cls
+            sampling.InverseCDFSampler = cls
             try:
                 start = time.perf_counter()
                 out = engine.generate(prompts, replace(params, seed=r))
                 seconds = time.perf_counter() - start
             finally:
-                hf.InverseCDFSampler = own
+                sampling.InverseCDFSampler = own
             steps = max(len(g.token_ids) for group in out for g in group)
             runs[name].append({"s": seconds, "steps": steps})
             print(f"round {r} {name}: {seconds:.2f} s, {steps} steps", file=sys.stderr)

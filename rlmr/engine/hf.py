@@ -6,10 +6,11 @@ the caller's order. Prompts are pre-formatted strings (tokenised without
 adding special tokens: the chat template already placed them) or token ids.
 
 - `generate`: tokens are drawn by inverse transform sampling after
-  transformers' temperature/top-k/top-p warpers (`InverseCDFSampler`: one
+  transformers' temperature/top-k/top-p warpers (`rlmr.engine.sampling.InverseCDFSampler`: one
   uniform number per row, not `torch.multinomial`'s one per vocabulary entry).
   `Generation.logprobs` are log-softmax of the raw logits (the
-  model at temperature 1, before top-p/top-k), read at each sampled token;
+  model at temperature 1, before top-p/top-k), read at each sampled token
+  as it is drawn (`SampledLogprobs`: no step's logits are kept);
   a response ends at EOS (kept in `token_ids`) or at a stop string (kept in
   `token_ids` up to the token that completes it, cut from `text`).
 - `next_token_logprobs`: one forward pass per batch, last position only.
@@ -34,6 +35,7 @@ from transformers import StoppingCriteria
 
 from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
 from rlmr.engine.kv_cache import shared_prefix_cache
+from rlmr.engine.sampling import SampledLogprobs, logits_processors
 
 
 def _inference(method):
@@ -266,7 +268,6 @@ class HFEngine:
                 eos_token_id=self.eos_ids or None,
                 bos_token_id=None,
                 return_dict_in_generate=True,
-                output_logits=True,
                 use_cache=True,
             )
             criteria = (
@@ -278,12 +279,12 @@ class HFEngine:
                 input_ids=ids,
                 attention_mask=mask,
                 generation_config=config,
-                logits_processor=_sampler(params),
+                logits_processor=logits_processors(params, recorder := SampledLogprobs()),
                 stopping_criteria=criteria,
                 **self._shared_prefill([flat[k][0] for k in batch], ids, mask, pos),
             )
             new = out.sequences[:, ids.shape[1] :]
-            picked = _sampled_logprobs(out.logits, new)
+            picked = recorder.table(*new.shape)
             for row, k in enumerate(batch):
                 results[flat[k]] = self._finish(
                     seqs[row], new[row].tolist(), picked[row], params.stop, max_new
@@ -395,68 +396,6 @@ class HFEngine:
         if count == 0:
             raise ValueError("load_weights: no tensors arrived")
         return count
-
-
-def _sampler(params: SamplingParams):
-    """The logits processors that sample one token per row at `params`' temperature, top-k and
-    top-p (transformers' own warpers, in the order its sampling applies them), for `generate` in
-    greedy mode; `None` for greedy decoding (temperature 0)."""
-    from transformers import (
-        LogitsProcessorList,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    if params.temperature <= 0:
-        return None
-    steps = []
-    if params.temperature != 1.0:
-        steps.append(TemperatureLogitsWarper(params.temperature))
-    if params.top_k > 0:
-        steps.append(TopKLogitsWarper(params.top_k))
-    if params.top_p < 1.0:
-        steps.append(TopPLogitsWarper(params.top_p))
-    return LogitsProcessorList([*steps, InverseCDFSampler()])
-
-
-class InverseCDFSampler:
-    """Draws each row's next token from the softmax of its scores by inverse transform sampling
-    (one uniform number per row, found in the cumulative distribution), and returns scores that
-    are -inf everywhere but at the drawn token, for `generate`'s greedy pick.
-
-    The same categorical distribution as `torch.multinomial`, transformers' sampler, which draws
-    an exponential number per vocabulary entry: 24 ms a decoding step for 16 rows of a 49k
-    vocabulary on the project's 2-core CPU, a tenth of the rollout (`bench/README.md`). Seeded by
-    the global generator (`torch.manual_seed`), as `multinomial` is."""
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(scores.float(), dim=-1)
-        cdf = probs.to(torch.float64).cumsum_(dim=-1)
-        u = torch.rand((len(scores), 1), dtype=torch.float64, device=scores.device)
-        drawn = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
-        vocab = scores.shape[-1]
-        if bool((drawn == vocab).any()):
-            # u * total rounded up to the total (once in 2^53 draws), past every cumulative
-            # probability: the last token that has any probability.
-            positive = probs > 0
-            last = vocab - 1 - positive.flip(-1).to(torch.int8).argmax(-1, keepdim=True)
-            drawn = torch.minimum(drawn, last)
-        out = torch.full_like(scores, -float("inf"))
-        return out.scatter_(-1, drawn, 0.0)
-
-
-def _sampled_logprobs(
-    step_logits: Sequence[torch.Tensor], tokens: torch.Tensor
-) -> list[list[float]]:
-    """log_softmax of each step's raw logits, read at the token sampled at that step."""
-    if not step_logits:
-        return [[] for _ in range(tokens.shape[0])]
-    cols = []
-    for t, logits in enumerate(step_logits):
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        cols.append(logp.gather(-1, tokens[:, t : t + 1].to(logp.device)).squeeze(-1))
-    return torch.stack(cols, dim=1).tolist()
 
 
 class _StopStrings(StoppingCriteria):

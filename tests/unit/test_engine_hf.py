@@ -220,7 +220,7 @@ def test_a_model_that_trains_is_run_in_eval_mode_and_given_back_in_train_mode(ti
 
 
 def test_the_sampler_draws_each_token_with_its_softmax_probability():
-    from rlmr.engine.hf import InverseCDFSampler
+    from rlmr.engine.sampling import InverseCDFSampler
 
     logits = torch.tensor([2.0, -float("inf"), 0.0, 1.0, -float("inf"), -1.0])
     rows = 200_000
@@ -236,7 +236,7 @@ def test_the_sampler_draws_each_token_with_its_softmax_probability():
 
 
 def test_the_last_possible_draw_lands_on_a_token_with_probability():
-    from rlmr.engine.hf import InverseCDFSampler
+    from rlmr.engine.sampling import InverseCDFSampler
 
     logits = torch.tensor([[0.0, 1.0, -float("inf"), -float("inf")]])
     # The top of the distribution: u * total can round up to the total, past every cumulative
@@ -259,3 +259,44 @@ def test_top_k_and_temperature_shape_what_generate_samples(engine):
     drawn = engine.generate(PROMPTS[:1], SamplingParams(max_new_tokens=1, n=40, top_k=3, seed=2))
     firsts = {g.token_ids[0] for g in drawn[0]}
     assert firsts <= allowed and len(firsts) > 1
+
+
+def test_greedy_logprobs_are_the_model_logprobs_of_its_argmax(engine):
+    gens = engine.generate(PROMPTS, SamplingParams(max_new_tokens=6, temperature=0.0))
+    for g in (group[0] for group in gens):
+        forced = engine.sequence_logprobs([g.prompt_token_ids], [g.token_ids])[0]
+        assert forced == pytest.approx(list(g.logprobs), abs=1e-4)
+        assert all(v <= 0 for v in g.logprobs)
+
+
+def test_generate_keeps_no_step_logits(engine, monkeypatch):
+    # The sampled tokens' log-probs are read as they are drawn: a step's [rows, vocabulary]
+    # logits are not held until generate returns.
+    seen = []
+    inner = engine.model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["generation_config"])
+        out = inner(*args, **kwargs)
+        assert getattr(out, "logits", None) is None and getattr(out, "scores", None) is None
+        return out
+
+    monkeypatch.setattr(engine.model, "generate", spy)
+    for temperature in (0.0, 1.0):
+        engine.generate(PROMPTS, SamplingParams(max_new_tokens=3, temperature=temperature))
+    assert seen and not any(c.output_logits or c.output_scores for c in seen)
+
+
+def test_a_step_without_a_pick_is_an_error():
+    from rlmr.engine.sampling import SampledLogprobs
+
+    recorder = SampledLogprobs()
+    scores = torch.tensor([[0.0, 1.0, 2.0]])
+    recorder(None, scores)
+    recorder.picked(torch.tensor([[2]]))
+    assert recorder.table(1, 1)[0][0] == pytest.approx(
+        torch.log_softmax(scores, -1)[0, 2].item(), abs=1e-6
+    )
+    recorder(None, scores)
+    with pytest.raises(RuntimeError, match="without a token picked"):
+        recorder(None, scores)
