@@ -5,8 +5,8 @@
 
 `HFEngine.generate` on the main job's model (configs/smollm2-cpu.yaml: SmolLM2-135M-Instruct,
 fp32, CPU, its linear kernel), the first `--prompts` training prompts in the chat template. The
-engine's own sampler (`rlmr.engine.sampling.InverseCDFSampler`: one uniform number per row) alternates
-in one process with transformers' sampling step (`torch.multinomial` over the softmax: an
+engine's own sampler (`rlmr.engine.sampling.InverseCDFSampler`: one uniform number per row)
+alternates in one process with transformers' sampling step (`torch.multinomial` over the softmax: an
 exponential number per vocabulary entry), the same warpers before both. Figures: median seconds
 per decoding step (a call's seconds over its longest response: a batch decodes until its last
 row ends) and per call. Prints one JSON object.

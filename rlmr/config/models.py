@@ -119,6 +119,12 @@ class HFEngine(Strict):
         "$RLMR_CACHE/linear_kernel.json, so replicas, restarts and resumed runs agree. "
         "Ignored on GPU.",
     )
+    decode_loop: Literal["auto", "generate"] = Field(
+        "auto",
+        description="auto: Llama, Mistral and Qwen2 models decode in the engine's own loop "
+        "(rlmr.engine.decode: a preallocated KV cache, one pass over the layers a token); "
+        "other models, and generate, through transformers' generate.",
+    )
 
 
 class VLLMEngine(Strict):

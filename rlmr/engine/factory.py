@@ -11,7 +11,11 @@ from __future__ import annotations
 def hf_engine_options(engine_cfg) -> dict:
     """What an `HFEngine` config sets on the engine itself (beyond where its model comes from):
     for `build_engine` and for an engine over a model already loaded (the colocated learner's)."""
-    return {"batch_size": engine_cfg.batch_size, "linear_kernel": engine_cfg.linear_kernel}
+    return {
+        "batch_size": engine_cfg.batch_size,
+        "linear_kernel": engine_cfg.linear_kernel,
+        "decode_loop": engine_cfg.decode_loop,
+    }
 
 
 def build_engine(

@@ -37,6 +37,8 @@ from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
 from rlmr.engine.kv_cache import shared_prefix_cache
 from rlmr.engine.sampling import SampledLogprobs, logits_processors
 
+DECODE_LOOPS = ("auto", "generate")
+
 
 def _inference(method):
     """The call under `torch.inference_mode()`, the model in eval mode meanwhile and in the mode
@@ -67,6 +69,7 @@ class HFEngine:
         max_model_len: int | None = None,
         name: str = "",
         linear_kernel: str = "default",
+        decode_loop: str = "auto",
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
@@ -75,6 +78,11 @@ class HFEngine:
         self.linear_kernel = choose_linear_kernel(model, linear_kernel, batch_size)
         if self.linear_kernel == "onednn":
             pack_linears(model, batch_size)
+        from rlmr.engine import decode
+
+        if decode_loop not in DECODE_LOOPS:
+            raise ValueError(f"decode_loop: expected one of {DECODE_LOOPS}, got {decode_loop!r}")
+        self.decode_loop = "own" if decode_loop == "auto" and decode.supports(model) else "generate"
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -104,6 +112,7 @@ class HFEngine:
         batch_size: int = 16,
         max_model_len: int | None = None,
         linear_kernel: str = "default",
+        decode_loop: str = "auto",
     ) -> HFEngine:
         """Load any `ModelSource` (see `rlmr.engine.loading`) onto `device` (auto = cuda if
         visible)."""
@@ -119,6 +128,7 @@ class HFEngine:
             max_model_len=max_model_len,
             name=describe_source(source),
             linear_kernel=linear_kernel,
+            decode_loop=decode_loop,
         )
 
     @property
@@ -259,6 +269,15 @@ class HFEngine:
             room = self.max_model_len - max(len(s) for s in seqs)
             max_new = min(params.max_new_tokens, room)
             ids, mask, pos = self._left_pad(seqs)
+            if self.decode_loop == "own":
+                new, picked = self._own_loop(
+                    [flat[k][0] for k in batch], ids, mask, pos, params, max_new
+                )
+                for row, k in enumerate(batch):
+                    results[flat[k]] = self._finish(
+                        seqs[row], new[row].tolist(), picked[row], params.stop, max_new
+                    )
+                continue
             # Sampling is the last logits processor (`_sampler`); generate then keeps the token
             # it leaves, as in greedy decoding.
             config = GenerationConfig(
@@ -290,6 +309,33 @@ class HFEngine:
                     seqs[row], new[row].tolist(), picked[row], params.stop, max_new
                 )
         return [[results[(p, s)] for s in range(params.n)] for p in range(len(encoded))]
+
+    def _own_loop(self, prompt_of_row, ids, mask, pos, params, max_new: int):
+        """`rlmr.engine.decode.decode` over the batch's distinct prompts: the sampled tokens
+        `[rows, steps]` and their log-probs."""
+        from rlmr.engine.decode import decode
+
+        first_row: dict[int, int] = {}
+        for row, prompt in enumerate(prompt_of_row):
+            first_row.setdefault(prompt, row)
+        heads = list(first_row.values())
+        slot = {prompt: i for i, prompt in enumerate(first_row)}
+        rows = torch.tensor([slot[p] for p in prompt_of_row], device=ids.device)
+        recorder = SampledLogprobs()
+        stopping = _StopStrings(self.tokenizer, params.stop, ids.shape[1]) if params.stop else None
+        new = decode(
+            self.model,
+            ids[heads],
+            mask[heads],
+            pos[heads],
+            rows,
+            max_new,
+            logits_processors(params, recorder),
+            self.pad_id,
+            self.eos_ids,
+            stopping,
+        )
+        return new, recorder.table(*new.shape)
 
     def _shared_prefill(
         self,

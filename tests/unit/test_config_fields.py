@@ -215,6 +215,10 @@ _ENGINE_TESTS = {  # an engine section's fields, by variant; the rollout's and t
             "tests/unit/test_cpu_linear.py::"
             "test_the_engine_on_the_packed_kernel_samples_and_syncs_as_on_the_default",
         ],
+        "decode_loop": [
+            ME + "test_hf_engine_decode_loop_reaches_the_engine",
+            "tests/unit/test_engine_hf.py::test_the_own_loop_decodes_what_generate_decodes",
+        ],
     },
     "vllm": {
         name: [ME + "test_vllm_engine_section_reaches_vllm"]
@@ -1175,6 +1179,21 @@ def test_hf_engine_linear_kernel_reaches_the_engine(tiny_dir, tmp_path):
             built = build_engine(cfg.model.source, section)
             assert built.linear_kernel == kernel
             assert ("forward" in vars(built.model.lm_head)) == (kernel == "onednn")
+
+
+def test_hf_engine_decode_loop_reaches_the_engine(tiny_dir, tmp_path):
+    from rlmr.engine import build_engine
+
+    for loop, chosen in (("auto", "own"), ("generate", "generate")):
+        engine = f"{{type: hf, device: cpu, decode_loop: {loop}}}"
+        cfg = _cfg(
+            tmp_path / loop,
+            f"model.source={TINY}",
+            f"rollout.engine={engine}",
+            f"reward.writing.engine={engine}",
+        )
+        for section in (cfg.rollout.engine, cfg.reward.writing.engine):
+            assert build_engine(cfg.model.source, section).decode_loop == chosen
 
 
 def test_hf_engine_device_reaches_the_loader(tmp_path, monkeypatch):

@@ -146,7 +146,12 @@ def test_samples_of_one_prompt_share_one_prefill_and_sample_as_without_it(tiny_c
     the generations (greedy tokens, their log-probs; sampled rows' log-probs against a forced
     pass) are those of the engine that prefills every row."""
     engine = HFEngine.from_source(
-        TinyModel(), dtype="float32", device="cpu", batch_size=8, max_model_len=256
+        TinyModel(),
+        dtype="float32",
+        device="cpu",
+        batch_size=8,
+        max_model_len=256,
+        decode_loop="generate",
     )
     shapes = []
     hook = engine.model.register_forward_hook(
@@ -269,9 +274,10 @@ def test_greedy_logprobs_are_the_model_logprobs_of_its_argmax(engine):
         assert all(v <= 0 for v in g.logprobs)
 
 
-def test_generate_keeps_no_step_logits(engine, monkeypatch):
+def test_generate_keeps_no_step_logits(both, monkeypatch):
     # The sampled tokens' log-probs are read as they are drawn: a step's [rows, vocabulary]
     # logits are not held until generate returns.
+    _, engine = both
     seen = []
     inner = engine.model.generate
 
@@ -300,3 +306,82 @@ def test_a_step_without_a_pick_is_an_error():
     recorder(None, scores)
     with pytest.raises(RuntimeError, match="without a token picked"):
         recorder(None, scores)
+
+
+# --------------------------------------------------------------------------- the engine's own loop
+
+
+@pytest.fixture(scope="module")
+def both(tiny_cache):  # noqa: F811
+    """The same tiny model behind the engine's own decoding loop and behind `generate`."""
+    own = HFEngine.from_source(TinyModel(), dtype="float32", device="cpu", batch_size=8)
+    plain = HFEngine(own.model, own.tokenizer, batch_size=8, decode_loop="generate")
+    assert own.decode_loop == "own" and plain.decode_loop == "generate"
+    return own, plain
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(max_new_tokens=12, n=3, temperature=0.0),
+        SamplingParams(max_new_tokens=12, n=3, temperature=1.0, seed=5),
+        SamplingParams(max_new_tokens=12, n=2, temperature=0.8, top_k=30, top_p=0.9, seed=2),
+        SamplingParams(max_new_tokens=12, n=2, temperature=0.0, stop=("e",)),
+    ],
+    ids=["greedy", "sampled", "warped", "stop-string"],
+)
+def test_the_own_loop_decodes_what_generate_decodes(both, params):
+    # fp32: the same tokens (the same random numbers drawn in the same order), log-probs, texts
+    # and finish reasons; the loop's attention differs from generate's only in rounding.
+    own, plain = both
+    a, b = own.generate(PROMPTS, params), plain.generate(PROMPTS, params)
+    for x, y in zip((g for group in a for g in group), (g for group in b for g in group)):
+        assert x.token_ids == y.token_ids and x.text == y.text
+        assert x.finish_reason == y.finish_reason
+        assert list(x.logprobs) == pytest.approx(list(y.logprobs), abs=1e-5)
+
+
+def test_the_own_loop_ends_rows_at_eos_and_stops_when_all_have_ended(both, monkeypatch):
+    own, plain = both
+    params = SamplingParams(max_new_tokens=10, n=2, temperature=1.0, seed=4)
+    first = own.generate(PROMPTS[:1], params)[0]
+    eos = first[0].token_ids[2]  # a token the first row samples third: make it an EOS
+    monkeypatch.setattr(own, "eos_ids", [eos])
+    monkeypatch.setattr(plain, "eos_ids", [eos])
+    a, b = own.generate(PROMPTS[:1], params)[0], plain.generate(PROMPTS[:1], params)[0]
+    assert a[0].token_ids[: a[0].token_ids.index(eos) + 1] == a[0].token_ids
+    assert a[0].finish_reason == "stop" and len(a[0].token_ids) <= 3
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+
+
+def test_the_own_loop_prefills_each_distinct_prompt_once(both):
+    own, _ = both
+    shapes = []
+    hook = own.model.register_forward_hook(
+        lambda m, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+    try:
+        own.generate(PROMPTS, SamplingParams(max_new_tokens=6, n=3, temperature=0.0))
+    finally:
+        hook.remove()
+    width = len(own.tokenizer.encode(PROMPTS[1], add_special_tokens=False))
+    assert shapes == [(2, width)]  # the steps run the layers, not the model's forward
+
+
+def test_models_the_own_loop_does_not_know_go_through_generate(both):
+    from rlmr.engine import decode
+
+    own, _ = both
+    config = own.model.config
+    assert decode.supports(own.model)
+    for field, value in (("model_type", "gpt2"), ("_attn_implementation", "flex_attention")):
+        before = getattr(config, field)
+        setattr(config, field, value)
+        try:
+            assert not decode.supports(own.model)
+            assert HFEngine(own.model, own.tokenizer).decode_loop == "generate"
+        finally:
+            setattr(config, field, before)
+    with pytest.raises(ValueError, match="decode_loop"):
+        HFEngine(own.model, own.tokenizer, decode_loop="fast")
