@@ -40,6 +40,16 @@ from rlmr.engine.sampling import SampledLogprobs, logits_processors
 DECODE_LOOPS = ("auto", "generate")
 
 
+def _distinct(prompt_of_row: Sequence[int], device) -> tuple[list[int], torch.Tensor]:
+    """The first row of each distinct prompt (in order of appearance), and for every row the
+    index of its prompt among those."""
+    first_row: dict[int, int] = {}
+    for row, prompt in enumerate(prompt_of_row):
+        first_row.setdefault(prompt, row)
+    slot = {prompt: i for i, prompt in enumerate(first_row)}
+    return list(first_row.values()), torch.tensor([slot[p] for p in prompt_of_row], device=device)
+
+
 def _inference(method):
     """The call under `torch.inference_mode()`, the model in eval mode meanwhile and in the mode
     it was in afterwards."""
@@ -315,12 +325,7 @@ class HFEngine:
         `[rows, steps]` and their log-probs."""
         from rlmr.engine.decode import decode
 
-        first_row: dict[int, int] = {}
-        for row, prompt in enumerate(prompt_of_row):
-            first_row.setdefault(prompt, row)
-        heads = list(first_row.values())
-        slot = {prompt: i for i, prompt in enumerate(first_row)}
-        rows = torch.tensor([slot[p] for p in prompt_of_row], device=ids.device)
+        heads, rows = _distinct(prompt_of_row, ids.device)
         recorder = SampledLogprobs()
         stopping = _StopStrings(self.tokenizer, params.stop, ids.shape[1]) if params.stop else None
         new = decode(
@@ -349,16 +354,12 @@ class HFEngine:
         instead of n), for `generate` to go on from: it then runs the last prompt token and
         samples. Nothing when no prompt repeats. The left-padded rows of one prompt are identical,
         so the cache rows are too; `positions` are `_left_pad`'s, those `generate` gives."""
-        first_row: dict[int, int] = {}
-        for row, prompt in enumerate(prompt_of_row):
-            first_row.setdefault(prompt, row)
-        if len(first_row) == len(prompt_of_row) or ids.shape[1] < 2:
+        heads, rows = _distinct(prompt_of_row, ids.device)
+        if len(heads) == len(prompt_of_row) or ids.shape[1] < 2:
             return {}
-        heads = list(first_row.values())
-        slot = {prompt: i for i, prompt in enumerate(first_row)}
         return shared_prefix_cache(
             self.model,
-            torch.tensor([slot[p] for p in prompt_of_row], device=ids.device),
+            rows,
             input_ids=ids[heads, :-1],
             attention_mask=mask[heads, :-1],
             position_ids=positions[heads, :-1],
