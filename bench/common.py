@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import statistics
 import time
 
 
@@ -25,6 +26,16 @@ def header(cfg, prompts: int, samples: int, **work) -> dict:
             "samples_per_prompt": samples,
             **work,
         },
+    }
+
+
+def call_figures(calls: list[dict]) -> dict:
+    """Medians of generate calls (`{"s": seconds, "steps": longest response}` each): seconds per
+    call and milliseconds per decoding step, with the calls themselves."""
+    return {
+        "s_per_call": round(statistics.median(x["s"] for x in calls), 3),
+        "ms_per_step": round(1000 * statistics.median(x["s"] / x["steps"] for x in calls), 1),
+        "calls": calls,
     }
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import header  # noqa: E402
+from bench.common import call_figures, header  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -104,11 +104,7 @@ def main(argv=None) -> int:
         "rounds": args.rounds,
     }
     for name, rs in runs.items():
-        result[name] = {
-            "s_per_call": round(statistics.median(x["s"] for x in rs), 3),
-            "ms_per_step": round(1000 * statistics.median(x["s"] / x["steps"] for x in rs), 1),
-            "calls": rs,
-        }
+        result[name] = call_figures(rs)
     result["ratio_per_call"] = round(
         result["own_loop"]["s_per_call"] / result["generate"]["s_per_call"], 3
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import header  # noqa: E402
+from bench.common import call_figures, header  # noqa: E402
 
 
 class MultinomialSampler:
@@ -112,11 +111,7 @@ def main(argv=None) -> int:
         "rounds": args.rounds,
     }
     for name, rs in runs.items():
-        result[name] = {
-            "s_per_call": round(statistics.median(x["s"] for x in rs), 3),
-            "ms_per_step": round(1000 * statistics.median(x["s"] / x["steps"] for x in rs), 1),
-            "calls": rs,
-        }
+        result[name] = call_figures(rs)
     result["ratio_per_step"] = round(
         result["inverse_cdf"]["ms_per_step"] / result["multinomial"]["ms_per_step"], 3
     )
