@@ -7,8 +7,8 @@ attention mask rebuilt from the 2-D mask, and the module machinery of each layer
 the same modules' weights (the Linear layers as they are, so oneDNN's packed kernel serves
 them, `rlmr.engine.cpu_linear`) in the order the model's own forward does, with keys and values
 written in place into buffers sized for the whole generation and one additive padding bias per
-step for every layer. Measured on a bf16 SmolLM2, 16 rows x 96 tokens: 4.7 s against 5.8 for
-`generate` (`bench/decode_loop.py`).
+step for every layer. Measured on a bf16 SmolLM2, 16 rows x 96 tokens on a 2-core Xeon: 4.94 s a
+call against 5.59 for `generate` (0.80-0.88 in two runs; fp32 0.83; `bench/decode_loop.py`).
 
 The steps are `generate`'s: the prompt's last position's logits go through the logits
 processors (`rlmr.engine.sampling`), a row that has ended (an EOS, a stopping criterion) takes
@@ -124,7 +124,7 @@ def decode(
     cache = StaticCache(prefill, rows, width + max_new)
     del prefill
     n = len(rows)
-    bias = torch.zeros((n, 1, 1, width + max_new), dtype=cache.keys[0].dtype)
+    bias = cache.keys[0].new_zeros((n, 1, 1, width + max_new))
     bias[:, 0, 0, :width].masked_fill_(attention_mask.index_select(0, rows) == 0, float("-inf"))
     logits = out.logits[:, -1, :].float().index_select(0, rows)
     position = position_ids[:, -1:].index_select(0, rows) + 1
