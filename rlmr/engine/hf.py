@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from transformers import StoppingCriteria
 
+from rlmr.engine import decode as decoding
 from rlmr.engine.base import EngineInfo, Generation, Prompt, SamplingParams
 from rlmr.engine.kv_cache import shared_prefix_cache
 from rlmr.engine.sampling import SampledLogprobs, logits_processors
@@ -88,11 +89,11 @@ class HFEngine:
         self.linear_kernel = choose_linear_kernel(model, linear_kernel, batch_size)
         if self.linear_kernel == "onednn":
             pack_linears(model, batch_size)
-        from rlmr.engine import decode
-
         if decode_loop not in DECODE_LOOPS:
             raise ValueError(f"decode_loop: expected one of {DECODE_LOOPS}, got {decode_loop!r}")
-        self.decode_loop = "own" if decode_loop == "auto" and decode.supports(model) else "generate"
+        self.decode_loop = (
+            "own" if decode_loop == "auto" and decoding.supports(model) else "generate"
+        )
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -265,8 +266,6 @@ class HFEngine:
 
     @_inference
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams) -> list[list[Generation]]:
-        from transformers import GenerationConfig, StoppingCriteriaList
-
         encoded = [self._ids(p) for p in prompts]
         for i, ids in enumerate(encoded):
             self._check_len(i, len(ids), 1)
@@ -279,56 +278,48 @@ class HFEngine:
             room = self.max_model_len - max(len(s) for s in seqs)
             max_new = min(params.max_new_tokens, room)
             ids, mask, pos = self._left_pad(seqs)
-            if self.decode_loop == "own":
-                new, picked = self._own_loop(
-                    [flat[k][0] for k in batch], ids, mask, pos, params, max_new
-                )
-                for row, k in enumerate(batch):
-                    results[flat[k]] = self._finish(
-                        seqs[row], new[row].tolist(), picked[row], params.stop, max_new
-                    )
-                continue
-            # Sampling is the last logits processor (`_sampler`); generate then keeps the token
-            # it leaves, as in greedy decoding.
-            config = GenerationConfig(
-                max_new_tokens=max_new,
-                do_sample=False,
-                pad_token_id=self.pad_id,
-                eos_token_id=self.eos_ids or None,
-                bos_token_id=None,
-                return_dict_in_generate=True,
-                use_cache=True,
-            )
-            criteria = (
-                StoppingCriteriaList([_StopStrings(self.tokenizer, params.stop, ids.shape[1])])
-                if params.stop
-                else None
-            )
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                generation_config=config,
-                logits_processor=logits_processors(params, recorder := SampledLogprobs()),
-                stopping_criteria=criteria,
-                **self._shared_prefill([flat[k][0] for k in batch], ids, mask, pos),
-            )
-            new = out.sequences[:, ids.shape[1] :]
-            picked = recorder.table(*new.shape)
+            decode_batch = self._own_loop if self.decode_loop == "own" else self._generate
+            new, picked = decode_batch([flat[k][0] for k in batch], ids, mask, pos, params, max_new)
             for row, k in enumerate(batch):
                 results[flat[k]] = self._finish(
                     seqs[row], new[row].tolist(), picked[row], params.stop, max_new
                 )
         return [[results[(p, s)] for s in range(params.n)] for p in range(len(encoded))]
 
+    def _generate(self, prompt_of_row, ids, mask, pos, params, max_new: int):
+        """transformers' `generate` on one left-padded batch, from the shared prefill: the sampled
+        tokens `[rows, steps]` and their log-probs."""
+        from transformers import GenerationConfig, StoppingCriteriaList
+
+        # The picker is the last logits processor (`rlmr.engine.sampling`); generate then keeps
+        # the token it leaves, as in greedy decoding.
+        config = GenerationConfig(
+            max_new_tokens=max_new,
+            do_sample=False,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_ids or None,
+            bos_token_id=None,
+            return_dict_in_generate=True,
+            use_cache=True,
+        )
+        stopping = self._stopping(params, ids)
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            generation_config=config,
+            logits_processor=logits_processors(params, recorder := SampledLogprobs()),
+            stopping_criteria=StoppingCriteriaList([stopping]) if stopping else None,
+            **self._shared_prefill(prompt_of_row, ids, mask, pos),
+        )
+        new = out.sequences[:, ids.shape[1] :]
+        return new, recorder.table(*new.shape)
+
     def _own_loop(self, prompt_of_row, ids, mask, pos, params, max_new: int):
         """`rlmr.engine.decode.decode` over the batch's distinct prompts: the sampled tokens
         `[rows, steps]` and their log-probs."""
-        from rlmr.engine.decode import decode
-
         heads, rows = _distinct(prompt_of_row, ids.device)
         recorder = SampledLogprobs()
-        stopping = _StopStrings(self.tokenizer, params.stop, ids.shape[1]) if params.stop else None
-        new = decode(
+        new = decoding.decode(
             self.model,
             ids[heads],
             mask[heads],
@@ -338,9 +329,13 @@ class HFEngine:
             logits_processors(params, recorder),
             self.pad_id,
             self.eos_ids,
-            stopping,
+            self._stopping(params, ids),
         )
         return new, recorder.table(*new.shape)
+
+    def _stopping(self, params: SamplingParams, ids: torch.Tensor):
+        """The stop-string criterion for a batch of left-padded prompts `ids`, or None."""
+        return _StopStrings(self.tokenizer, params.stop, ids.shape[1]) if params.stop else None
 
     def _shared_prefill(
         self,
