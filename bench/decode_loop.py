@@ -4,7 +4,7 @@
     python bench/decode_loop.py --dtype float32 --prompts 4 --n 4 --tokens 64
 
 One engine on the main job's model (configs/smollm2-cpu.yaml: SmolLM2-135M-Instruct, CPU, its
-rollout engine's options), the first `--prompts` training prompts in the chat template, `--n`
+rollout engine's options), the first `--prompts` training prompts as the rollout formats them, `--n`
 samples each at temperature 1. The same model decodes through `rlmr.engine.decode`
 (`decode_loop: auto`) and through `generate` (`decode_loop: generate`), alternating in one process
 with the same seed in each round. Figures: median seconds per call and per decoding step (a
@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     from rlmr.engine import SamplingParams
     from rlmr.engine.factory import hf_engine_options
     from rlmr.engine.hf import HFEngine
+    from rlmr.training.rollout import format_prompt
 
     cfg = load_config(REPO / args.config)
     own = HFEngine.from_source(
@@ -67,12 +68,7 @@ def main(argv=None) -> int:
         ),
     }
     rows = load_prompts(REPO / cfg.data.train)[: args.prompts]
-    prompts = [
-        own.tokenizer.apply_chat_template(
-            [{"role": "user", "content": r.brief()}], tokenize=False, add_generation_prompt=True
-        )
-        for r in rows
-    ]
+    prompts = [format_prompt(r, own.tokenizer, cfg.model.chat_template) for r in rows]
     params = SamplingParams(n=args.n, max_new_tokens=args.tokens, temperature=1.0, seed=0)
     for engine in engines.values():  # warm-up: packed weights, first-call allocations
         engine.generate(prompts, replace(params, max_new_tokens=4))

@@ -44,11 +44,12 @@ class MultinomialSampler:
 
 def engine_and_prompts(config: str, count: int):
     """The main job's config, its rollout engine (HF, CPU, the config's engine options) and its
-    first `count` training prompts in the chat template."""
+    first `count` training prompts as the rollout formats them (`format_prompt`)."""
     import rlmr.engine.hf as hf
     from rlmr.config import load_config
     from rlmr.data.prompts import load_prompts
     from rlmr.engine.factory import hf_engine_options
+    from rlmr.training.rollout import format_prompt
 
     cfg = load_config(REPO / config)
     engine = hf.HFEngine.from_source(
@@ -59,12 +60,7 @@ def engine_and_prompts(config: str, count: int):
         **hf_engine_options(cfg.rollout.engine),
     )
     rows = load_prompts(REPO / cfg.data.train)[:count]
-    prompts = [
-        engine.tokenizer.apply_chat_template(
-            [{"role": "user", "content": r.brief()}], tokenize=False, add_generation_prompt=True
-        )
-        for r in rows
-    ]
+    prompts = [format_prompt(r, engine.tokenizer, cfg.model.chat_template) for r in rows]
     return cfg, engine, prompts
 
 
