@@ -1164,36 +1164,35 @@ def test_hf_engine_section_sets_batching_dtype_and_length(tiny_dir, tmp_path):
             built["policy"].next_token_logprobs([list(range(5, 5 + length + 1))], [5])
 
 
-def test_hf_engine_linear_kernel_reaches_the_engine(tiny_dir, tmp_path):
+def _hf_engines_built_with(tmp_path, field: str, value: str) -> list:
+    """The rollout's and the judge's engines, built from a config whose two HF engine sections set
+    `field: value`."""
     from rlmr.engine import build_engine
 
+    engine = f"{{type: hf, device: cpu, {field}: {value}}}"
+    cfg = _cfg(
+        tmp_path / value,
+        f"model.source={TINY}",
+        f"rollout.engine={engine}",
+        f"reward.writing.engine={engine}",
+    )
+    return [
+        build_engine(cfg.model.source, section)
+        for section in (cfg.rollout.engine, cfg.reward.writing.engine)
+    ]
+
+
+def test_hf_engine_linear_kernel_reaches_the_engine(tiny_dir, tmp_path):
     for kernel in ("default", "onednn"):
-        engine = f"{{type: hf, device: cpu, linear_kernel: {kernel}}}"
-        cfg = _cfg(
-            tmp_path / kernel,
-            f"model.source={TINY}",
-            f"rollout.engine={engine}",
-            f"reward.writing.engine={engine}",
-        )
-        for section in (cfg.rollout.engine, cfg.reward.writing.engine):
-            built = build_engine(cfg.model.source, section)
+        for built in _hf_engines_built_with(tmp_path, "linear_kernel", kernel):
             assert built.linear_kernel == kernel
             assert ("forward" in vars(built.model.lm_head)) == (kernel == "onednn")
 
 
 def test_hf_engine_decode_loop_reaches_the_engine(tiny_dir, tmp_path):
-    from rlmr.engine import build_engine
-
     for loop, chosen in (("auto", "own"), ("generate", "generate")):
-        engine = f"{{type: hf, device: cpu, decode_loop: {loop}}}"
-        cfg = _cfg(
-            tmp_path / loop,
-            f"model.source={TINY}",
-            f"rollout.engine={engine}",
-            f"reward.writing.engine={engine}",
-        )
-        for section in (cfg.rollout.engine, cfg.reward.writing.engine):
-            assert build_engine(cfg.model.source, section).decode_loop == chosen
+        for built in _hf_engines_built_with(tmp_path, "decode_loop", loop):
+            assert built.decode_loop == chosen
 
 
 def test_hf_engine_device_reaches_the_loader(tmp_path, monkeypatch):
