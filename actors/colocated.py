@@ -1,12 +1,13 @@
-"""ColocatedWorker: the one learner rank with the rollout engine and the reference model in its
-process (`cluster.colocate: true`).
+"""ColocatedWorker: the one learner rank with the rollout engine, the reference model and the
+constraint verifier in its process (`cluster.colocate: true`).
 
 The rollout engine is an `HFEngine` over the learner's own module: it
 generates with the weights the optimizer has just stepped, so a weight sync
 moves nothing and the policy exists once (verl's hybrid engine, on one rank).
-The reference model, when the KL term needs one, is loaded beside it. Calls to
-one actor run one after another, so the engine samples between updates, never
-during one.
+The reference model, when the KL term needs one, is loaded beside it, and the
+verifier (a policy run's) checks responses here too: a Ray worker of its own
+held ~110 MiB for a few milliseconds of work a step. Calls to one actor run one
+after another, so the engine samples between updates, never during one.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from actors.learner import LearnerRank
 from actors.process import releases_memory
 from actors.reference import ReferenceCalls
 from actors.rollout import RolloutCalls
+from actors.verifier import VerifierCalls, soft_engine_factory
 
 
 @ray.remote
-class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls):
+class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls, VerifierCalls):
     def setup(self, rank: int, master_addr: str, master_port: int) -> None:
         from rlmr.engine.factory import hf_engine_options
         from rlmr.engine.hf import HFEngine
@@ -37,6 +39,8 @@ class ColocatedWorker(LearnerRank, RolloutCalls, ReferenceCalls):
         )
         if cfg.uses_reference:
             self.load_reference(cfg, self.device)
+        if cfg.task == "policy":  # judge training reads its rewards off the engine: no verifier
+            self.setup_verifier(cfg.reward.verifier, soft_engine_factory(cfg))
 
     @releases_memory
     def update(self, shard):

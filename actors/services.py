@@ -6,8 +6,9 @@ implements the driver's calls: work is split across replicas, verification
 and judging run at the same time, and weights go from learner rank 0 to every
 rollout engine after each step: through the object store for HF engines (CPU),
 by NCCL broadcast from learner rank 0 into the vLLM workers on GPUs
-(`rlmr.engine.weight_group`). With `cluster.colocate` the rollout engine and the
-reference live in the learner's process (`actors.colocated`): nothing moves.
+(`rlmr.engine.weight_group`). With `cluster.colocate` the rollout engine, the
+reference and the verifier live in the learner's process (`actors.colocated`):
+no weights move, and three Ray workers fewer run.
 """
 
 from __future__ import annotations
@@ -23,31 +24,10 @@ from actors.placement import actor_options, create_placement_group, placed_plan,
 from actors.process import cpu_learner_env
 from actors.reference import ReferenceWorker
 from actors.rollout import RolloutWorker
-from actors.verifier import VerifierWorker
-from rlmr.config import HFEngine, RLMRConfig
+from actors.verifier import VerifierWorker, soft_engine_factory
+from rlmr.config import RLMRConfig
 from rlmr.config.placement import plan_placement
 from rlmr.core.records import Group, ScoredGroup, TokenBatch, TrainBatch
-
-
-def soft_engine_factory(cfg: RLMRConfig):
-    """What the verifier asks yes/no questions with, for `soft_constraints: engine`: its own HF copy
-    of the judge's model, built in the verifier's process on CPU (None when soft constraints are not
-    sent to a model)."""
-    if cfg.reward.verifier.soft_constraints != "engine":
-        return None
-    from functools import partial
-
-    from rlmr.engine import build_engine
-
-    writing = cfg.reward.writing
-    source = writing.model or cfg.model.source
-    return partial(
-        build_engine,
-        source,
-        HFEngine(device="cpu", batch_size=8),
-        dtype="float32",
-        max_model_len=writing.max_judge_len,
-    )
 
 
 class ScoresInFlight:
@@ -94,7 +74,9 @@ class RayServices:
         # Judge training reads its rewards off the rollout engines: no verifier, no other judge.
         policy = cfg.task == "policy"
         self.verifier = None
-        if policy:
+        if policy and self.colocated:
+            self.verifier = self._in_learner("verifier")
+        elif policy:
             self.verifier = self._start(
                 "verifier", VerifierWorker, cfg.reward.verifier, soft_engine_factory(cfg)
             )
@@ -244,9 +226,9 @@ class RayServices:
     def shutdown(self) -> None:
         from ray.util.placement_group import remove_placement_group
 
-        groups = [self.learner.ranks, self.verifier, self.genrm]
+        groups = [self.learner.ranks, self.genrm]
         if not self.colocated:
-            groups += [self.rollout, self.reference]
+            groups += [self.rollout, self.reference, self.verifier]
         for group in groups:
             if group is not None:
                 group.kill()

@@ -39,13 +39,14 @@ class ClusterConfig(Strict):
     gpus_per_node: int = Field(0, ge=0, le=16, description="0 = CPU-only cluster.")
     colocate: bool = Field(
         False,
-        description="The rollout engine and the reference model run in the learner's process: "
-        "the engine generates with the learner's own weights (no weight sync, no second copy "
-        "of the policy, two processes fewer), as verl's hybrid engine on one rank. Needs one "
-        "learner rank, one rollout replica, at most one reference replica, an HF rollout engine "
-        "(vLLM would need its sleep mode), ZeRO stage 0-2 and rollout.max_staleness 0 (the "
-        "engine samples between updates). cluster.rollout and cluster.reference then take no "
-        "resources of their own; the engine runs on the learner's device.",
+        description="The rollout engine, the reference model and the constraint verifier run in "
+        "the learner's process: the engine generates with the learner's own weights (no weight "
+        "sync, no second copy of the policy, three processes fewer), as verl's hybrid engine on "
+        "one rank. Needs one learner rank, one rollout replica, at most one reference and one "
+        "verifier replica, an HF rollout engine (vLLM would need its sleep mode), ZeRO stage 0-2 "
+        "and rollout.max_staleness 0 (the engine samples between updates). cluster.rollout, "
+        "cluster.reference and cluster.verifier then take no resources of their own; the engine "
+        "runs on the learner's device.",
     )
     startup_timeout_s: float = Field(
         1800.0,
@@ -81,12 +82,12 @@ class ClusterConfig(Strict):
     @model_validator(mode="after")
     def _check(self):
         if self.colocate:
-            for role, most in (("learner", 1), ("rollout", 1), ("reference", 1)):
+            for role, most in (("learner", 1), ("rollout", 1), ("reference", 1), ("verifier", 1)):
                 if getattr(self, role).replicas > most:
                     raise ValueError(
                         f"{role}.replicas: {getattr(self, role).replicas}, but colocate: true "
-                        "runs the rollout engine and the reference in the one learner rank's "
-                        f"process (at most {most})"
+                        "runs the rollout engine, the reference and the verifier in the one "
+                        f"learner rank's process (at most {most})"
                     )
         for role in ("learner", "reference"):
             if getattr(self, role).gpus > 1:

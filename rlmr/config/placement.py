@@ -35,7 +35,7 @@ NEVER_SHARE = ({"learner", "rollout"},)
 
 # The roles that run inside the learner rank's process under cluster.colocate: no bundles of
 # their own.
-COLOCATED = ("rollout", "reference")
+COLOCATED = ("rollout", "reference", "verifier")
 
 
 def _placed_roles(cluster: ClusterConfig) -> tuple[str, ...]:

@@ -145,10 +145,10 @@ def test_asynchronous_rollout_trains_one_step_behind_with_the_correction(repo, t
     assert (run / "checkpoints" / "latest").read_text() == "step_000003"
 
 
-def test_a_colocated_run_learns_with_three_roles_in_one_process(repo, tmp_path):
-    """`cluster.colocate: true` end to end: the rollout engine and the reference run in the
-    learner's actor, no weights are sent, and the run learns; the engine samples with the weights
-    the learner has just stepped (its log-probs match the learner's at every step)."""
+def test_a_colocated_run_learns_with_four_roles_in_one_process(repo, tmp_path):
+    """`cluster.colocate: true` end to end: the rollout engine, the reference and the verifier run
+    in the learner's actor, no weights are sent, and the run learns; the engine samples with the
+    weights the learner has just stepped (its log-probs match the learner's at every step)."""
     run = tmp_path / "it"
     _train(repo, tmp_path, "--set", "trainer.steps=2", "--set", "cluster.colocate=true")
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

@@ -3,6 +3,8 @@ Ray + DeepSpeed)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import ray
 import torch
@@ -10,6 +12,8 @@ import torch
 from rlmr.config import load_config
 from rlmr.config.placement import plan_placement
 from rlmr.core.records import Group, PromptRow, Response, TokenBatch, TrainBatch
+from rlmr.verify import VerifyGroup, verify_groups
+from rlmr.verify.api import group_verdicts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -109,10 +113,11 @@ def test_rollout_matches_learner_after_sync(local_ray, repo, tmp_path):
 def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
     local_ray, repo, tmp_path
 ):
-    """`cluster.colocate`: one actor is the learner, the rollout engine and the reference. After
-    an update the engine's log-probs are the learner's new ones with nothing sent; the reference
-    keeps the initial ones; sampling in between leaves the learner training (train mode restored,
-    the next update moves the weights again)."""
+    """`cluster.colocate`: one actor is the learner, the rollout engine, the reference and the
+    verifier. After an update the engine's log-probs are the learner's new ones with nothing
+    sent; the reference keeps the initial ones; sampling in between leaves the learner training
+    (train mode restored, the next update moves the weights again); the verifier checks the
+    sampled group in the same process."""
     from actors.colocated import ColocatedWorker
     from actors.placement import create_placement_group
     from rlmr.engine.base import SamplingParams
@@ -128,7 +133,7 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
     )
     assert cfg.uses_reference
     plan = plan_placement(cfg.cluster)
-    assert "rollout" not in plan.replicas and "reference" not in plan.replicas
+    assert not {"rollout", "reference", "verifier"} & set(plan.replicas)
     learner = _learner(cfg, plan, create_placement_group(plan), ColocatedWorker)
     actor = learner.rank0
     tokens = _tokens()
@@ -187,10 +192,17 @@ def test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync(
     # Sampling (eval mode, KV cache) in between, then another update that moves the weights.
     groups = ray.get(
         actor.sample.remote(
-            [PromptRow("q", "Write one line.")], SamplingParams(n=2, max_new_tokens=6, seed=0)
+            [PromptRow("q", "Write one line.", ({"type": "punctuation:no_comma"},))],
+            SamplingParams(n=2, max_new_tokens=6, seed=0),
         )
     )
     assert len(groups) == 1 and len(groups[0].responses) == 2
+    (verdicts,) = ray.get(actor.check.remote(groups))
+    expected = verify_groups([VerifyGroup(groups[0].row.constraints, groups[0].texts)])
+    assert verdicts == group_verdicts(expected[0])
+    info = ray.get(actor.verifier_info.remote())
+    assert info["checked"] == 2
+    assert info["pid"] == ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
     stats = learner.update(batch)
     assert stats["grad_norm"] > 0
     again = learner_lp()

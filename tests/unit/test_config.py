@@ -121,16 +121,17 @@ COLOCATED = MINIMAL + (
 )
 
 
-def test_colocation_runs_rollout_and_reference_in_the_one_learner_rank(tmp_path):
-    """`cluster.colocate`: accepted for one learner rank with an HF engine; the rollout and the
-    reference take no placement of their own (they run in the learner's actor)."""
+def test_colocation_runs_rollout_reference_and_verifier_in_the_one_learner_rank(tmp_path):
+    """`cluster.colocate`: accepted for one learner rank with an HF engine; the rollout, the
+    reference and the verifier take no placement of their own (they run in the learner's
+    actor)."""
     from rlmr.config.placement import plan_placement
 
     cfg = load_config(_write(tmp_path, COLOCATED))
     assert cfg.cluster.colocate and cfg.uses_reference
     plan = plan_placement(cfg.cluster)
-    assert set(plan.replicas) == {"learner", "genrm", "verifier"}
-    assert len(plan.bundles) == 3
+    assert set(plan.replicas) == {"learner", "genrm"}
+    assert len(plan.bundles) == 2
     apart = plan_placement(
         load_config(_write(tmp_path, COLOCATED.replace("true", "false"))).cluster
     )
@@ -143,6 +144,7 @@ def test_colocation_runs_rollout_and_reference_in_the_one_learner_rank(tmp_path)
         ("cluster.learner.replicas=2", r"cluster\.learner\.replicas: 2, but colocate: true"),
         ("cluster.rollout.replicas=2", r"cluster\.rollout\.replicas: 2, but colocate: true"),
         ("cluster.reference.replicas=2", r"cluster\.reference\.replicas: 2, but colocate: true"),
+        ("cluster.verifier.replicas=2", r"cluster\.verifier\.replicas: 2, but colocate: true"),
         ("learner.zero_stage=3", r"learner\.zero_stage: 3 partitions the weights"),
         ("rollout.max_staleness=1", r"rollout\.max_staleness: 1, but a colocated engine"),
         (

@@ -452,10 +452,10 @@ OBSERVED_BY: dict[str, list[str]] = {
     # ----- cluster
     "cluster.nodes": [PLACEMENT + "test_gpu_nodes"],
     "cluster.colocate": [
-        CONFIG + "test_colocation_runs_rollout_and_reference_in_the_one_learner_rank",
+        CONFIG + "test_colocation_runs_rollout_reference_and_verifier_in_the_one_learner_rank",
         "tests/integration/test_weight_sync.py::"
         "test_a_colocated_engine_generates_with_the_learners_weights_without_a_sync",
-        "tests/integration/test_train_tiny.py::test_a_colocated_run_learns_with_three_roles_in_one_process",
+        "tests/integration/test_train_tiny.py::test_a_colocated_run_learns_with_four_roles_in_one_process",
     ],
     "cluster.startup_timeout_s": [
         "tests/integration/test_actor_startup.py::"
