@@ -130,6 +130,12 @@ def main(argv=None) -> int:
     p.add_argument("--micro", type=int, default=4)
     p.add_argument("--updates", type=int, default=3)
     p.add_argument("--arm", choices=ARMS, help="measure one arm in this process (internal)")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=ARMS,
+        help="measure this arm (repeatable; default: all, float32: the first two)",
+    )
     args = p.parse_args(argv)
     if args.arm:
         print("ARM_JSON " + json.dumps(measure_arm(args, args.arm)))
@@ -139,6 +145,8 @@ def main(argv=None) -> int:
     from rlmr.config import load_config
 
     arms = ARMS if args.dtype != "float32" else ARMS[:2]
+    if args.only:
+        arms = tuple(args.only)
     result = header(
         load_config(REPO / args.config),
         args.prompts,
@@ -151,6 +159,8 @@ def main(argv=None) -> int:
     )
     result["arms"] = {}
     passed = argv if argv is not None else sys.argv[1:]
+    passed = [a for i, a in enumerate(passed) if "--only" not in (a, passed[i - 1] if i else "")]
+    passed = [a for a in passed if not a.startswith("--only=")]
     for arm in arms:
         cmd = [sys.executable, __file__, "--arm", arm, *passed]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
