@@ -1,7 +1,10 @@
 """ReferenceWorker: the frozen initial policy, returning per-token log-probs for KL.
 
 Created only when `algo.kl.beta > 0`. It scores the padded sequences with the
-learner's own log-prob function, so the KL term compares like with like.
+learner's own log-prob function, so the KL term compares like with like, in
+forwards of `algo.kl.reference_micro_batch` rows. On CPU its weights are
+file-backed and handed back after every call (`algo.kl.reference_in_file`,
+`rlmr.engine.file_weights`).
 """
 
 from __future__ import annotations
@@ -19,22 +22,35 @@ class ReferenceCalls:
     colocated learner loads beside the policy: `actors.colocated`)."""
 
     def load_reference(self, cfg: RLMRConfig, device: str) -> None:
-        from rlmr.engine.loading import load_model_and_tokenizer
+        from rlmr.engine.file_weights import FileBackedWeights, file_backed_dir
+        from rlmr.engine.loading import cache_root, load_model_and_tokenizer
 
         self.reference_device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
         self.reference_model, _ = load_model_and_tokenizer(
             cfg.model.source, cfg.model.dtype, str(self.reference_device)
         )
-        self.reference_micro_batch = cfg.learner.micro_batch_size
+        self.reference_model.requires_grad_(False)
+        kl = cfg.algo.kl
+        self.reference_micro_batch = kl.reference_micro_batch or cfg.learner.micro_batch_size
+        # On CPU the weights live in a file mapping between calls (the page cache, not this
+        # process, holds them while the learner peaks).
+        self.reference_weights = None
+        folder = file_backed_dir(cache_root()) if kl.reference_in_file else None
+        if self.reference_device.type == "cpu" and folder is not None:
+            self.reference_weights = FileBackedWeights(self.reference_model, folder)
 
     @releases_memory
     def reference_logprobs(self, tokens: TokenBatch) -> torch.Tensor:
         """`[B, T-1]` log-probs of every response token, 0 elsewhere."""
         from rlmr.training.logprobs import response_logprobs
 
-        return response_logprobs(
-            self.reference_model, tokens, self.reference_micro_batch, self.reference_device
-        )
+        try:
+            return response_logprobs(
+                self.reference_model, tokens, self.reference_micro_batch, self.reference_device
+            )
+        finally:
+            if self.reference_weights is not None:
+                self.reference_weights.release()
 
 
 @ray.remote

@@ -270,12 +270,12 @@ def memory_report(
     seq = min(cfg.model.max_model_len, cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens)
     tokens = learner.micro_batch_size * seq
     states = learner_bytes_per_gpu(policy.params, learner, cluster.learner.replicas)
-    # Under ZeRO-3 the output layer's weight is a partition: the logits path (output_layer).
-    chunked = policy.chunked_logits and learner.zero_stage < 3
+    chunked = policy.chunked_logits and learner.zero_stage < 3  # ZeRO-3 partitions the layer
     acts = activation_bytes(policy, tokens, cfg.model.gradient_checkpointing, chunked)
     use_ref = cfg.uses_reference and cluster.reference.replicas > 0
     ref = reference_bytes_per_gpu(policy.params) if use_ref else 0.0
-    ref_acts = scoring_activation_bytes(policy, tokens) if use_ref else 0.0
+    ref_tokens = (cfg.algo.kl.reference_micro_batch or learner.micro_batch_size) * seq
+    ref_acts = scoring_activation_bytes(policy, ref_tokens) if use_ref else 0.0
 
     rollout = _engine_memory(policy, cfg.rollout.engine, cluster.rollout.replicas, gpu_bytes, seq)
     genrm = None

@@ -197,6 +197,22 @@ class KLConfig(Strict):
         description="true: beta * KL added to the loss; "
         "false: beta * sum k1 subtracted from the reward.",
     )
+    reference_micro_batch: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="Rows per forward of the reference model (null: learner.micro_batch_size). "
+        "It runs without a backward, so a forward holds one layer's activations at a time and "
+        "its logits in chunks: larger forwards cost little memory and run faster.",
+    )
+    reference_in_file: bool = Field(
+        True,
+        description="A reference model on CPU keeps its weights in a private mapping of an "
+        "unlinked file under $RLMR_CACHE and hands the pages back after every call: between "
+        "calls they sit in the page cache, which the system reclaims under pressure, instead of "
+        "in the process (270 MB for SmolLM2-135M in bf16, while the learner peaks). Ignored on "
+        "GPU, and where $RLMR_CACHE is on a RAM file system (tmpfs) or cannot be written.",
+    )
 
 
 class AlgoConfig(Strict):

@@ -416,6 +416,14 @@ OBSERVED_BY: dict[str, list[str]] = {
         DRIVER + "test_kl_in_reward_is_subtracted_from_the_writing_score_before_mixing",
         ME + "test_learner_follows_backend_dtype_checkpointing_and_loss_settings",
     ],
+    "algo.kl.reference_micro_batch": [
+        "tests/unit/test_file_weights.py::"
+        "test_the_reference_role_reads_its_weights_from_a_file_and_hands_them_back",
+    ],
+    "algo.kl.reference_in_file": [
+        "tests/unit/test_file_weights.py::"
+        "test_the_reference_role_reads_its_weights_from_a_file_and_hands_them_back",
+    ],
     "algo.loss_aggregation": [
         ME + "test_learner_follows_backend_dtype_checkpointing_and_loss_settings",
         ALGO + "test_seq_mean_token_mean_averages_per_sequence_first",
