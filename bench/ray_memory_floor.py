@@ -11,7 +11,9 @@ run) and an actor that does nothing, then reads the proportional memory (PSS: ea
 split among the processes that map it, so the sum is what the tree holds) of every process of the
 tree: the driver, Ray's daemons (GCS, raylet, dashboard head and agent, runtime-env agent,
 monitors), the two actors. No model is loaded: what it prints is the floor a run pays before its
-first weight, whatever the model's size.
+first weight, whatever the model's size. A colocated run (`cluster.colocate`) checks constraints
+in its learner's process since 12-03: its floor is the driver and the daemons, without the
+verifier actor.
 
 `--step` reads a `vs_trl.py` result and sets the floor beside it: the colocated variant's tree at
 its peak, its model process, and TRL's one process. Prints one JSON object.

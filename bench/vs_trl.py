@@ -38,7 +38,9 @@ round: its figures go under `variants`, each with its own ratio to TRL.
 field (`bf16=true`, or `gradient_checkpointing=false`: TRL 1.16's GRPO
 recomputes activations in the backward by default, rlmr by default keeps
 them); its figures go under `trl_NAME`, the ratios under
-`ratio_rlmr_over_trl_NAME`. Prints one JSON object.
+`ratio_rlmr_over_trl_NAME`. Each ratio is also taken round by round (`..._rounds`: each rlmr
+round's median step over the TRL round of the same index, and their median), so a slow spell of
+a shared machine weighs on both sides of a round. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -340,6 +342,17 @@ def trl_figures(args, runs: list[dict]) -> dict:
     }
 
 
+def round_ratios(rlmr_runs: list[dict], trl_runs: list[dict]) -> dict:
+    """rlmr / TRL round by round (each round's median step, the first step left out), and their
+    median: the two sides of a round run minutes apart, so a slow spell of a shared machine
+    weighs on both instead of on whichever side it fell in."""
+    ratios = [
+        median([m["time/step_s"] for m in a["steps"] if m["step"] > 1]) / median(b["step_s"][1:])
+        for a, b in zip(rlmr_runs, trl_runs)
+    ]
+    return {"by_round": [round(r, 3) for r in ratios], "median": round(median(ratios), 3)}
+
+
 def cpu_description() -> str:
     """The CPU's model name and whether it has bf16 arithmetic (AMX, AVX-512 BF16): the
     figures of the two kinds of machine do not compare."""
@@ -467,10 +480,13 @@ def measure(argv=None) -> dict:
         if f"trl{suffix}" not in result:
             continue
         trl_step = result[f"trl{suffix}"]["step_s"]
+        trl = trl_runs if not suffix else trl_variant_runs[suffix[1:]]
         if rlmr_runs:
             result[f"ratio_rlmr_over_trl{suffix}"] = round(result["rlmr"]["step_s"] / trl_step, 3)
-        for figures in result.get("variants", {}).values():
+            result[f"ratio_rlmr_over_trl{suffix}_rounds"] = round_ratios(rlmr_runs, trl)
+        for name, figures in result.get("variants", {}).items():
             figures[f"ratio_over_trl{suffix}"] = round(figures["step_s"] / trl_step, 3)
+            figures[f"ratio_over_trl{suffix}_rounds"] = round_ratios(variant_runs[name], trl)
     return result
 
 

@@ -78,3 +78,17 @@ def test_a_trl_variant_without_a_value_is_refused(tmp_path):
 
     with pytest.raises(SystemExit):
         _vs_trl().main(["--only", "trl", "--trl-variant", "keep=gradient_checkpointing"])
+
+
+def test_round_ratios_pair_each_rlmr_round_with_the_trl_round_beside_it():
+    """A slow spell of the machine that falls on one round weighs on both sides of that round: the
+    ratio is taken round by round (first steps left out), then the median."""
+
+    def rlmr(*steps):
+        return {"steps": [{"step": i + 1, "time/step_s": s} for i, s in enumerate(steps)]}
+
+    rounds = _vs_trl().round_ratios(
+        [rlmr(99.0, 10.0, 11.0, 12.0), rlmr(99.0, 20.0, 22.0, 24.0), rlmr(99.0, 9.0)],
+        [{"step_s": [1.0, 25.0, 25.0]}, {"step_s": [1.0, 40.0, 50.0]}, {"step_s": [1.0, 30.0]}],
+    )
+    assert rounds == {"by_round": [0.44, 0.489, 0.3], "median": 0.44}
