@@ -204,11 +204,7 @@ class JudgedServices(FakeServices):
 
         super().__init__(respond)
         self.verifier = _bare(VerifierWorker)
-        self.verifier.config, self.verifier.soft_checker, self.verifier.checked = (
-            cfg.reward.verifier,
-            None,
-            0,
-        )
+        self.verifier.setup_verifier(cfg.reward.verifier)
         self.genrm = _bare(GenRMWorker)
         self.genrm.engine = engine
         self.genrm.judge = GenerativeJudge(
