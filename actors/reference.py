@@ -35,9 +35,10 @@ class ReferenceCalls:
         # On CPU the weights live in a file mapping between calls (the page cache, not this
         # process, holds them while the learner peaks).
         self.reference_weights = None
-        folder = file_backed_dir(cache_root()) if kl.reference_in_file else None
-        if self.reference_device.type == "cpu" and folder is not None:
-            self.reference_weights = FileBackedWeights(self.reference_model, folder)
+        if self.reference_device.type == "cpu" and kl.reference_in_file:
+            folder = file_backed_dir(cache_root())
+            if folder is not None:
+                self.reference_weights = FileBackedWeights(self.reference_model, folder)
 
     @releases_memory
     def reference_logprobs(self, tokens: TokenBatch) -> torch.Tensor:

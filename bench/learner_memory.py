@@ -159,8 +159,6 @@ def main(argv=None) -> int:
     )
     result["arms"] = {}
     passed = argv if argv is not None else sys.argv[1:]
-    passed = [a for i, a in enumerate(passed) if "--only" not in (a, passed[i - 1] if i else "")]
-    passed = [a for a in passed if not a.startswith("--only=")]
     for arm in arms:
         cmd = [sys.executable, __file__, "--arm", arm, *passed]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)

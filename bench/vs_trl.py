@@ -309,9 +309,14 @@ def peak_memory(runs: list[dict]) -> dict:
     }
 
 
+def measured_steps(run: dict) -> list[dict]:
+    """An rlmr round's steps but the first (first-call warm-up)."""
+    return [m for m in run["steps"] if m["step"] > 1]
+
+
 def rlmr_figures(args, runs: list[dict]) -> dict:
     """Median step and phases over every round's steps but the first, tokens/s, peak memory."""
-    steps = [m for run in runs for m in run["steps"] if m["step"] > 1]
+    steps = [m for run in runs for m in measured_steps(run)]
     phases = sorted({k for m in steps for k in m if k.startswith("time/")})
     return {
         "step_s": median([m["time/step_s"] for m in steps]),
@@ -347,7 +352,7 @@ def round_ratios(rlmr_runs: list[dict], trl_runs: list[dict]) -> dict:
     median: the two sides of a round run minutes apart, so a slow spell of a shared machine
     weighs on both instead of on whichever side it fell in."""
     ratios = [
-        median([m["time/step_s"] for m in a["steps"] if m["step"] > 1]) / median(b["step_s"][1:])
+        median([m["time/step_s"] for m in measured_steps(a)]) / median(b["step_s"][1:])
         for a, b in zip(rlmr_runs, trl_runs)
     ]
     return {"by_round": [round(r, 3) for r in ratios], "median": round(median(ratios), 3)}

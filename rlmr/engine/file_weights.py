@@ -84,7 +84,7 @@ class FileBackedWeights:
         with tempfile.TemporaryFile(dir=directory) as f:  # unlinked: gone with the process
             for p, offset in zip(params, offsets):
                 f.seek(offset)
-                f.write(p.detach().contiguous().view(torch.uint8).reshape(-1).numpy().tobytes())
+                f.write(p.detach().contiguous().view(torch.uint8).reshape(-1).numpy())
             f.truncate(size)
             f.flush()
             # A private mapping: reads come from the page cache; nothing ever writes to it.
