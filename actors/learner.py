@@ -67,6 +67,7 @@ class LearnerRank:
             RankInfo(rank, self.world_size, self.device),
             samples_per_step=cfg.rollout.prompts_per_step * cfg.rollout.n,
             gradient_checkpointing=cfg.model.gradient_checkpointing,
+            checkpoint_layers=cfg.model.checkpoint_layers,
             seed=cfg.trainer.seed,
             save_optimizer=cfg.checkpoint.save_optimizer,
         )

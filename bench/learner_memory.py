@@ -13,7 +13,9 @@ Each arm is a fresh process, so high-water marks do not carry over:
 - `keep`: activations kept for the backward (rlmr's default);
 - `checkpointing`: `model.gradient_checkpointing: true` (layers recomputed in the backward);
 - `checkpointing, deepspeed step`: the same with DeepSpeed's own bf16 step, which makes every
-  fp32 gradient at once (`rlmr.training.master_step` replaced; bf16 only).
+  fp32 gradient at once (`rlmr.training.master_step` replaced; bf16 only);
+- `checkpointing, first layers`: only the first `--checkpoint-layers` decoder layers recompute
+  (`model.checkpoint_layers`), the others keep their activations (only with `--only`).
 
 Prints one JSON object: per arm, the peak of each phase (MiB, the median over the updates after
 the first) and the seconds of an update.
@@ -34,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-ARMS = ("keep", "checkpointing", "checkpointing, deepspeed step")
+ARMS = ("keep", "checkpointing", "checkpointing, deepspeed step", "checkpointing, first layers")
 
 
 class PhasePeaks:
@@ -94,6 +96,7 @@ def measure_arm(args, arm: str) -> dict:
         samples_per_step=args.prompts * args.n,
         seed=0,
         gradient_checkpointing=arm != "keep",
+        checkpoint_layers=args.checkpoint_layers if arm == ARMS[3] else None,
     )
     vocab = learner.engine.module.config.vocab_size
     _, batch = make_batch(args.prompts, args.n, args.prompt_tokens, args.tokens, vocab)
@@ -129,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", type=int, default=96)
     p.add_argument("--micro", type=int, default=4)
     p.add_argument("--updates", type=int, default=3)
+    p.add_argument("--checkpoint-layers", type=int, default=20, help="for the last arm")
     p.add_argument("--arm", choices=ARMS, help="measure one arm in this process (internal)")
     p.add_argument(
         "--only",
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
 
     from rlmr.config import load_config
 
-    arms = ARMS if args.dtype != "float32" else ARMS[:2]
+    arms = ARMS[:3] if args.dtype != "float32" else ARMS[:2]
     if args.only:
         arms = tuple(args.only)
     result = header(

@@ -123,11 +123,16 @@ def _layer_working_bytes_per_token(shape: ModelShape) -> float:
 
 
 def activation_bytes(
-    shape: ModelShape, tokens: int, checkpointing: bool = True, chunked_logits: bool = False
+    shape: ModelShape,
+    tokens: int,
+    checkpointing: bool = True,
+    chunked_logits: bool = False,
+    recomputed: int | None = None,
 ) -> float:
     """Training activations of one micro-batch of `tokens` tokens on one GPU (an estimate).
 
-    With gradient checkpointing: every layer's bf16 input, plus one layer
+    With gradient checkpointing: every recomputed layer's bf16 input (`recomputed` of them, the
+    `model.checkpoint_layers`; None: all), every other layer's activations, plus one layer
     recomputed (activations and their gradients), plus the logits at
     `LOGIT_TRAIN_BYTES` per token and vocabulary entry and one chunk of the
     entropy's temporaries; with `chunked_logits` (`ModelShape.chunked_logits`, below ZeRO-3) a
@@ -140,7 +145,9 @@ def activation_bytes(
     else:
         logits = (LOGIT_TRAIN_BYTES * tokens + ENTROPY_CHUNK_BYTES_PER_VOCAB) * shape.vocab
     if checkpointing:
-        return shape.layers * tokens * shape.hidden * BF16_BYTES + 2 * per_layer + logits
+        inputs = shape.layers if recomputed is None else min(recomputed, shape.layers)
+        kept = (shape.layers - inputs) * per_layer
+        return inputs * tokens * shape.hidden * BF16_BYTES + kept + 2 * per_layer + logits
     return shape.layers * per_layer + per_layer + logits
 
 
@@ -271,7 +278,10 @@ def memory_report(
     tokens = learner.micro_batch_size * seq
     states = learner_bytes_per_gpu(policy.params, learner, cluster.learner.replicas)
     chunked = policy.chunked_logits and learner.zero_stage < 3  # ZeRO-3 partitions the layer
-    acts = activation_bytes(policy, tokens, cfg.model.gradient_checkpointing, chunked)
+    model = cfg.model
+    acts = activation_bytes(
+        policy, tokens, model.gradient_checkpointing, chunked, model.checkpoint_layers
+    )
     use_ref = cfg.uses_reference and cluster.reference.replicas > 0
     ref = reference_bytes_per_gpu(policy.params) if use_ref else 0.0
     ref_tokens = (cfg.algo.kl.reference_micro_batch or learner.micro_batch_size) * seq
@@ -403,89 +413,11 @@ def load_scenarios(
     return gpu_bytes, out
 
 
-def _gb(x: float) -> str:
-    return f"{x / GB:.1f}"
-
-
-def _engines(res, engine, shape: ModelShape | None = None) -> str:
-    """`replicas x TPn (model)`, the model named only when it is not the policy."""
-    if res.replicas == 0 or res.gpus == 0:
-        return "-"
-    tp = f" x TP{engine.tensor_parallel_size}" if engine.type == "vllm" else ""
-    model = f" ({shape.name.removeprefix('Qwen2.5-')})" if shape else ""
-    return f"{res.replicas}{tp}{model}"
-
-
-def layout_table(scenarios: list[Scenario]) -> str:
-    """Markdown: who runs where, and how many GPUs the placement plan gives each role."""
-    head = (
-        "| scenario | nodes x GPUs | learner ranks, ZeRO | reference | rollout engines "
-        "| GenRM engines "
-        "| GPUs learner / ref / rollout / GenRM | verifier |"
-    )
-    lines = [head, "|---" * (head.count("|") - 1) + "|"]
-    for s in scenarios:
-        c, lr = s.cfg.cluster, s.cfg.learner
-        plan = plan_placement(c)
-        offloaded = [
-            k
-            for k, on in (("optimizer", lr.offload_optimizer), ("params", lr.offload_params))
-            if on
-        ]
-        offload = " + offload " + "/".join(offloaded) if offloaded else ""
-        ref = (
-            f"{c.reference.replicas} x {c.reference.gpus:g} GPU"
-            if s.cfg.uses_reference and c.reference.replicas
-            else "- (KL off)"
-        )
-        judge = s.judge if s.judge is not s.policy else None
-        gpus = " / ".join(
-            _gpu_count(plan, role) for role in ("learner", "reference", "rollout", "genrm")
-        )
-        lines.append(
-            f"| {s.name} | {c.nodes} x {c.gpus_per_node} "
-            f"| {c.learner.replicas} x {c.learner.gpus:g} GPU, "
-            f"ZeRO-{lr.zero_stage}{offload} | {ref} | {_engines(c.rollout, s.cfg.rollout.engine)} "
-            f"| {_engines(c.genrm, s.cfg.reward.writing.engine, judge)} "
-            f"| {gpus} | {c.verifier.replicas} |"
-        )
-    return "\n".join(lines)
-
-
-def _gpu_count(plan: PlacementPlan, role: str) -> str:
-    gpus = {b for r in plan.replicas.get(role, []) if r.gpus_per_bundle for b in r.bundles}
-    return str(len(gpus)) if gpus else "-"
-
-
-def memory_table(scenarios: list[Scenario], gpu_bytes: float) -> str:
-    """Markdown: per-GPU memory of every role, the peak GPU, and host memory for offloaded state."""
-    head = (
-        "| scenario | learner states | activations (tokens) | reference | learner GPU peak "
-        "| rollout weights + KV | rollout KV (sequences) | GenRM weights + KV | GenRM KV (prompts) "
-        "| host per node |"
-    )
-    lines = [head, "|---" * (head.count("|") - 1) + "|"]
-    for s in scenarios:
-        r = s.report(gpu_bytes)
-        ro, g = r.rollout, r.genrm
-        lines.append(
-            f"| {s.name} | {_gb(r.learner_states)} "
-            f"| {_gb(r.learner_activations)} ({r.learner_tokens}) "
-            f"| {_gb(r.reference) if r.reference else '-'} "
-            f"| {_gb(r.learner_gpu_peak[0])} ({r.learner_gpu_peak[1]}) "
-            f"| {_gb(ro.weights) + ' + ' + _gb(ro.kv) if ro else '-'} "
-            "| "
-            f"{f'{ro.kv_tokens // 1000}k ({ro.sequences} x {ro.sequence_tokens})' if ro else '-'} "
-            f"| {_gb(g.weights) + ' + ' + _gb(g.kv) if g else '-'} "
-            f"| {f'{g.kv_tokens // 1000}k ({g.sequences} x {g.sequence_tokens})' if g else '-'} "
-            f"| {_gb(r.host_per_node) if r.host_per_node else '-'} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = args[0] if args else "cluster/scaling.yaml"
+    from rlmr.config.memory_tables import layout_table, memory_table
+
     gpu_bytes, scenarios = load_scenarios(path)
     print(layout_table(scenarios))
     print()

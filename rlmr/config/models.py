@@ -97,6 +97,18 @@ class ModelConfig(Strict):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward to save memory."
     )
+    checkpoint_layers: int | None = Field(
+        None,
+        ge=0,
+        description="With gradient_checkpointing: how many decoder layers recompute (the first "
+        "N; null: all). A layer left out keeps its activations: less recomputation, more memory.",
+    )
+
+    @model_validator(mode="after")
+    def _checkpoint_layers_need_checkpointing(self):
+        if self.checkpoint_layers is not None and not self.gradient_checkpointing:
+            raise ValueError("checkpoint_layers: set, but gradient_checkpointing is false")
+        return self
 
 
 # --------------------------------------------------------------------------- engines

@@ -108,6 +108,7 @@ class PolicyLearner:
         rank: RankInfo,
         samples_per_step: int,
         gradient_checkpointing: bool = False,
+        checkpoint_layers: int | None = None,
         seed: int = 0,
         save_optimizer: bool = True,
     ):
@@ -149,7 +150,7 @@ class PolicyLearner:
                 model_dir, dtype=torch_dtype(model_dtype), local_files_only=True
             )
             if gradient_checkpointing:
-                enable_checkpointing(model)
+                enable_checkpointing(model, checkpoint_layers)
             model.config.use_cache = False
             params = [p for p in model.parameters() if p.requires_grad]
             warmup = learner.warmup_steps * learner.updates_per_step

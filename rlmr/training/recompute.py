@@ -1,15 +1,16 @@
 """Activation checkpointing whose recomputation runs under the settings its forward ran under.
 
-With checkpointing (`model.gradient_checkpointing: true`) each decoder layer keeps only its input
-in the forward and runs again in the backward to rebuild what the gradient needs. The learner's
-forward runs under settings it enters for that forward alone: PyTorch's math attention for a bf16
-model on CPU (`logprobs.training_attention`) and the flattened shared-prompt attention
-(`shared_prompt`). By the time the backward recomputes a layer those contexts have exited, so a
-plain checkpoint recomputes with other kernels: PyTorch then refuses the tensors it rebuilt
-(`CheckpointError`: different metadata) or, for the flattened forward, the layer would read its
-keys through another attention function. Here every such setting is entered through
-`forward_setting`, and `checkpoint_contexts` (the `context_fn` of PyTorch's non-reentrant
-checkpoint) hands the recomputation the settings that were active when the layer first ran.
+With checkpointing (`model.gradient_checkpointing: true`) each decoder layer (or the first
+`model.checkpoint_layers`) keeps only its input in the forward and runs again in the backward to
+rebuild what the gradient needs. The learner's forward runs under settings it enters for that
+forward alone: PyTorch's math attention for a bf16 model on CPU (`logprobs.training_attention`) and
+the flattened shared-prompt attention (`shared_prompt`). By the time the backward recomputes a layer
+those contexts have exited, so a plain checkpoint recomputes with other kernels: PyTorch then
+refuses the tensors it rebuilt (`CheckpointError`: different metadata) or, for the flattened
+forward, the layer would read its keys through another attention function. Here every such setting
+is entered through `forward_setting`, and `checkpoint_contexts` (the `context_fn` of PyTorch's
+non-reentrant checkpoint) hands the recomputation the settings that were active when the layer first
+ran.
 """
 
 from __future__ import annotations
@@ -55,15 +56,40 @@ def checkpoint_contexts() -> tuple[ContextManager, ContextManager]:
     return contextlib.nullcontext(), _entered(tuple(_active()))
 
 
-def enable_checkpointing(model) -> None:
+def enable_checkpointing(model, layers: int | None = None) -> None:
     """Turn on activation checkpointing in a transformers model, non-reentrant, recomputing under
-    the forward's settings."""
+    the forward's settings: in its first `layers` decoder layers (None: all of them). A layer
+    left out keeps its activations for the backward (Megatron's `recompute_num_layers`): memory
+    traded back for the recomputation's time."""
     kwargs = {"use_reentrant": False, "context_fn": checkpoint_contexts}
     enable = getattr(model, "activation_checkpointing_enable", None)
     if enable is not None:
         enable(activation_checkpointing_kwargs=kwargs)
     else:  # transformers before the rename
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if layers is None:
+        return
+    blocks = decoder_layers(model)
+    if not 0 <= layers <= len(blocks):
+        raise ValueError(
+            f"model.checkpoint_layers: {layers}, but the model has {len(blocks)} decoder layers"
+        )
+    for block in blocks[layers:]:
+        block.gradient_checkpointing = False
+
+
+def decoder_layers(model) -> list:
+    """The model's repeated blocks that can checkpoint (transformers' `GradientCheckpointingLayer`
+    subclasses), in forward order."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    inner = getattr(model, "module", model)
+    return [m for m in inner.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def checkpointed_layers(model) -> int:
+    """How many of the model's decoder layers recompute in the backward."""
+    return sum(_checkpointed(m) for m in decoder_layers(model))
 
 
 def checkpointing(model) -> bool:

@@ -261,6 +261,12 @@ OBSERVED_BY: dict[str, list[str]] = {
     "model.gradient_checkpointing": [
         ME + "test_learner_follows_backend_dtype_checkpointing_and_loss_settings"
     ],
+    "model.checkpoint_layers": [
+        ME + "test_learner_recomputes_only_the_first_checkpoint_layers",
+        "tests/unit/test_recompute.py::test_only_the_first_layers_recompute_with_the_same_numbers",
+        "tests/unit/test_recompute.py::test_checkpoint_layers_needs_checkpointing_and_the_layers",
+        "tests/unit/test_scaling.py::test_layers_left_out_of_checkpointing_keep_their_activations",
+    ],
     # ----- data
     "data.train": [ME + "test_prompt_sets_follow_the_data_section_and_chat_template"],
     "data.eval": [
@@ -1472,7 +1478,13 @@ def learner_factory(tiny_dir, monkeypatch):
     _, folder = tiny_dir
 
     def build(
-        samples=4, dtype="float32", checkpointing=False, save_optimizer=True, algo=None, **learner
+        samples=4,
+        dtype="float32",
+        checkpointing=False,
+        save_optimizer=True,
+        algo=None,
+        checkpoint_layers=None,
+        **learner,
     ):
         learner = PolicyLearner(
             str(folder),
@@ -1482,6 +1494,7 @@ def learner_factory(tiny_dir, monkeypatch):
             RankInfo(0, 1, "cpu"),
             samples_per_step=samples,
             gradient_checkpointing=checkpointing,
+            checkpoint_layers=checkpoint_layers,
             save_optimizer=save_optimizer,
         )
         return learner, seen
@@ -1597,6 +1610,19 @@ def test_learner_follows_backend_dtype_checkpointing_and_loss_settings(learner_f
     )
     in_reward = AlgoConfig(kl={"beta": 0.2, "estimator": "k1", "in_loss": False})
     assert learner_factory(algo=in_reward)[0].loss.kl_coef == 0.0  # the driver applies it instead
+
+
+def test_learner_recomputes_only_the_first_checkpoint_layers(learner_factory):
+    from rlmr.training.recompute import checkpointed_layers, decoder_layers
+
+    learner, _ = learner_factory(checkpointing=True)
+    layers = len(decoder_layers(learner.engine.module))
+    assert layers > 1 and checkpointed_layers(learner.engine.module) == layers
+    learner, _ = learner_factory(checkpointing=True, checkpoint_layers=1)
+    module = learner.engine.module
+    assert [b.gradient_checkpointing for b in decoder_layers(module)] == [True] + [False] * (
+        layers - 1
+    )
 
 
 def test_learner_saves_optimizer_state_only_when_asked(learner_factory, tmp_path):

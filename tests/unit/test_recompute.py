@@ -11,9 +11,15 @@ import pytest
 import torch
 import transformers
 
+from rlmr.config import ModelConfig
 from rlmr.training import shared_prompt
 from rlmr.training.logprobs import sequence_token_logprobs
-from rlmr.training.recompute import enable_checkpointing, recomputes_in_forward_settings
+from rlmr.training.recompute import (
+    checkpointed_layers,
+    decoder_layers,
+    enable_checkpointing,
+    recomputes_in_forward_settings,
+)
 
 LAYERS = 2
 
@@ -94,3 +100,37 @@ def test_a_checkpoint_without_the_forward_settings_keeps_the_plain_forward():
     assert not recomputes_in_forward_settings(model)
     assert not shared_prompt.packable(model)
     assert recomputes_in_forward_settings(_model(torch.float32))  # no checkpointing: nothing to do
+
+
+def test_only_the_first_layers_recompute_with_the_same_numbers(attention_calls):
+    """`model.checkpoint_layers`: the first layers recompute in the backward, the others keep their
+    activations; log-probs and gradients stay those of the model without checkpointing."""
+    plain = _model(torch.float32)
+    partial = copy.deepcopy(plain)
+    enable_checkpointing(partial, layers=1)
+    assert checkpointed_layers(partial) == 1 and recomputes_in_forward_settings(partial)
+    assert [b.gradient_checkpointing for b in decoder_layers(partial)] == [True, False]
+
+    logp, grads = _logprobs_and_grads(plain)
+    del attention_calls[:]
+    logp_ck, grads_ck = _logprobs_and_grads(partial)
+    assert len(attention_calls) == LAYERS + 1  # the forward, and the first layer again
+
+    assert torch.equal(logp, logp_ck)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_ck[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+    none = _model(torch.float32)
+    enable_checkpointing(none, layers=0)
+    assert checkpointed_layers(none) == 0
+    enable_checkpointing(all_ := _model(torch.float32), layers=LAYERS)
+    assert checkpointed_layers(all_) == LAYERS
+
+
+def test_checkpoint_layers_needs_checkpointing_and_the_layers():
+    with pytest.raises(ValueError, match="model.checkpoint_layers: 3, but the model has 2 decoder"):
+        enable_checkpointing(_model(torch.float32), layers=LAYERS + 1)
+    source = {"type": "tiny"}
+    with pytest.raises(ValueError, match="checkpoint_layers: set, but gradient_checkpointing is"):
+        ModelConfig(source=source, checkpoint_layers=1)
+    assert ModelConfig(source=source, gradient_checkpointing=True, checkpoint_layers=0)

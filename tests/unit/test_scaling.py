@@ -21,16 +21,15 @@ from rlmr.config.memory import (
     MODELS,
     activation_bytes,
     kv_bytes_per_token_per_gpu,
-    layout_table,
     learner_bytes_per_gpu,
     learner_host_bytes_per_rank,
     load_scenarios,
     memory_report,
-    memory_table,
     reference_bytes_per_gpu,
     vllm_kv_bytes_per_gpu,
     vllm_weight_bytes_per_gpu,
 )
+from rlmr.config.memory_tables import layout_table, memory_table
 from rlmr.config.placement import plan_placement
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +105,33 @@ def test_activations_grow_with_tokens_and_without_checkpointing():
     fixed = activation_bytes(shape, 1024) - step
     assert fixed == pytest.approx(12 * 1024 * shape.vocab)
     assert activation_bytes(shape, 2048, checkpointing=False) > activation_bytes(shape, 2048)
+
+
+def test_layers_left_out_of_checkpointing_keep_their_activations():
+    """`model.checkpoint_layers`: each layer left out of the recomputation swaps its bf16 input for
+    its whole activations; the memory report follows the config."""
+    shape, tokens = MODELS["qwen2.5-7b"], 2048
+    full = activation_bytes(shape, tokens)
+    assert activation_bytes(shape, tokens, recomputed=shape.layers) == full
+    assert activation_bytes(shape, tokens, recomputed=shape.layers + 5) == full
+    layer = 2 * (6 * shape.hidden + 4 * shape.intermediate) * tokens
+    swap = layer - 2 * shape.hidden * tokens
+    assert activation_bytes(shape, tokens, recomputed=shape.layers - 4) == pytest.approx(
+        full + 4 * swap
+    )
+    kept = activation_bytes(shape, tokens, recomputed=0)
+    assert kept == pytest.approx(activation_bytes(shape, tokens, checkpointing=False) + layer)
+
+    s = SCENARIOS[0]
+    on = s.cfg.model.model_copy(update={"gradient_checkpointing": True})
+    cfg = s.cfg.model_copy(update={"model": on})
+    every = memory_report(cfg, s.policy, s.judge, GPU_BYTES).learner_activations
+    fewer_model = on.model_copy(update={"checkpoint_layers": s.policy.layers - 4})
+    cfg = s.cfg.model_copy(update={"model": fewer_model})
+    fewer = memory_report(cfg, s.policy, s.judge, GPU_BYTES).learner_activations
+    seq = min(cfg.model.max_model_len, cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens)
+    micro_batch_tokens = cfg.learner.micro_batch_size * seq
+    assert fewer - every == pytest.approx(4 * swap / tokens * micro_batch_tokens)
 
 
 # --------------------------------------------------------------------------- the nine layouts
